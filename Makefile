@@ -1,0 +1,43 @@
+# The two commands: `make run` and `make test`. Everything they need is installed here.
+PYTHON_BOOT ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP_PY := $(VENV)/.installed
+STAMP_NODE := node_modules/.installed
+
+.PHONY: run test lint bench bench-load drop demo install clean
+
+install: $(STAMP_PY) $(STAMP_NODE)
+
+$(STAMP_PY): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(STAMP_NODE): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+run: install
+	$(PY) -m local.run
+
+test: install
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+lint: install
+	$(PY) -m ruff check .
+
+bench: install
+	$(PY) -m bench.validator_bench
+
+drop: install
+	@test -n "$(FILE)" || (echo "usage: make drop FILE=path/to/file [DOSSIER=DEMO001]" && exit 2)
+	$(PY) -m local.drop "$(FILE)" $(if $(DOSSIER),--dossier "$(DOSSIER)")
+
+demo: install
+	$(PY) -m local.demo
+
+clean:
+	rm -rf $(VENV) node_modules .azurite .bench .pytest_cache .ruff_cache

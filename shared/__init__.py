@@ -1,0 +1,1 @@
+"""The FEC to Cegid Loop import pipeline: plain Python, no azure.functions import."""
