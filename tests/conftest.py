@@ -9,6 +9,8 @@ import pytest
 
 from local.azurite import Azurite, start_azurite
 
+pytest_plugins = ["tests.fixtures_loop"]
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SAMPLES_DIR = PROJECT_ROOT.parent / "shared" / "fec-samples"
 
