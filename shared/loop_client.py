@@ -1,0 +1,274 @@
+"""Client for Cegid Loop's public import API (importFEC and the import status).
+
+Errors say whether the request may have reached Loop, because that decides what is safe:
+- LoopUnavailableError: it certainly did not get through (connection refused, DNS, 429/503 after
+  retries). Safe to try again later.
+- LoopOutcomeUnknownError: it may have been processed (read timeout, connection reset after
+  sending, 5xx, an unreadable 200). Never retried blindly: Loop has no idempotency key.
+- LoopRejectedError / LoopAuthError: Loop answered no, definitively.
+- LoopBadResponseError: a status answer that makes no sense (only for the status call).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
+from urllib3.util.retry import Retry
+
+from shared.settings import Settings
+
+MAX_RESPONSE_BYTES = 64 * 1024
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
+FINAL_STATUSES = frozenset({3, 4})
+
+
+class LoopError(Exception):
+    """Base of every Loop client error. Messages never contain keys or SAS signatures."""
+
+    def __init__(self, message: str, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.http_status = http_status
+
+
+class LoopUnavailableError(LoopError):
+    """The request did not reach Loop; trying again later is safe."""
+
+
+class LoopOutcomeUnknownError(LoopError):
+    """The request may have been processed by Loop; an operator must check before resending."""
+
+
+class LoopRejectedError(LoopError):
+    """Loop refused the request (an error body or a 4xx); resending the same request is useless."""
+
+
+class LoopAuthError(LoopRejectedError):
+    """Loop refused the keys (401/403): check LOOP_API_KEY, LOOP_SUBSCRIPTION_KEY and the dossier link."""
+
+
+class LoopBadResponseError(LoopError):
+    """Loop answered something that is not a valid status."""
+
+
+class BoundedRetry(Retry):
+    """urllib3's Retry, with a cap on how long a Retry-After header can make us sleep."""
+
+    MAX_RETRY_AFTER_SECONDS = 30.0
+
+    def get_retry_after(self, response: Any) -> float | None:
+        value = super().get_retry_after(response)
+        return None if value is None else min(value, self.MAX_RETRY_AFTER_SECONDS)
+
+
+def build_retry(retries: int, backoff_factor: float = 0.5) -> Retry:
+    """Retry only what certainly did not get through: connection failures, 429 and 503.
+
+    read=0 and other=0: a timeout or reset after the request was sent is never retried.
+    """
+    return BoundedRetry(
+        total=retries,
+        connect=retries,
+        read=0,
+        other=0,
+        redirect=0,
+        status=retries,
+        status_forcelist=frozenset({429, 503}),
+        allowed_methods=frozenset({"GET", "POST"}),
+        backoff_factor=backoff_factor,
+        backoff_max=30,
+        backoff_jitter=0.5,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+
+
+@dataclass(frozen=True)
+class LoopStatus:
+    request_id: str
+    status: int
+    code_ibs: str | None
+    last_update: str | None
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+def _not_sent(error: requests.ConnectionError) -> bool:
+    """True when the connection was never established, so the request cannot have been seen."""
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    reason = error.args[0] if error.args else None
+    if isinstance(reason, MaxRetryError):
+        reason = reason.reason
+    return isinstance(reason, NewConnectionError | ConnectTimeoutError)
+
+
+class LoopClient:
+    """A pooled requests.Session with both auth headers and bounded, safe retries."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        subscription_key: str,
+        *,
+        status_path: str = "/getImportStatus",
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        retry: Retry | None = None,
+        pool_size: int = 16,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.status_path = status_path
+        self.timeout = (connect_timeout, read_timeout)
+        self.session = requests.Session()
+        adapter = HTTPAdapter(
+            max_retries=retry if retry is not None else build_retry(4),
+            pool_connections=pool_size,
+            pool_maxsize=pool_size,
+        )
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self.session.headers.update(
+            {"x-apikey": api_key, "Ocp-Apim-Subscription-Key": subscription_key, "Accept": "application/json"}
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LoopClient:
+        return cls(
+            settings.loop_base_url,
+            settings.loop_api_key,
+            settings.loop_subscription_key,
+            status_path=settings.loop_status_path,
+            connect_timeout=settings.loop_connect_timeout,
+            read_timeout=settings.loop_read_timeout,
+            retry=build_retry(settings.loop_retries),
+            pool_size=max(settings.poll_concurrency, 4),
+        )
+
+    def __repr__(self) -> str:
+        return f"LoopClient(base_url={self.base_url!r})"
+
+    def close(self) -> None:
+        self.session.close()
+
+    # --- importFEC -------------------------------------------------------------------------
+
+    def import_fec(self, code_ibs: str, file_url: str) -> str:
+        """POST /importFEC; return the accountingImportRequestId."""
+        try:
+            response = self.session.post(
+                f"{self.base_url}/importFEC",
+                json={"codeIbs": code_ibs, "URI": "", "URL": file_url},
+                timeout=self.timeout,
+                stream=True,
+            )
+        except requests.ConnectionError as error:
+            if _not_sent(error):
+                raise LoopUnavailableError(f"Loop unreachable: {type(error).__name__}") from None
+            raise LoopOutcomeUnknownError(
+                f"connection lost after sending importFEC: {type(error).__name__}"
+            ) from None
+        except requests.Timeout:
+            raise LoopOutcomeUnknownError("no answer from Loop within the read timeout") from None
+        except requests.RequestException as error:
+            raise LoopOutcomeUnknownError(f"importFEC failed: {type(error).__name__}") from None
+        with response:
+            return self._request_id_from(response)
+
+    def _request_id_from(self, response: requests.Response) -> str:
+        status = response.status_code
+        if status in (429, 503):
+            raise LoopUnavailableError(f"Loop is busy (HTTP {status}) after retries", status)
+        body = _read_json(response)
+        if status in (401, 403):
+            raise LoopAuthError(_message(body) or f"Loop refused the keys (HTTP {status})", status)
+        if 400 <= status < 500:
+            raise LoopRejectedError(_message(body) or f"Loop refused the import (HTTP {status})", status)
+        if status != 200:
+            raise LoopOutcomeUnknownError(f"Loop answered HTTP {status} to importFEC", status)
+        if body is _UNREADABLE or not isinstance(body, dict):
+            raise LoopOutcomeUnknownError("Loop answered HTTP 200 with an unreadable body", status)
+        if "error" in body:
+            raise LoopRejectedError(_message(body) or "Loop answered an error without a message", status)
+        request_id = body.get("accountingImportRequestId")
+        if not request_id:
+            raise LoopRejectedError("Loop answered HTTP 200 without accountingImportRequestId", status)
+        if not isinstance(request_id, str) or not REQUEST_ID_PATTERN.fullmatch(request_id):
+            raise LoopOutcomeUnknownError(
+                f"Loop answered an implausible request id {str(request_id)[:40]!r}", status
+            )
+        return request_id
+
+    # --- status ----------------------------------------------------------------------------
+
+    def get_import_status(self, request_id: str) -> LoopStatus:
+        try:
+            response = self.session.get(
+                f"{self.base_url}{self.status_path}",
+                params={"accountingImportRequestId": request_id},
+                timeout=self.timeout,
+                stream=True,
+            )
+        except requests.RequestException as error:
+            raise LoopUnavailableError(f"status call failed: {type(error).__name__}") from None
+        with response:
+            return self._status_from(request_id, response)
+
+    def _status_from(self, request_id: str, response: requests.Response) -> LoopStatus:
+        status = response.status_code
+        body = _read_json(response)
+        if status in (401, 403):
+            raise LoopAuthError(_message(body) or f"Loop refused the keys (HTTP {status})", status)
+        if status == 404:
+            raise LoopBadResponseError(_message(body) or "Loop does not know this request id", status)
+        if status != 200:
+            raise LoopUnavailableError(f"Loop answered HTTP {status} to the status call", status)
+        if not isinstance(body, dict):
+            raise LoopBadResponseError("Loop answered a status that is not a JSON object", status)
+        if "error" in body:
+            raise LoopBadResponseError(_message(body) or "Loop answered an error", status)
+        value = body.get("status")
+        try:
+            code = int(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            code = 0
+        if code not in (1, 2, 3, 4) or isinstance(value, bool):
+            raise LoopBadResponseError(f"Loop answered status {str(value)[:20]!r}, expected 1 to 4", status)
+        return LoopStatus(request_id, code, body.get("codeIBS"), body.get("lastUpdate"))
+
+
+_UNREADABLE = object()
+
+
+def _read_json(response: requests.Response) -> Any:
+    """The JSON body, read up to MAX_RESPONSE_BYTES; _UNREADABLE if too big or not JSON."""
+    raw = response.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
+    if len(raw) > MAX_RESPONSE_BYTES:
+        return _UNREADABLE
+    try:
+        return json.loads(raw.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError):
+        return _UNREADABLE
+
+
+def _message(body: Any) -> str | None:
+    """Loop's error message from `{"error": {"message": ...}}` or an APIM `{"message": ...}`."""
+    if not isinstance(body, dict):
+        return None
+    error = body.get("error")
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])[:500]
+    if isinstance(error, str) and error:
+        return error[:500]
+    if body.get("message"):
+        return str(body["message"])[:500]
+    return None

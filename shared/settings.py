@@ -1,0 +1,150 @@
+"""Settings, read once from the environment (app settings on Azure, local.settings.json locally)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_CONTAINER = "api-import-ecrit"
+DEFAULT_LOOP_BASE_URL = "https://api.cegid.com/loop-api-publiques"
+DEFAULT_STATUS_PATH = "/getImportStatus"
+LOOP_MINIMUM_SAS_HOURS = 24
+
+
+class SettingsError(ValueError):
+    """One or more settings are missing or wrong; the message names each of them."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the pipeline needs, validated. Secrets are excluded from repr."""
+
+    storage_connection_string: str | None
+    storage_account_name: str | None
+    blob_service_uri: str | None
+    table_service_uri: str | None
+    container: str
+    loop_base_url: str
+    loop_api_key: str
+    loop_subscription_key: str
+    loop_status_path: str
+    sas_ttl_hours: int
+    ledger_table: str
+    dossier_table: str
+    report_container: str
+    loop_connect_timeout: float
+    loop_read_timeout: float
+    loop_retries: int
+    poll_concurrency: int
+    submit_timeout_minutes: int
+    stale_after_hours: int
+    sas_expiry_warning_hours: int
+    duplicate_window_hours: int
+
+    def __repr__(self) -> str:
+        return (
+            f"Settings(container={self.container!r}, loop_base_url={self.loop_base_url!r}, "
+            f"ledger_table={self.ledger_table!r}, sas_ttl_hours={self.sas_ttl_hours})"
+        )
+
+
+class _Reader:
+    """Reads typed values and collects every problem, so one error names them all."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def text(self, name: str, default: str | None = None, *, required: bool = False) -> str:
+        value = (self.env.get(name) or "").strip()
+        if value:
+            return value
+        if required:
+            self.problems.append(f"{name} is not set")
+        return default or ""
+
+    def integer(self, name: str, default: int, minimum: int, maximum: int | None = None) -> int:
+        raw = (self.env.get(name) or "").strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            self.problems.append(f"{name} must be a whole number, got {raw!r}")
+            return default
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+            self.problems.append(f"{name} must be {bound}, got {value}")
+        return value
+
+    def seconds(self, name: str, default: float) -> float:
+        raw = (self.env.get(name) or "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if value <= 0:
+            self.problems.append(f"{name} must be a positive number of seconds, got {raw!r}")
+            return default
+        return value
+
+
+def _storage_problems(connection_string: str, account_name: str, blob_uri: str) -> list[str]:
+    if connection_string or account_name or blob_uri:
+        return []
+    return [
+        "AzureWebJobsStorage is not set: give a connection string (UseDevelopmentStorage=true for "
+        "Azurite) or AzureWebJobsStorage__accountName for a managed identity"
+    ]
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the settings; raise SettingsError naming every missing or bad one."""
+    read = _Reader(os.environ if env is None else env)
+    connection_string = read.text("AzureWebJobsStorage")
+    account_name = read.text("AzureWebJobsStorage__accountName")
+    blob_uri = read.text("AzureWebJobsStorage__blobServiceUri")
+    table_uri = read.text("AzureWebJobsStorage__tableServiceUri")
+    read.problems += _storage_problems(connection_string, account_name, blob_uri)
+
+    api_key = read.text("LOOP_API_KEY", required=True)
+    if api_key and ":" not in api_key:
+        read.problems.append("LOOP_API_KEY must have the form key:secret (as generated on CegidLife)")
+    base_url = read.text("LOOP_API_BASE_URL", DEFAULT_LOOP_BASE_URL).rstrip("/")
+    if not base_url.startswith(("https://", "http://")):
+        read.problems.append(f"LOOP_API_BASE_URL must be an http(s) URL, got {base_url!r}")
+    status_path = read.text("LOOP_STATUS_PATH", DEFAULT_STATUS_PATH)
+    if not status_path.startswith("/"):
+        status_path = "/" + status_path
+
+    settings = Settings(
+        storage_connection_string=connection_string or None,
+        storage_account_name=account_name or None,
+        blob_service_uri=blob_uri or None,
+        table_service_uri=table_uri or None,
+        container=read.text("FEC_IMPORT_CONTAINER", DEFAULT_CONTAINER),
+        loop_base_url=base_url,
+        loop_api_key=api_key,
+        loop_subscription_key=read.text("LOOP_SUBSCRIPTION_KEY", required=True),
+        loop_status_path=status_path,
+        sas_ttl_hours=read.integer("SAS_TTL_HOURS", LOOP_MINIMUM_SAS_HOURS, LOOP_MINIMUM_SAS_HOURS, 24 * 7),
+        ledger_table=read.text("IMPORT_LEDGER_TABLE", "fecimports"),
+        dossier_table=read.text("DOSSIER_MAP_TABLE", "fecdossiers"),
+        report_container=read.text("IMPORT_REPORT_CONTAINER", "fec-import-reports"),
+        loop_connect_timeout=read.seconds("LOOP_CONNECT_TIMEOUT_SECONDS", 10.0),
+        loop_read_timeout=read.seconds("LOOP_READ_TIMEOUT_SECONDS", 60.0),
+        loop_retries=read.integer("LOOP_MAX_RETRIES", 4, 0, 10),
+        poll_concurrency=read.integer("STATUS_POLL_CONCURRENCY", 8, 1, 64),
+        submit_timeout_minutes=read.integer("SUBMIT_TIMEOUT_MINUTES", 15, 1),
+        stale_after_hours=read.integer("IMPORT_STALE_AFTER_HOURS", 12, 1),
+        sas_expiry_warning_hours=read.integer("SAS_EXPIRY_WARNING_HOURS", 2, 0),
+        duplicate_window_hours=read.integer("DUPLICATE_WINDOW_HOURS", 72, 0),
+    )
+    if settings.container == settings.report_container:
+        read.problems.append("IMPORT_REPORT_CONTAINER must differ from FEC_IMPORT_CONTAINER")
+    if read.problems:
+        raise SettingsError("Invalid settings: " + "; ".join(read.problems))
+    return settings
