@@ -41,6 +41,7 @@ class Settings:
     stale_after_hours: int
     sas_expiry_warning_hours: int
     duplicate_window_hours: int
+    claim_lease_seconds: int
 
     def __repr__(self) -> str:
         return (
@@ -142,6 +143,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         stale_after_hours=read.integer("IMPORT_STALE_AFTER_HOURS", 12, 1),
         sas_expiry_warning_hours=read.integer("SAS_EXPIRY_WARNING_HOURS", 2, 0),
         duplicate_window_hours=read.integer("DUPLICATE_WINDOW_HOURS", 72, 0),
+        claim_lease_seconds=read.integer("CLAIM_LEASE_SECONDS", 300, 1),
     )
     if settings.container == settings.report_container:
         read.problems.append("IMPORT_REPORT_CONTAINER must differ from FEC_IMPORT_CONTAINER")
