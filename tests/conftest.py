@@ -27,3 +27,24 @@ def azurite() -> Iterator[Azurite]:
     instance = start_azurite(in_memory=True)
     yield instance
     instance.stop()
+
+
+def unique_name(prefix: str) -> str:
+    """A table or container name no other test uses (letters and digits only)."""
+    import uuid  # noqa: PLC0415
+
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def blob_service(azurite: Azurite):
+    from azure.storage.blob import BlobServiceClient  # noqa: PLC0415
+
+    return BlobServiceClient.from_connection_string(azurite.connection_string)
+
+
+@pytest.fixture
+def table_service(azurite: Azurite):
+    from azure.data.tables import TableServiceClient  # noqa: PLC0415
+
+    return TableServiceClient.from_connection_string(azurite.connection_string)

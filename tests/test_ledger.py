@@ -1,0 +1,102 @@
+"""The ledger against a real Azurite Table service."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from shared import ledger as states
+from shared.ledger import ImportRecord, Ledger, LedgerConflictError
+from tests.conftest import unique_name
+
+
+@pytest.fixture
+def ledger(table_service):
+    return Ledger.from_service(table_service, unique_name("ledger"))
+
+
+def new_record(name="DEMO001/a #1?.txt", etag='"0x8DC1"'):
+    return ImportRecord("api-import-ecrit", name, etag, size=10)
+
+
+def test_claim_creates_once_and_returns_the_stored_record_afterwards(ledger):
+    record, created = ledger.claim(new_record())
+    assert created
+    again, created_again = ledger.claim(new_record())
+    assert not created_again
+    assert again.keys == record.keys
+    assert again.state == states.RECEIVED
+    assert again.etag == '"0x8DC1"'
+    assert again.blob_name == "DEMO001/a #1?.txt"
+
+
+def test_concurrent_claims_make_exactly_one_winner(ledger):
+    results = []
+    barrier = threading.Barrier(10)
+
+    def claim():
+        barrier.wait()
+        results.append(ledger.claim(new_record())[1])
+
+    threads = [threading.Thread(target=claim) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False] * 9 + [True]
+
+
+def test_save_is_etag_guarded(ledger):
+    record, _ = ledger.claim(new_record())
+    stale = ledger.get(*record.keys)
+    record.state = states.SUBMITTING
+    ledger.save(record)
+    stale.state = states.SUBMITTING
+    with pytest.raises(LedgerConflictError):
+        ledger.save(stale)
+
+
+def test_update_reapplies_on_conflict_and_keeps_both_changes(ledger):
+    record, _ = ledger.claim(new_record())
+    stale = ledger.get(*record.keys)
+    record.add_flag("stale")
+    ledger.save(record)
+
+    def set_pending(current):
+        current.state = states.PENDING
+        current.request_id = "11111111-2222-3333-4444-555555555555"
+        return True
+
+    saved = ledger.update(stale, set_pending)
+    stored = ledger.get(*record.keys)
+    assert saved.state == stored.state == states.PENDING
+    assert stored.has_flag("stale")
+    assert ledger.by_request_id("11111111-2222-3333-4444-555555555555").keys == record.keys
+
+
+def test_pending_index_follows_the_state(ledger):
+    record, _ = ledger.claim(new_record())
+    assert [r.keys for _, r in ledger.watched()] == [record.keys]
+    record.state = states.COMPLETED
+    ledger.save(record)
+    assert list(ledger.watched()) == []
+
+
+def test_listing_by_state_and_versions(ledger):
+    first, _ = ledger.claim(new_record(etag='"0x1"'))
+    second, _ = ledger.claim(new_record(etag='"0x2"'))
+    second.state = states.REJECTED
+    ledger.save(second)
+    assert {r.etag for r in ledger.all_records()} == {'"0x1"', '"0x2"'}
+    assert [r.etag for r in ledger.all_records(states.REJECTED)] == ['"0x2"']
+    assert [r.etag for r in ledger.versions_of("api-import-ecrit", "DEMO001/a #1?.txt")] == ['"0x1"', '"0x2"']
+
+
+def test_history_and_times_round_trip(ledger):
+    record, _ = ledger.claim(new_record())
+    record.sas_expires_at = record.received_at + timedelta(hours=24)
+    record.state = states.PENDING
+    ledger.save(record, "posted")
+    stored = ledger.get(*record.keys)
+    assert stored.sas_expires_at == record.sas_expires_at
+    assert [entry["state"] for entry in stored.to_dict()["history"]] == [states.RECEIVED, states.PENDING]

@@ -1,0 +1,26 @@
+import logging
+
+from shared import telemetry
+
+
+def test_redact_url_hides_sig_and_keeps_the_rest():
+    url = "https://acct.blob.core.windows.net/c/a%20b.txt?sv=2024&sp=r&sig=abc%2Bdef%3D&se=2026"
+    redacted = telemetry.redact_url(url)
+    assert "abc" not in redacted
+    assert "sig=REDACTED" in redacted
+    assert "sp=r" in redacted
+    assert redacted.startswith("https://acct.blob.core.windows.net/c/a%20b.txt?")
+
+
+def test_emit_has_fixed_dimensions_and_redacts_reasons(caplog):
+    caplog.set_level(logging.INFO, logger="fec_import")
+    telemetry.emit(
+        telemetry.REJECTED,
+        {"blob": "c/x.txt", "etag": "0x1", "codeIbs": "DEMO001", "reason": "download of ...&sig=SECRET1 failed"},
+    )
+    (record,) = caplog.records
+    assert record.getMessage().startswith("import.rejected blob=c/x.txt etag=0x1 codeIbs=DEMO001")
+    assert "SECRET1" not in record.getMessage()
+    dims = record.custom_dimensions
+    assert set(dims) == {"event", *telemetry.DIMENSIONS}
+    assert dims["requestId"] is None
