@@ -1,0 +1,66 @@
+"""SAS signing against a real Azurite, which checks signatures, permissions and expiry."""
+
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from azure.storage.blob import BlobServiceClient
+
+from local.azurite import DEV_ACCOUNT_KEY
+from shared.sas import SasSigner
+from tests.conftest import unique_name
+
+NAMES = ["plain.txt", "DEMO001/dir/with space #1 %41 ?x+y é.txt", "x" * 1000]
+
+
+@pytest.fixture
+def container(blob_service):
+    name = unique_name("sas")
+    blob_service.create_container(name)
+    return name
+
+
+@pytest.mark.parametrize("blob_name", NAMES)
+def test_signed_url_reads_exactly_the_snapshot(blob_service, container, blob_name):
+    blob = blob_service.get_blob_client(container, blob_name)
+    blob.upload_blob(b"version one", overwrite=True)
+    snapshot = blob.create_snapshot()["snapshot"]
+    blob.upload_blob(b"version two", overwrite=True)
+    signed = SasSigner(blob_service, ttl_hours=24).sign(container, blob_name, snapshot=snapshot)
+    response = requests.get(signed.url, timeout=10)
+    assert response.status_code == 200
+    assert response.content == b"version one"
+    assert "sig=" not in repr(signed)
+
+
+def test_signed_url_is_read_only_with_24h_and_15min_skew(blob_service, container):
+    blob_service.get_blob_client(container, "a.txt").upload_blob(b"x")
+    now = datetime.now(UTC).replace(microsecond=0)
+    signed = SasSigner(blob_service, ttl_hours=24, clock=lambda: now).sign(container, "a.txt")
+    query = parse_qs(urlsplit(signed.url).query)
+    assert query["sp"] == ["r"]
+    assert signed.expires_at == now + timedelta(hours=24)
+    start = datetime.fromisoformat(query["st"][0].replace("Z", "+00:00"))
+    assert now - start == timedelta(minutes=15)
+    write = requests.put(signed.url, data=b"y", headers={"x-ms-blob-type": "BlockBlob"}, timeout=10)
+    assert write.status_code == 403
+
+
+def test_expired_and_tampered_signatures_are_refused(blob_service, container):
+    blob_service.get_blob_client(container, "a.txt").upload_blob(b"x")
+    past = datetime.now(UTC) - timedelta(days=2)
+    expired = SasSigner(blob_service, ttl_hours=24, clock=lambda: past).sign(container, "a.txt")
+    assert requests.get(expired.url, timeout=10).status_code == 403
+    good = SasSigner(blob_service, ttl_hours=24).sign(container, "a.txt")
+    tampered = good.url.replace("sig=", "sig=AAAA")
+    assert requests.get(tampered, timeout=10).status_code == 403
+
+
+def test_https_endpoints_get_https_only_signatures():
+    service = BlobServiceClient(
+        "https://acct.blob.core.windows.net",
+        credential={"account_name": "acct", "account_key": DEV_ACCOUNT_KEY},
+    )
+    signed = SasSigner(service, ttl_hours=24).sign("c", "a.txt")
+    assert parse_qs(urlsplit(signed.url).query)["spr"] == ["https"]
