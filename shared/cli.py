@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from shared import cli_validate
+from shared import cli_imports, cli_validate
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m shared", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    cli_imports.add_parser(commands)
     cli_validate.add_parser(commands)
     return parser
 

@@ -102,8 +102,11 @@ def _storage_problems(connection_string: str, account_name: str, blob_uri: str) 
     ]
 
 
-def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate the settings; raise SettingsError naming every missing or bad one."""
+def load_settings(env: Mapping[str, str] | None = None, *, require_loop: bool = True) -> Settings:
+    """Read and validate the settings; raise SettingsError naming every missing or bad one.
+
+    require_loop=False lets read-only operator commands run without the Loop keys.
+    """
     read = _Reader(os.environ if env is None else env)
     connection_string = read.text("AzureWebJobsStorage")
     account_name = read.text("AzureWebJobsStorage__accountName")
@@ -111,7 +114,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     table_uri = read.text("AzureWebJobsStorage__tableServiceUri")
     read.problems += _storage_problems(connection_string, account_name, blob_uri)
 
-    api_key = read.text("LOOP_API_KEY", required=True)
+    api_key = read.text("LOOP_API_KEY", required=require_loop)
     if api_key and ":" not in api_key:
         read.problems.append("LOOP_API_KEY must have the form key:secret (as generated on CegidLife)")
     base_url = read.text("LOOP_API_BASE_URL", DEFAULT_LOOP_BASE_URL).rstrip("/")
@@ -129,7 +132,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         container=read.text("FEC_IMPORT_CONTAINER", DEFAULT_CONTAINER),
         loop_base_url=base_url,
         loop_api_key=api_key,
-        loop_subscription_key=read.text("LOOP_SUBSCRIPTION_KEY", required=True),
+        loop_subscription_key=read.text("LOOP_SUBSCRIPTION_KEY", required=require_loop),
         loop_status_path=status_path,
         sas_ttl_hours=read.integer("SAS_TTL_HOURS", LOOP_MINIMUM_SAS_HOURS, LOOP_MINIMUM_SAS_HOURS, 24 * 7),
         ledger_table=read.text("IMPORT_LEDGER_TABLE", "fecimports"),
