@@ -19,7 +19,10 @@ $(STAMP_NODE): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-run: install
+local.settings.json:
+	cp local.settings.sample.json $@
+
+run: install local.settings.json
 	$(PY) -m local.run
 
 test: install
