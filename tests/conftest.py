@@ -48,3 +48,52 @@ def table_service(azurite: Azurite):
     from azure.data.tables import TableServiceClient  # noqa: PLC0415
 
     return TableServiceClient.from_connection_string(azurite.connection_string)
+
+
+@pytest.fixture
+def pipeline_env(azurite: Azurite, loop_emulator) -> dict[str, str]:
+    """Settings for one test: its own container, tables and report container; the test Loop keys."""
+    from tests.fixtures_loop import TEST_LOOP_API_KEY, TEST_LOOP_SUBSCRIPTION_KEY  # noqa: PLC0415
+
+    return {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "FEC_IMPORT_CONTAINER": unique_name("imports"),
+        "IMPORT_LEDGER_TABLE": unique_name("ledger"),
+        "DOSSIER_MAP_TABLE": unique_name("dossiers"),
+        "IMPORT_REPORT_CONTAINER": unique_name("reports"),
+        "LOOP_API_BASE_URL": loop_emulator.base_url,
+        "LOOP_API_KEY": TEST_LOOP_API_KEY,
+        "LOOP_SUBSCRIPTION_KEY": TEST_LOOP_SUBSCRIPTION_KEY,
+        "LOOP_MAX_RETRIES": "2",
+        "LOOP_READ_TIMEOUT_SECONDS": "2",
+        "STATUS_POLL_SCHEDULE": "*/1 * * * * *",
+    }
+
+
+@pytest.fixture
+def pipeline(pipeline_env: dict[str, str]):
+    from shared.loop_client import LoopClient, build_retry  # noqa: PLC0415
+    from shared.pipeline import Pipeline  # noqa: PLC0415
+    from shared.settings import load_settings  # noqa: PLC0415
+
+    settings = load_settings(pipeline_env)
+    loop = LoopClient(
+        settings.loop_base_url,
+        settings.loop_api_key,
+        settings.loop_subscription_key,
+        status_path=settings.loop_status_path,
+        connect_timeout=2,
+        read_timeout=settings.loop_read_timeout,
+        retry=build_retry(settings.loop_retries, backoff_factor=0.05),
+    )
+    built = Pipeline.from_settings(settings, loop=loop)
+    built.ensure_import_container()
+    yield built
+    loop.close()
+
+
+def upload(pipeline, name: str, data: bytes, **metadata: str):
+    """Upload into the pipeline's watched container; return the BlobClient the trigger would get."""
+    blob = pipeline.blob_service.get_blob_client(pipeline.settings.container, name)
+    blob.upload_blob(data, overwrite=True, metadata=metadata or None)
+    return blob

@@ -83,7 +83,7 @@ def test_pending_index_follows_the_state(ledger):
 
 
 def test_listing_by_state_and_versions(ledger):
-    first, _ = ledger.claim(new_record(etag='"0x1"'))
+    _first, _ = ledger.claim(new_record(etag='"0x1"'))
     second, _ = ledger.claim(new_record(etag='"0x2"'))
     second.state = states.REJECTED
     ledger.save(second)

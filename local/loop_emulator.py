@@ -1,0 +1,506 @@
+"""A Cegid Loop public API emulator, faithful to ../shared/docs/loop-api.md, with fault injection.
+
+Run: `python -m local.loop_emulator [--host 127.0.0.1] [--port 7081]`.
+
+Settings (environment):
+- LOOP_EMULATOR_DOSSIERS: known codeIbs, comma-separated (default DEMO001,DEMO002)
+- LOOP_EMULATOR_API_KEY: expected `x-apikey` (default local-dev-key:local-dev-secret)
+- LOOP_EMULATOR_SUBSCRIPTION_KEY: expected `Ocp-Apim-Subscription-Key` (default local-dev-subscription)
+- LOOP_EMULATOR_WAITING_SECONDS / LOOP_EMULATOR_PROCESSING_SECONDS: time in status 1 / 2 (1 / 2)
+- LOOP_EMULATOR_FAULTS: JSON, the same as POST /_emulator/faults (below)
+
+API: POST /importFEC, GET /getImportStatus and GET /importStatus (?accountingImportRequestId=).
+An accepted import is downloaded from its URL in the background (so a bad or expired SAS fails
+it) and checked to parse as FEC; it then shows status 1, 2, then 3 (or 4 on any failure).
+
+Control (no auth): GET /_emulator/health, GET /_emulator/requests (every API request, with `sig`
+values and keys never recorded), GET /_emulator/imports, POST /_emulator/reset,
+POST /_emulator/faults with any of:
+- "importFEC" / "status": a list of one-shot faults used by the next calls, in order, each with an
+  optional "times": {"kind": "http", "status": 503, "retry_after": 1, "body": {...}},
+  {"kind": "hang", "seconds": 30}, {"kind": "reset"} (for importFEC the import IS created first:
+  the dangerous real case), {"kind": "error_body", "message": "..."}, {"kind": "json", "status": 200,
+  "body": ...}, {"kind": "raw", "status": 200, "text": "..."}, {"kind": "large_body", "bytes": N};
+- "transient_rate": 0.1, "transient_status": 503, "seed": 1: that share of API calls answer the
+  transient status (with Retry-After: 0) and create nothing;
+- "final_status": 4, "final_status_by_dossier": {"DEMO002": 4};
+- "waiting_seconds", "processing_seconds".
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+
+log = logging.getLogger("loop_emulator")
+SIG_VALUE = re.compile(r"(?i)(sig=)[^&\"\s]*")
+FEC_REQUIRED = ("journalcode", "ecrituredate", "comptenum")
+READY_LINE = "Loop emulator listening on"
+
+
+def redact(text: str) -> str:
+    return SIG_VALUE.sub(r"\1REDACTED", text)
+
+
+def _iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class Import:
+    id: str
+    code_ibs: str
+    url: str
+    created: float
+    final_status: int = 3
+    done: bool = False
+    downloaded_bytes: int | None = None
+    sha256: str | None = None
+    failure: str | None = None
+    object_id: str = field(default_factory=lambda: uuid.uuid4().hex[:24])
+
+    def status(self, now: float, waiting: float, processing: float) -> int:
+        elapsed = now - self.created
+        if elapsed < waiting:
+            return 1
+        if elapsed < waiting + processing or not self.done:
+            return 2
+        return 4 if self.failure else self.final_status
+
+    def view(self, now: float, waiting: float, processing: float) -> dict[str, Any]:
+        return {
+            "id": self.id, "codeIbs": self.code_ibs, "url": redact(self.url),
+            "status": self.status(now, waiting, processing), "downloaded_bytes": self.downloaded_bytes,
+            "sha256": self.sha256, "failure": self.failure, "done": self.done,
+        }
+
+
+def check_fec(lines: list[bytes]) -> str | None:
+    """None when the bytes parse as FEC the way Loop needs; else why not."""
+    text_lines = []
+    for raw in lines:
+        try:
+            text_lines.append(raw.decode("utf-8-sig"))
+        except UnicodeDecodeError:
+            text_lines.append(raw.decode("iso-8859-15"))
+    records = [line for line in (t.rstrip("\r") for t in text_lines) if line.strip()]
+    if not records:
+        return "empty file"
+    header = records[0]
+    separator = "\t" if "\t" in header else "|" if "|" in header else None
+    if separator is None:
+        return "no TAB or | separator in the header"
+    names = [name.strip().lower() for name in header.split(separator)]
+    amounts = {"debit", "credit"} <= set(names) or {"montant", "sens"} <= set(names)
+    if not all(name in names for name in FEC_REQUIRED) or not amounts:
+        return "the header is not a FEC header"
+    if len(records) < 2:
+        return "no records"
+    width = len(names)
+    for number, line in enumerate(records[1:], start=2):
+        if len(line.split(separator)) != width:
+            return f"record {number} has {len(line.split(separator))} columns, expected {width}"
+    return None
+
+
+class EmulatorState:
+    def __init__(self, env: dict[str, str]) -> None:
+        known = env.get("LOOP_EMULATOR_DOSSIERS", "DEMO001,DEMO002")
+        self.dossiers = {code.strip() for code in known.split(",") if code.strip()}
+        self.api_key = env.get("LOOP_EMULATOR_API_KEY", "local-dev-key:local-dev-secret")
+        self.subscription_key = env.get("LOOP_EMULATOR_SUBSCRIPTION_KEY", "local-dev-subscription")
+        self.default_waiting = float(env.get("LOOP_EMULATOR_WAITING_SECONDS", "1"))
+        self.default_processing = float(env.get("LOOP_EMULATOR_PROCESSING_SECONDS", "2"))
+        self.initial_faults = json.loads(env.get("LOOP_EMULATOR_FAULTS") or "{}")
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests: list[dict[str, Any]] = []
+            self.imports: dict[str, Import] = {}
+            self.queues: dict[str, list[dict[str, Any]]] = {"importFEC": [], "status": []}
+            self.transient_rate = 0.0
+            self.transient_status = 503
+            self.random = random.Random(0)
+            self.final_status = 3
+            self.final_by_dossier: dict[str, int] = {}
+            self.waiting = self.default_waiting
+            self.processing = self.default_processing
+        self.set_faults(self.initial_faults)
+
+    def set_faults(self, faults: dict[str, Any]) -> None:
+        with self.lock:
+            for endpoint in ("importFEC", "status"):
+                for fault in faults.get(endpoint, []):
+                    self.queues[endpoint] += [fault] * int(fault.get("times", 1))
+            self.transient_rate = float(faults.get("transient_rate", self.transient_rate))
+            self.transient_status = int(faults.get("transient_status", self.transient_status))
+            if "seed" in faults:
+                self.random = random.Random(faults["seed"])
+            self.final_status = int(faults.get("final_status", self.final_status))
+            self.final_by_dossier.update(faults.get("final_status_by_dossier", {}))
+            self.waiting = float(faults.get("waiting_seconds", self.waiting))
+            self.processing = float(faults.get("processing_seconds", self.processing))
+
+    def next_fault(self, endpoint: str) -> dict[str, Any] | None:
+        with self.lock:
+            if self.queues[endpoint]:
+                return self.queues[endpoint].pop(0)
+            if self.transient_rate and self.random.random() < self.transient_rate:
+                return {"kind": "http", "status": self.transient_status, "retry_after": 0, "transient": True}
+        return None
+
+
+def download_and_check(state: EmulatorState, record: Import) -> None:
+    """Really download the file from the URL Loop was given, like Loop does, and parse it."""
+    digest, size, lines, pending = hashlib.sha256(), 0, [], b""
+    try:
+        with requests.get(record.url, stream=True, timeout=30) as response:
+            if response.status_code != 200:
+                raise OSError(f"download answered HTTP {response.status_code}")
+            for chunk in response.iter_content(64 * 1024):
+                digest.update(chunk)
+                size += len(chunk)
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                lines += complete
+        lines.append(pending)
+        record.failure = check_fec(lines)
+    except (OSError, requests.RequestException) as error:
+        record.failure = f"download failed: {redact(str(error))[:200]}"
+    record.downloaded_bytes, record.sha256, record.done = size, digest.hexdigest(), True
+    log.info("import %s downloaded %d bytes: %s", record.id, size, record.failure or "FEC ok")
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: EmulatorServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    @property
+    def state(self) -> EmulatorState:
+        return self.server.state
+
+    def _send(self, status: int, body: Any = None, *, text: str | None = None, headers: dict | None = None) -> None:
+        payload = (text if text is not None else json.dumps(body)).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json" if text is None else "text/plain")
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+        path = urlsplit(self.path).path
+        log.info("%s %s -> %d", self.command, path, status)
+
+    def _body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _auth(self) -> str:
+        api_key = self.headers.get("x-apikey")
+        subscription = self.headers.get("Ocp-Apim-Subscription-Key")
+        if not api_key or not subscription:
+            return "missing"
+        if api_key != self.state.api_key or subscription != self.state.subscription_key:
+            return "invalid"
+        return "ok"
+
+    def _record(self, path: str, query: dict[str, Any], body: Any, auth: str) -> dict[str, Any]:
+        entry = {"method": self.command, "path": path, "query": query, "body": body, "auth": auth,
+                 "status": None, "at": time.time()}
+        with self.state.lock:
+            self.state.requests.append(entry)
+        return entry
+
+    # --- routing -----------------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        if parts.path.startswith("/_emulator/"):
+            self._control_get(parts.path)
+        elif parts.path in ("/getImportStatus", "/importStatus"):
+            self._status(parts.path, parse_qs(parts.query))
+        else:
+            self._send(404, {"error": {"message": f"no route {parts.path}"}})
+
+    def do_POST(self) -> None:
+        parts = urlsplit(self.path)
+        raw = self._body()
+        if parts.path == "/_emulator/reset":
+            self.state.reset()
+            self._send(200, {"reset": True})
+        elif parts.path == "/_emulator/faults":
+            self.state.set_faults(json.loads(raw or b"{}"))
+            self._send(200, {"ok": True})
+        elif parts.path == "/importFEC":
+            self._import_fec(raw)
+        else:
+            self._send(404, {"error": {"message": f"no route {parts.path}"}})
+
+    def _control_get(self, path: str) -> None:
+        now = time.time()
+        with self.state.lock:
+            if path == "/_emulator/requests":
+                self._send(200, list(self.state.requests))
+            elif path == "/_emulator/imports":
+                views = [i.view(now, self.state.waiting, self.state.processing) for i in self.state.imports.values()]
+                self._send(200, views)
+            elif path == "/_emulator/health":
+                self._send(200, {"ok": True})
+            else:
+                self._send(404, {"error": {"message": "unknown control path"}})
+
+    # --- faults ------------------------------------------------------------------------------
+
+    def _apply_fault(self, fault: dict[str, Any], entry: dict[str, Any], create: Any = None) -> None:
+        kind = fault.get("kind")
+        if kind == "hang":  # the import exists before the slow answer, as when Loop is slow
+            created_id = create() if create else None
+            time.sleep(float(fault.get("seconds", 30)))
+            if created_id:
+                entry["status"] = 200
+                self._send(200, {"accountingImportRequestId": created_id})
+            return
+        if kind == "reset":
+            if create:
+                create()
+            entry["status"] = "reset"
+            self.close_connection = True
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            self.connection.close()
+            return
+        if kind == "http":
+            headers = {"Retry-After": str(fault["retry_after"])} if "retry_after" in fault else None
+            entry["status"] = fault["status"]
+            self._send(int(fault["status"]), fault.get("body", {"statusCode": fault["status"], "message": "fault"}),
+                       headers=headers)
+        elif kind == "error_body":
+            entry["status"] = 200
+            self._send(200, {"error": {"instanceId": str(uuid.uuid4()), "message": fault.get("message", "Erreur")}})
+        elif kind == "json":
+            entry["status"] = int(fault.get("status", 200))
+            self._send(entry["status"], fault.get("body"))
+        elif kind == "raw":
+            entry["status"] = int(fault.get("status", 200))
+            self._send(entry["status"], text=fault.get("text", ""))
+        elif kind == "large_body":
+            entry["status"] = 200
+            size = int(fault.get("bytes", 10 * 1024 * 1024))
+            self._send(200, text='{"accountingImportRequestId": "' + "a" * size + '"}')
+
+    # --- API ---------------------------------------------------------------------------------
+
+    def _unauthorized(self, auth: str) -> None:
+        message = (
+            "Access denied due to missing subscription key. Make sure to include subscription key when making "
+            "requests to an API." if auth == "missing" else
+            "Access denied due to invalid subscription key. "
+            "Make sure to provide a valid key for an active subscription."
+        )
+        self._send(401, {"statusCode": 401, "message": message})
+
+    def _import_fec(self, raw: bytes) -> None:
+        auth = self._auth()
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            body = None
+        recorded_body = json.loads(redact(json.dumps(body))) if body is not None else None
+        entry = self._record("/importFEC", {}, recorded_body, auth)
+        if auth != "ok":
+            entry["status"] = 401
+            self._unauthorized(auth)
+            return
+        if not isinstance(body, dict):
+            entry["status"] = 400
+            self._send(400, {"error": {"message": "Le corps de la requête n'est pas un JSON valide."}})
+            return
+        problem = self._import_problem(body)
+        if problem:
+            entry["status"] = 200
+            self._send(200, {"error": {"instanceId": str(uuid.uuid4()), "message": problem}})
+            return
+
+        def create() -> str:
+            return self._create_import(body)
+
+        fault = self.state.next_fault("importFEC")
+        if fault:
+            entry["fault"] = fault.get("kind")
+            self._apply_fault(fault, entry, create if fault.get("kind") in ("reset", "hang") else None)
+            return
+        entry["status"] = 200
+        self._send(200, {"accountingImportRequestId": create()})
+
+    def _import_problem(self, body: dict[str, Any]) -> str | None:
+        code = (body.get("codeIbs") or "").strip() if isinstance(body.get("codeIbs"), str) else ""
+        url, uri = body.get("URL") or "", body.get("URI") or ""
+        if not code:
+            return "Le code IBS du dossier (codeIbs) n'est pas renseigné."
+        if not url and not uri:
+            return "Aucun chemin d'accès au fichier : renseignez URI ou URL."
+        if url and uri:
+            return "Ambiguité sur le chemin d'accès au fichier : renseignez URI ou URL, pas les deux."
+        if code not in self.state.dossiers:
+            return f"Le dossier {code} n'existe pas sur le domaine."
+        return None
+
+    def _create_import(self, body: dict[str, Any]) -> str:
+        code = body["codeIbs"].strip()
+        with self.state.lock:
+            final = int(self.state.final_by_dossier.get(code, self.state.final_status))
+            record = Import(str(uuid.uuid4()), code, body.get("URL") or body.get("URI"), time.time(), final)
+            self.state.imports[record.id] = record
+        if body.get("URL"):
+            threading.Thread(target=download_and_check, args=(self.state, record), daemon=True).start()
+        else:
+            record.failure, record.done = "URI imports are not emulated", True
+        return record.id
+
+    def _status(self, path: str, query: dict[str, list[str]]) -> None:
+        auth = self._auth()
+        request_id = (query.get("accountingImportRequestId") or [""])[0]
+        entry = self._record(path, {"accountingImportRequestId": request_id}, None, auth)
+        if auth != "ok":
+            entry["status"] = 401
+            self._unauthorized(auth)
+            return
+        fault = self.state.next_fault("status")
+        if fault:
+            entry["fault"] = fault.get("kind")
+            self._apply_fault(fault, entry)
+            if fault.get("kind") != "hang":
+                return
+        if not request_id:
+            entry["status"] = 400
+            self._send(400, {"error": {"message": "accountingImportRequestId est obligatoire."}})
+            return
+        with self.state.lock:
+            record = self.state.imports.get(request_id)
+        if record is None:
+            entry["status"] = 404
+            self._send(404, {"error": {"instanceId": str(uuid.uuid4()), "message": "Demande d'import inconnue."}})
+            return
+        now = time.time()
+        entry["status"] = 200
+        self._send(200, {
+            "_id": record.object_id, "id": record.id, "creationDate": _iso(record.created), "lastUpdate": _iso(now),
+            "codeIBS": record.code_ibs, "domain": "emulator.local",
+            "status": record.status(now, self.state.waiting, self.state.processing), "__v": 0,
+        })
+
+
+class EmulatorServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], state: EmulatorState) -> None:
+        super().__init__(address, Handler)
+        self.state = state
+
+
+# --- running it as a process (make run, tests, benchmarks) -------------------------------------
+
+
+@dataclass
+class EmulatorProcess:
+    """A running emulator process and helpers for its control endpoints."""
+
+    process: subprocess.Popen
+    base_url: str
+
+    def _control(self, method: str, path: str, body: Any = None) -> Any:
+        response = requests.request(method, f"{self.base_url}/_emulator/{path}", json=body, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def requests(self) -> list[dict[str, Any]]:
+        return self._control("GET", "requests")
+
+    def imports(self) -> list[dict[str, Any]]:
+        return self._control("GET", "imports")
+
+    def reset(self) -> None:
+        self._control("POST", "reset")
+
+    def set_faults(self, faults: dict[str, Any]) -> None:
+        self._control("POST", "faults", faults)
+
+    def wait_for_download(self, request_id: str, timeout: float = 10.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for record in self.imports():
+                if record["id"] == request_id and record["done"]:
+                    return record
+            time.sleep(0.05)
+        raise TimeoutError(f"import {request_id} was not downloaded within {timeout}s")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def start_emulator_process(env: dict[str, str] | None = None, port: int | None = None) -> EmulatorProcess:
+    """Start `python -m local.loop_emulator` on `port` (a free one by default) and wait until ready."""
+    from local.azurite import PROJECT_ROOT, free_port  # noqa: PLC0415
+
+    port = port or free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local.loop_emulator", "--port", str(port)],
+        cwd=PROJECT_ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )
+    line = process.stdout.readline() if process.stdout else ""
+    if READY_LINE not in line:
+        process.kill()
+        raise RuntimeError(f"the Loop emulator did not start: {line.strip()}")
+    threading.Thread(target=_forward_output, args=(process,), daemon=True).start()
+    return EmulatorProcess(process, f"http://127.0.0.1:{port}")
+
+
+def _forward_output(process: subprocess.Popen) -> None:
+    for line in process.stdout or []:
+        log.debug("%s", line.rstrip())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local.loop_emulator", description="Cegid Loop API emulator")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7081)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="loop-emulator %(message)s", stream=sys.stdout)
+    server = EmulatorServer((args.host, args.port), EmulatorState(dict(os.environ)))
+    sys.stdout.write(f"{READY_LINE} http://{args.host}:{args.port}\n")
+    sys.stdout.flush()
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""The Loop client against the emulator process over real HTTP, fault by fault."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from local.azurite import free_port
+from shared.loop_client import (
+    LoopAuthError,
+    LoopBadResponseError,
+    LoopClient,
+    LoopOutcomeUnknownError,
+    LoopRejectedError,
+    LoopUnavailableError,
+    build_retry,
+)
+from tests.fixtures_loop import TEST_LOOP_API_KEY, TEST_LOOP_SUBSCRIPTION_KEY
+
+URL = "https://acct.blob.core.windows.net/c/file.txt?sp=r&sig=SIGNATURE-SECRET"
+
+
+@pytest.fixture
+def client(loop_emulator):
+    loop = LoopClient(
+        loop_emulator.base_url, TEST_LOOP_API_KEY, TEST_LOOP_SUBSCRIPTION_KEY,
+        connect_timeout=2, read_timeout=1.5, retry=build_retry(2, backoff_factor=0.05),
+    )
+    yield loop
+    loop.close()
+
+
+def import_posts(emulator):
+    return [r for r in emulator.requests() if r["path"] == "/importFEC"]
+
+
+def test_import_sends_both_headers_and_the_documented_body(client, loop_emulator):
+    request_id = client.import_fec("DEMO001", URL)
+    (posted,) = import_posts(loop_emulator)
+    assert posted["auth"] == "ok"
+    assert posted["body"] == {"codeIbs": "DEMO001", "URI": "", "URL": URL.replace("SIGNATURE-SECRET", "REDACTED")}
+    assert [i["id"] for i in loop_emulator.imports()] == [request_id]
+
+
+def test_status_on_both_paths(client, loop_emulator):
+    request_id = client.import_fec("DEMO001", URL)
+    assert client.get_import_status(request_id).status in (1, 2, 4)
+    client.status_path = "/importStatus"
+    status = client.get_import_status(request_id)
+    assert status.code_ibs == "DEMO001"
+    assert status.request_id == request_id
+
+
+def test_error_body_is_a_rejection_with_loops_message(client):
+    with pytest.raises(LoopRejectedError, match="Le dossier NOPE n'existe pas"):
+        client.import_fec("NOPE", URL)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_auth_failures_are_distinct(client, loop_emulator, status):
+    loop_emulator.set_faults({"importFEC": [{"kind": "http", "status": status, "body": {"message": "denied"}}]})
+    with pytest.raises(LoopAuthError):
+        client.import_fec("DEMO001", URL)
+
+
+def test_wrong_keys_are_refused_by_loop(loop_emulator):
+    loop = LoopClient(loop_emulator.base_url, "wrong:key", "wrong", retry=build_retry(0))
+    with pytest.raises(LoopAuthError, match="invalid subscription key"):
+        loop.import_fec("DEMO001", URL)
+    assert import_posts(loop_emulator)[0]["auth"] == "invalid"
+
+
+def test_400_is_a_rejection(client, loop_emulator):
+    loop_emulator.set_faults({"importFEC": [{"kind": "http", "status": 400, "body": {"error": {"message": "bad"}}}]})
+    with pytest.raises(LoopRejectedError, match="bad"):
+        client.import_fec("DEMO001", URL)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_busy_answers_are_retried_honouring_retry_after(client, loop_emulator, status):
+    loop_emulator.set_faults({"importFEC": [{"kind": "http", "status": status, "retry_after": 1, "times": 2}]})
+    started = time.monotonic()
+    request_id = client.import_fec("DEMO001", URL)
+    assert time.monotonic() - started >= 2.0
+    assert len(import_posts(loop_emulator)) == 3
+    assert [i["id"] for i in loop_emulator.imports()] == [request_id]
+
+
+def test_busy_until_retries_run_out_is_unavailable(client, loop_emulator):
+    loop_emulator.set_faults({"importFEC": [{"kind": "http", "status": 503, "retry_after": 0, "times": 5}]})
+    with pytest.raises(LoopUnavailableError, match="503"):
+        client.import_fec("DEMO001", URL)
+    assert len(import_posts(loop_emulator)) == 3
+    assert loop_emulator.imports() == []
+
+
+def test_connection_refused_is_retried_then_unavailable():
+    loop = LoopClient(f"http://127.0.0.1:{free_port()}", "k:s", "s", retry=build_retry(2, backoff_factor=0.01))
+    with pytest.raises(LoopUnavailableError, match="unreachable"):
+        loop.import_fec("DEMO001", URL)
+
+
+def test_dns_failure_is_unavailable():
+    loop = LoopClient("http://loop.invalid", "k:s", "s", retry=build_retry(1, backoff_factor=0.01))
+    with pytest.raises(LoopUnavailableError):
+        loop.import_fec("DEMO001", URL)
+
+
+@pytest.mark.parametrize(
+    ("fault", "created"),
+    [
+        ({"kind": "hang", "seconds": 3}, True),
+        ({"kind": "reset"}, True),
+        ({"kind": "http", "status": 500}, False),
+        ({"kind": "http", "status": 502}, False),
+        ({"kind": "raw", "status": 200, "text": "<html>gateway</html>"}, False),
+        ({"kind": "json", "status": 200, "body": {"accountingImportRequestId": "not a uuid; drop table"}}, False),
+        ({"kind": "large_body", "bytes": 10 * 1024 * 1024}, False),
+    ],
+)
+def test_maybe_processed_is_unknown_and_never_retried(client, loop_emulator, fault, created):
+    loop_emulator.set_faults({"importFEC": [fault]})
+    with pytest.raises(LoopOutcomeUnknownError):
+        client.import_fec("DEMO001", URL)
+    assert len(import_posts(loop_emulator)) == 1
+    assert len(loop_emulator.imports()) == (1 if created else 0)
+
+
+def test_200_without_request_id_is_a_failure(client, loop_emulator):
+    loop_emulator.set_faults({"importFEC": [{"kind": "json", "status": 200, "body": {}}]})
+    with pytest.raises(LoopRejectedError, match="without accountingImportRequestId"):
+        client.import_fec("DEMO001", URL)
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        ({"kind": "json", "status": 200, "body": {"status": 0}}, LoopBadResponseError),
+        ({"kind": "json", "status": 200, "body": {"status": 9}}, LoopBadResponseError),
+        ({"kind": "json", "status": 200, "body": {"status": "3"}}, None),
+        ({"kind": "raw", "status": 200, "text": "{not json"}, LoopBadResponseError),
+        ({"kind": "http", "status": 500}, LoopUnavailableError),
+        ({"kind": "hang", "seconds": 3}, LoopUnavailableError),
+    ],
+)
+def test_status_nonsense_is_an_error_for_that_call(client, loop_emulator, fault, error):
+    request_id = client.import_fec("DEMO001", URL)
+    loop_emulator.set_faults({"status": [fault]})
+    if error is None:
+        assert client.get_import_status(request_id).status == 3
+    else:
+        with pytest.raises(error):
+            client.get_import_status(request_id)
+
+
+def test_unknown_request_id(client):
+    with pytest.raises(LoopBadResponseError):
+        client.get_import_status("00000000-0000-0000-0000-000000000000")
+
+
+def test_errors_and_repr_never_carry_keys_or_sig(client, loop_emulator):
+    loop_emulator.set_faults({"importFEC": [{"kind": "reset"}]})
+    with pytest.raises(LoopOutcomeUnknownError) as caught:
+        client.import_fec("DEMO001", URL)
+    text = f"{caught.value!r} {caught.value} {client!r}"
+    for secret in ("SIGNATURE-SECRET", TEST_LOOP_API_KEY, TEST_LOOP_SUBSCRIPTION_KEY):
+        assert secret not in text
