@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import azure.functions as func
-import azurefunctions.extensions.bindings.blob as blob
+from azurefunctions.extensions.bindings import blob
 
 from shared.runtime import current_pipeline
 from shared.submit import submit_blob

@@ -1,0 +1,145 @@
+"""The poll flow against a real Azurite and the Loop emulator over HTTP."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+import pytest
+
+from shared import ledger as states
+from shared.ledger import utcnow
+from shared.operator_actions import cancel
+from shared.poll import poll_imports
+from shared.submit import submit_blob
+from tests.conftest import upload
+
+ODOO = "odoo_odoo_test_wizard_expected_542107651FEC20210502.txt"
+
+
+@pytest.fixture
+def fec_bytes(samples_dir) -> bytes:
+    return (samples_dir / ODOO).read_bytes()
+
+
+def submitted(pipeline, fec_bytes, name="DEMO001/a.txt"):
+    return submit_blob(pipeline, upload(pipeline, name, fec_bytes))
+
+
+def poll_until_final(pipeline, record, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        poll_imports(pipeline)
+        current = pipeline.ledger.get(*record.keys)
+        if current.state in states.FINAL_STATES:
+            return current
+        time.sleep(0.2)
+    raise AssertionError(f"{record.blob} still {current.state} after {timeout}s")
+
+
+def status_events(caplog):
+    return [r.custom_dimensions for r in caplog.records if getattr(r, "event_name", "").startswith("import.")]
+
+
+def test_import_goes_to_completed_with_every_status_logged_and_tagged(pipeline, loop_emulator, fec_bytes, caplog):
+    caplog.set_level(logging.INFO, logger="fec_import")
+    record = submitted(pipeline, fec_bytes)
+    final = poll_until_final(pipeline, record)
+    assert final.state == states.COMPLETED
+    assert final.loop_status == 3
+    assert final.finished_at is not None
+    assert list(pipeline.ledger.watched()) == []
+    seen = [(d["event"], d["loopStatus"]) for d in status_events(caplog)]
+    assert ("import.completed", 3) in seen
+    assert seen.index(("import.completed", 3)) > seen.index(("import.submitted", None))
+    blob = pipeline.blob_service.get_blob_client(record.container, record.blob_name)
+    assert blob.get_blob_tags() == {"fecimport": "completed", "looprequestid": record.request_id, "loopstatus": "3"}
+
+
+def test_loop_status_4_ends_failed(pipeline, loop_emulator, fec_bytes):
+    loop_emulator.set_faults({"final_status": 4})
+    final = poll_until_final(pipeline, submitted(pipeline, fec_bytes))
+    assert final.state == states.FAILED
+    assert final.loop_status == 4
+    assert "status 4" in final.error
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "http", "status": 500},
+        {"kind": "json", "status": 200, "body": {"status": 9}},
+        {"kind": "json", "status": 200, "body": {"status": 0}},
+        {"kind": "raw", "status": 200, "text": "not json"},
+        {"kind": "json", "status": 404, "body": {"error": {"message": "unknown id"}}},
+        {"kind": "hang", "seconds": 4},
+    ],
+)
+def test_a_bad_status_answer_affects_only_that_import(pipeline, loop_emulator, fec_bytes, fault):
+    first = submitted(pipeline, fec_bytes, "DEMO001/a.txt")
+    second = submitted(pipeline, fec_bytes + b"\r\n", "DEMO001/b.txt")
+    time.sleep(0.8)  # both imports are final at the emulator
+    loop_emulator.set_faults({"status": [fault]})
+    summary = poll_imports(pipeline)
+    assert summary.outcomes["status_check_failed"] == 1
+    assert summary.outcomes["completed"] == 1
+    records = {r.blob_name: r for r in pipeline.ledger.all_records()}
+    failed = [r for r in records.values() if r.state == states.PENDING]
+    assert len(failed) == 1
+    assert failed[0].poll_failures == 1
+    assert failed[0].next_poll_at > utcnow()
+    assert {first.blob_name, second.blob_name} == set(records)
+
+
+def test_backoff_skips_an_import_until_due_then_recovers(pipeline, loop_emulator, fec_bytes):
+    record = submitted(pipeline, fec_bytes)
+    loop_emulator.set_faults({"status": [{"kind": "http", "status": 500}]})
+    poll_imports(pipeline)
+    assert poll_imports(pipeline).outcomes["backing_off"] == 1
+    time.sleep(0.8)
+    later = utcnow() + timedelta(minutes=2)
+    assert poll_imports(pipeline, now=later).outcomes["completed"] == 1
+    final = pipeline.ledger.get(*record.keys)
+    assert (final.state, final.poll_failures) == (states.COMPLETED, 0)
+
+
+def test_stuck_submitting_becomes_unknown(pipeline, loop_emulator, fec_bytes):
+    record = submitted(pipeline, fec_bytes)
+    stored = pipeline.ledger.get(*record.keys)
+    stored.state, stored.request_id = states.SUBMITTING, None
+    pipeline.ledger.save(stored)
+    assert poll_imports(pipeline).outcomes["submitting"] == 1
+    later = utcnow() + pipeline.submit_timeout + timedelta(minutes=1)
+    assert poll_imports(pipeline, now=later).outcomes["unknown"] == 1
+    assert pipeline.ledger.get(*record.keys).state == states.UNKNOWN
+
+
+def test_sas_expiry_and_age_are_flagged_once(pipeline, loop_emulator, fec_bytes, caplog):
+    caplog.set_level(logging.INFO, logger="fec_import")
+    loop_emulator.set_faults({"waiting_seconds": 3600})
+    record = submitted(pipeline, fec_bytes)
+    later = record.sas_expires_at - timedelta(minutes=30)
+    poll_imports(pipeline, now=later)
+    poll_imports(pipeline, now=later + timedelta(minutes=1))
+    flagged = pipeline.ledger.get(*record.keys)
+    assert flagged.has_flag("sas_expiring")
+    assert flagged.has_flag("stale")
+    names = [d["event"] for d in status_events(caplog)]
+    assert names.count("import.sas_expiring") == 1
+    assert names.count("import.stale") == 1
+
+
+def test_an_operator_cancel_during_a_poll_is_not_overwritten(pipeline, loop_emulator, fec_bytes, monkeypatch):
+    record = submitted(pipeline, fec_bytes)
+    time.sleep(0.8)
+    original = pipeline.loop.get_import_status
+
+    def status_while_operator_cancels(request_id):
+        answer = original(request_id)
+        cancel(pipeline, pipeline.ledger.get(*record.keys))
+        return answer
+
+    monkeypatch.setattr(pipeline.loop, "get_import_status", status_while_operator_cancels)
+    poll_imports(pipeline)
+    assert pipeline.ledger.get(*record.keys).state == states.CANCELLED
