@@ -79,11 +79,22 @@ class TimerFunction:
         self.next_run = croniter(self.schedule, after, second_at_beginning=True).get_next(datetime)
 
 
+_indexed: dict[int, list[func.Function]] = {}
+
+
+def registered_functions(app: func.FunctionApp) -> list[func.Function]:
+    """app.get_functions(), indexed once per app: like the host, since a second call raises
+    (azure-functions checks names against those it already indexed)."""
+    if id(app) not in _indexed:
+        _indexed[id(app)] = app.get_functions()
+    return _indexed[id(app)]
+
+
 def discover(app: func.FunctionApp, env: Mapping[str, str]) -> tuple[list[BlobFunction], list[TimerFunction]]:
     """The app's triggers, from the functions' own binding metadata."""
     blobs: list[BlobFunction] = []
     timers: list[TimerFunction] = []
-    for function in app.get_functions():
+    for function in registered_functions(app):
         trigger = json.loads(function.get_function_json())["bindings"][0]
         call = function.get_user_function()
         if trigger["type"] == "blobTrigger":

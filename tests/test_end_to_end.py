@@ -1,0 +1,89 @@
+"""End to end through the local host runner: files dropped into Azurite, the app's own functions
+invoked from their binding metadata, the Loop emulator over HTTP, until every import is final."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import function_app
+from local.drop import drop_file
+from local.runner import LocalHost
+from shared import ledger as states
+from shared.runtime import current_pipeline, reset_pipeline
+
+ODOO = "odoo_odoo_test_wizard_expected_542107651FEC20210502.txt"
+CR_CR_LF = "neolegal-fr_fec-reader_123456789FEC20500930.txt"
+
+
+@pytest.fixture
+def host(pipeline_env, monkeypatch, blob_service):
+    for name, value in pipeline_env.items():
+        monkeypatch.setenv(name, value)
+    reset_pipeline()
+    current_pipeline().ensure_import_container()
+    local_host = LocalHost(function_app.app, blob_service, pipeline_env, retry_delay=0.1)
+    yield local_host
+    local_host.stop()
+    reset_pipeline()
+
+
+def run_until_final(host: LocalHost, count: int, timeout: float = 30.0) -> dict[str, states.ImportRecord]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        host.scan_blobs()
+        host.wait_idle()
+        host.fire_timer()
+        records = {r.blob_name: r for r in current_pipeline().ledger.all_records()}
+        if len(records) == count and all(r.state in states.FINAL_STATES for r in records.values()):
+            return records
+        time.sleep(0.2)
+    raise AssertionError(f"not final after {timeout}s: {[(r.blob_name, r.state) for r in records.values()]}")
+
+
+def test_the_runner_reads_the_bindings(host, pipeline_env):
+    (blob_function,) = host.blob_functions
+    (timer,) = host.timer_functions
+    assert blob_function.container == pipeline_env["FEC_IMPORT_CONTAINER"]
+    assert timer.schedule == pipeline_env["STATUS_POLL_SCHEDULE"]
+
+
+def test_valid_file_reaches_3_unparsable_is_rejected_and_no_dossier_never_calls_loop(
+    host, loop_emulator, blob_service, pipeline_env, samples_dir, tmp_path
+):
+    container = pipeline_env["FEC_IMPORT_CONTAINER"]
+    drop_file(blob_service, container, samples_dir / CR_CR_LF, dossier="DEMO001")
+    unparsable = tmp_path / "123456789FEC20231231.txt"
+    unparsable.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    drop_file(blob_service, container, unparsable, name="DEMO001/123456789FEC20231231.txt")
+    drop_file(blob_service, container, samples_dir / ODOO, name="542107651FEC20210502.txt")
+
+    records = run_until_final(host, count=3)
+
+    valid = records[CR_CR_LF]
+    assert (valid.state, valid.loop_status) == (states.COMPLETED, 3)
+    broken = records["DEMO001/123456789FEC20231231.txt"]
+    assert broken.state == states.REJECTED
+    assert "not_text" in broken.error
+    no_dossier = records["542107651FEC20210502.txt"]
+    assert no_dossier.state == states.REJECTED
+    assert "SIREN 542107651" in no_dossier.error
+    posts = [r for r in loop_emulator.requests() if r["path"] == "/importFEC"]
+    assert [p["body"]["codeIbs"] for p in posts] == ["DEMO001"]
+
+
+def test_loop_status_4_is_followed_to_failed(host, loop_emulator, blob_service, pipeline_env, samples_dir):
+    loop_emulator.set_faults({"final_status_by_dossier": {"DEMO002": 4}})
+    drop_file(blob_service, pipeline_env["FEC_IMPORT_CONTAINER"], samples_dir / ODOO, dossier="DEMO002")
+    (record,) = run_until_final(host, count=1).values()
+    assert (record.state, record.loop_status) == (states.FAILED, 4)
+
+
+def test_a_rescan_after_restart_does_not_send_again(host, loop_emulator, blob_service, pipeline_env, samples_dir):
+    drop_file(blob_service, pipeline_env["FEC_IMPORT_CONTAINER"], samples_dir / ODOO, dossier="DEMO001")
+    run_until_final(host, count=1)
+    host.seen.clear()  # a restarted host has forgotten its receipts
+    assert host.scan_blobs() == 1
+    host.wait_idle()
+    assert len([r for r in loop_emulator.requests() if r["path"] == "/importFEC"]) == 1
