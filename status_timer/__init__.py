@@ -19,4 +19,4 @@ def fec_status_timer(timer: func.TimerRequest) -> None:
     if timer.past_due:
         log.warning("status poll is running late")
     summary = poll_imports(current_pipeline())
-    log.info("status poll: %s", summary)
+    log.log(logging.INFO if summary.outcomes else logging.DEBUG, "status poll: %s", summary)

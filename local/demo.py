@@ -1,0 +1,91 @@
+"""`make demo`: a throw-away stack (Azurite in memory, the Loop emulator, the app under the local
+runner), the bundled FEC samples dropped into it, and how each one ended."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from azure.storage.blob import BlobServiceClient
+
+from local.azurite import PROJECT_ROOT, start_azurite
+from local.drop import drop_file
+from local.loop_emulator import start_emulator_process
+from local.settings import EMULATOR_API_KEY, EMULATOR_SUBSCRIPTION_KEY, configure_logging
+
+SAMPLES = PROJECT_ROOT.parent / "shared" / "fec-samples"
+CONTAINER = "api-import-ecrit"
+
+
+def demo_files(workdir: Path) -> list[tuple[Path, str, str | None]]:
+    """(file, blob name, dossier): every sample for DEMO001, plus three that must not go through."""
+    files = [(path, path.name, "DEMO001") for path in sorted(SAMPLES.glob("*")) if path.suffix.lower() == ".txt"]
+    broken = workdir / "123456789FEC20231231.txt"
+    odoo = next(SAMPLES.glob("odoo_*"), None)
+    if odoo is not None:
+        broken.write_bytes(odoo.read_bytes().replace(b"|20210502|701100", b"|20210231|701100", 1))
+        files.append((broken, "DEMO001/broken-date-123456789FEC20231231.txt", None))
+        files.append((odoo, "no-dossier-542107651FEC20210502.txt", None))
+        files.append((odoo, "DEMO002/unknown-to-loop.txt", "NOSUCH1"))
+    return files
+
+
+def main() -> int:
+    configure_logging(logging.WARNING)
+    if not SAMPLES.is_dir():
+        print(f"error: no samples at {SAMPLES}", file=sys.stderr)
+        return 2
+    azurite = start_azurite(in_memory=True)
+    emulator = start_emulator_process(
+        env={"LOOP_EMULATOR_WAITING_SECONDS": "1", "LOOP_EMULATOR_PROCESSING_SECONDS": "1"}
+    )
+    try:
+        os.environ.update({
+            "AzureWebJobsStorage": azurite.connection_string, "FEC_IMPORT_CONTAINER": CONTAINER,
+            "LOOP_API_BASE_URL": emulator.base_url, "LOOP_API_KEY": EMULATOR_API_KEY,
+            "LOOP_SUBSCRIPTION_KEY": EMULATOR_SUBSCRIPTION_KEY, "STATUS_POLL_SCHEDULE": "*/1 * * * * *",
+        })
+        return run_demo(BlobServiceClient.from_connection_string(azurite.connection_string))
+    finally:
+        emulator.stop()
+        azurite.stop()
+
+
+def run_demo(service: BlobServiceClient) -> int:
+    import function_app  # noqa: PLC0415 - after the environment is set
+    from local.runner import LocalHost  # noqa: PLC0415
+    from shared import ledger as states  # noqa: PLC0415
+    from shared.cli_imports import print_table  # noqa: PLC0415
+    from shared.runtime import current_pipeline  # noqa: PLC0415
+
+    pipeline = current_pipeline()
+    pipeline.ensure_import_container()
+    host = LocalHost(function_app.app, service, os.environ, retry_delay=0.5)
+    with tempfile.TemporaryDirectory() as workdir:
+        files = demo_files(Path(workdir))
+        for path, name, dossier in files:
+            drop_file(service, CONTAINER, path, name=name, dossier=dossier)
+        print(f"dropped {len(files)} files into {CONTAINER}; waiting for each to end...")
+        deadline = time.monotonic() + 60
+        records = []
+        while time.monotonic() < deadline:
+            host.scan_blobs()
+            host.wait_idle(timeout=120)
+            host.fire_timer()
+            records = list(pipeline.ledger.all_records())
+            if len(records) == len(files) and all(r.state in states.FINAL_STATES for r in records):
+                break
+            time.sleep(0.5)
+    host.stop()
+    rows = [(r.blob_name[:60], r.code_ibs or "", r.state, str(r.loop_status or ""), (r.error or "")[:90])
+            for r in sorted(records, key=lambda r: r.blob_name)]
+    print_table(("BLOB", "CODEIBS", "STATE", "LOOP", "REASON"), rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
