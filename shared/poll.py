@@ -73,7 +73,7 @@ def _look_after_unsent(pipeline: Pipeline, record: ImportRecord, now: datetime) 
     retry_due = record.state == states.RETRY_WAIT and (record.next_poll_at or now) <= now
     if retry_due or idle > pipeline.claim_lease:
         try:
-            redrive(pipeline, record)
+            redrive(pipeline, record, now)
         except SubmitRetryableError:
             return "retry_wait"
         except Exception:

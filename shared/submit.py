@@ -308,7 +308,7 @@ def write_outcome_tags(pipeline: Pipeline, record: ImportRecord) -> None:
         log.warning("could not tag %s with its outcome: %s", record.blob, type(error).__name__)
 
 
-def redrive(pipeline: Pipeline, record: ImportRecord) -> ImportRecord | None:
+def redrive(pipeline: Pipeline, record: ImportRecord, now: datetime | None = None) -> ImportRecord | None:
     """Carry on an import whose delivery stopped before any POST (the timer calls this)."""
     blob = pipeline.blob_service.get_blob_client(record.container, record.blob_name)
     source = blob
@@ -320,7 +320,7 @@ def redrive(pipeline: Pipeline, record: ImportRecord) -> ImportRecord | None:
         return finish(pipeline, record, states.REJECTED, "deleted before it was read", telemetry.BLOB_MISSING)
     if not record.snapshot and props.etag != record.etag:
         return finish(pipeline, record, states.SUPERSEDED, "overwritten before it was read", telemetry.SUPERSEDED)
-    taken = take_over(pipeline, record)
+    taken = take_over(pipeline, record, now)
     if taken is None:
         return None
     return process(pipeline, blob, taken, props)

@@ -1,0 +1,220 @@
+"""At most one importFEC per blob version, whatever fails: crashes at each step, unknown outcomes,
+duplicate bytes, odd names and metadata. Real Azurite, the emulator over HTTP."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from datetime import timedelta
+
+import pytest
+
+from shared import ledger as states
+from shared import submit as submit_module
+from shared.ledger import utcnow
+from shared.operator_actions import OperatorError, cancel, find_import, resolve, resubmit
+from shared.poll import poll_imports
+from shared.submit import submit_blob
+from tests.conftest import upload
+
+ODOO = "odoo_odoo_test_wizard_expected_542107651FEC20210502.txt"
+
+
+class Crash(BaseException):
+    """The process dying: not an Exception, so no handler of the pipeline catches it."""
+
+
+@pytest.fixture
+def fec_bytes(samples_dir) -> bytes:
+    return (samples_dir / ODOO).read_bytes()
+
+
+def posts(emulator) -> list[dict]:
+    return [r for r in emulator.requests() if r["path"] == "/importFEC"]
+
+
+def only_record(pipeline):
+    (record,) = pipeline.ledger.all_records()
+    return record
+
+
+def poll_until_final(pipeline, record, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        poll_imports(pipeline)
+        current = pipeline.ledger.get(*record.keys)
+        if current.state in states.FINAL_STATES:
+            return current
+        time.sleep(0.2)
+    raise AssertionError(f"still {current.state}")
+
+
+def crash(*_args, **_kwargs):
+    raise Crash
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "shared.submit.resolve_dossier",      # right after the claim
+        "shared.submit.validate_stream",      # while reading the file
+        "signer",                             # after signing, before marking submitting
+    ],
+)
+def test_a_crash_before_the_post_is_recovered_with_exactly_one_post(
+    pipeline, loop_emulator, fec_bytes, monkeypatch, where
+):
+    blob = upload(pipeline, "DEMO001/a.txt", fec_bytes)
+    with monkeypatch.context() as patch:
+        if where == "signer":
+            original = pipeline.signer.sign
+            patch.setattr(pipeline.signer, "sign", lambda *a, **k: (original(*a, **k), crash())[0])
+        else:
+            patch.setattr(where, crash)
+        with pytest.raises(Crash):
+            submit_blob(pipeline, blob)
+    assert only_record(pipeline).state == states.RECEIVED
+    assert submit_blob(pipeline, blob) is None  # an immediate redelivery respects the lease
+    assert posts(loop_emulator) == []
+    later = utcnow() + pipeline.claim_lease + timedelta(seconds=1)
+    assert poll_imports(pipeline, now=later).outcomes["redriven"] == 1
+    assert only_record(pipeline).state == states.PENDING
+    assert len(posts(loop_emulator)) == 1
+
+
+def test_a_redelivery_after_the_lease_takes_over(pipeline, loop_emulator, fec_bytes, monkeypatch):
+    pipeline.settings = dataclasses.replace(pipeline.settings, claim_lease_seconds=1)
+    blob = upload(pipeline, "DEMO001/a.txt", fec_bytes)
+    with monkeypatch.context() as patch:
+        patch.setattr("shared.submit.resolve_dossier", crash)
+        with pytest.raises(Crash):
+            submit_blob(pipeline, blob)
+    time.sleep(1.2)
+    assert submit_blob(pipeline, blob).state == states.PENDING
+    assert only_record(pipeline).attempts == 2
+    assert len(posts(loop_emulator)) == 1
+
+
+def test_a_crash_after_the_post_never_posts_again_and_an_operator_resolves_it(
+    pipeline, loop_emulator, fec_bytes, monkeypatch
+):
+    blob = upload(pipeline, "DEMO001/a.txt", fec_bytes)
+    with monkeypatch.context() as patch:
+        patch.setattr(submit_module, "_store_request_id", crash)
+        with pytest.raises(Crash):
+            submit_blob(pipeline, blob)
+    assert only_record(pipeline).state == states.SUBMITTING
+    assert submit_blob(pipeline, blob) is None
+    later = utcnow() + pipeline.submit_timeout + timedelta(minutes=1)
+    assert poll_imports(pipeline, now=later).outcomes["unknown"] == 1
+    assert submit_blob(pipeline, blob) is None
+    assert len(posts(loop_emulator)) == 1
+    (in_loop,) = loop_emulator.imports()
+    resolved = resolve(pipeline, find_import(pipeline, "DEMO001/a.txt"), in_loop["id"])
+    assert resolved.state == states.PENDING
+    assert poll_until_final(pipeline, resolved).state == states.COMPLETED
+    assert len(posts(loop_emulator)) == 1
+
+
+@pytest.mark.parametrize("fault", [{"kind": "hang", "seconds": 4}, {"kind": "reset"}])
+def test_an_unknown_outcome_waits_for_an_operator(pipeline, loop_emulator, fec_bytes, fault):
+    loop_emulator.set_faults({"importFEC": [fault]})
+    blob = upload(pipeline, "DEMO001/a.txt", fec_bytes)
+    record = submit_blob(pipeline, blob)
+    assert pipeline.ledger.get(*record.keys).state == states.UNKNOWN
+    assert submit_blob(pipeline, blob) is None
+    poll_imports(pipeline, now=utcnow() + timedelta(hours=1))
+    assert len(posts(loop_emulator)) == 1
+    assert only_record(pipeline).state == states.UNKNOWN
+
+
+def test_the_same_bytes_under_another_name_are_not_sent_twice(pipeline, loop_emulator, fec_bytes):
+    first = submit_blob(pipeline, upload(pipeline, "DEMO001/a.txt", fec_bytes))
+    second = submit_blob(pipeline, upload(pipeline, "DEMO001/copy of a.txt", fec_bytes))
+    assert second.state == states.DUPLICATE
+    assert first.blob in second.error
+    assert len(posts(loop_emulator)) == 1
+    other_dossier = submit_blob(pipeline, upload(pipeline, "DEMO002/a.txt", fec_bytes))
+    assert other_dossier.state == states.PENDING
+    forced = submit_blob(pipeline, upload(pipeline, "DEMO001/again.txt", fec_bytes, force="true"))
+    assert forced.state == states.PENDING
+    assert len(posts(loop_emulator)) == 3
+
+
+def test_the_duplicate_window_is_configurable(pipeline, loop_emulator, fec_bytes):
+    pipeline.settings = dataclasses.replace(pipeline.settings, duplicate_window_hours=0)
+    submit_blob(pipeline, upload(pipeline, "DEMO001/a.txt", fec_bytes))
+    time.sleep(0.1)
+    assert submit_blob(pipeline, upload(pipeline, "DEMO001/b.txt", fec_bytes)).state == states.PENDING
+
+
+def test_a_failed_import_can_be_dropped_again(pipeline, loop_emulator, fec_bytes):
+    loop_emulator.set_faults({"final_status": 4})
+    first = submit_blob(pipeline, upload(pipeline, "DEMO001/a.txt", fec_bytes))
+    assert poll_until_final(pipeline, first).state == states.FAILED
+    assert submit_blob(pipeline, upload(pipeline, "DEMO001/a-fixed.txt", fec_bytes)).state == states.PENDING
+
+
+HOSTILE_NAMES = [
+    "DEMO001/with space.txt",
+    "DEMO001/hash#tag.txt",
+    "DEMO001/percent%41.txt",
+    "DEMO001/question?mark.txt",
+    "DEMO001/plus+sign.txt",
+    "DEMO001/écritures-ÇØ-ß.txt",
+    "DEMO001/deep/nested/folders/file.txt",
+    "DEMO001/" + "n" * 990 + ".txt",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=lambda n: n[:30])
+def test_odd_names_still_give_loop_the_right_bytes(pipeline, loop_emulator, fec_bytes, name):
+    data = fec_bytes + name.encode()[:0]
+    record = submit_blob(pipeline, upload(pipeline, name, data))
+    assert record.state == states.PENDING
+    downloaded = loop_emulator.wait_for_download(record.request_id)
+    assert downloaded["sha256"] == hashlib.sha256(data).hexdigest()
+    assert downloaded["failure"] is None
+    assert find_import(pipeline, name).keys == record.keys
+
+
+def test_an_overwrite_is_a_new_version_with_its_own_import(pipeline, loop_emulator, fec_bytes):
+    blob = upload(pipeline, "DEMO001/a.txt", fec_bytes)
+    submit_blob(pipeline, blob)
+    upload(pipeline, "DEMO001/a.txt", fec_bytes + b"\r\n")
+    submit_blob(pipeline, blob)
+    versions = pipeline.ledger.versions_of(blob.container_name, blob.blob_name)
+    assert [v.state for v in versions] == [states.PENDING, states.PENDING]
+    assert len({v.etag for v in versions}) == 2
+    assert len(posts(loop_emulator)) == 2
+
+
+def test_resubmit_sends_again_and_keeps_history(pipeline, loop_emulator, fec_bytes):
+    loop_emulator.set_faults({"final_status": 4})
+    first = submit_blob(pipeline, upload(pipeline, "DEMO001/a.txt", fec_bytes))
+    poll_until_final(pipeline, first)
+    loop_emulator.set_faults({"final_status": 3})
+    again = resubmit(pipeline, find_import(pipeline, first.request_id))
+    assert again.state == states.PENDING
+    assert again.request_id != first.request_id
+    assert poll_until_final(pipeline, again).state == states.COMPLETED
+    history = [entry["state"] for entry in again.to_dict()["history"]]
+    assert history.count(states.SUBMITTING) == 2
+    assert states.FAILED in history
+    assert len(posts(loop_emulator)) == 2
+
+
+def test_operator_actions_refuse_what_does_not_apply(pipeline, loop_emulator, fec_bytes):
+    record = submit_blob(pipeline, upload(pipeline, "DEMO001/a.txt", fec_bytes))
+    with pytest.raises(OperatorError, match="cancel it first"):
+        resubmit(pipeline, record)
+    with pytest.raises(OperatorError, match="only unknown imports"):
+        resolve(pipeline, record, "11111111-1111-1111-1111-111111111111")
+    cancelled = cancel(pipeline, record)
+    assert cancelled.state == states.CANCELLED
+    assert poll_imports(pipeline).outcomes.get("completed", 0) == 0
+    with pytest.raises(OperatorError, match="already cancelled"):
+        cancel(pipeline, cancelled)
+    with pytest.raises(OperatorError, match="no import found"):
+        find_import(pipeline, "nothing-here.txt")
