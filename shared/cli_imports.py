@@ -11,6 +11,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from azure.core.exceptions import AzureError
+
 from shared import ledger as states
 from shared.ledger import ImportRecord
 from shared.loop_client import LoopError
@@ -84,6 +86,10 @@ def _guard(action: Any) -> int:
     except (LoopError, SubmitRetryableError) as error:
         print(f"error: Loop: {error}", file=sys.stderr)
         return 1
+    except AzureError as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"error: storage: {reason} (check AzureWebJobsStorage; is Azurite running?)", file=sys.stderr)
+        return 2
 
 
 def run_list(args: argparse.Namespace) -> int:

@@ -1,0 +1,118 @@
+"""`python -m shared imports ...` against a real ledger."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from shared import ledger as states
+from shared.cli import main
+from shared.submit import submit_blob
+from tests.conftest import PROJECT_ROOT, upload
+
+ODOO = "odoo_odoo_test_wizard_expected_542107651FEC20210502.txt"
+
+
+@pytest.fixture
+def cli_env(pipeline_env, monkeypatch):
+    for name, value in pipeline_env.items():
+        monkeypatch.setenv(name, value)
+    return pipeline_env
+
+
+@pytest.fixture
+def two_imports(pipeline, loop_emulator, samples_dir, cli_env):
+    data = (samples_dir / ODOO).read_bytes()
+    sent = submit_blob(pipeline, upload(pipeline, "DEMO001/sent.txt", data))
+    rejected = submit_blob(pipeline, upload(pipeline, "nodossier.txt", data))
+    return sent, rejected
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_list_shows_every_import_with_its_columns(two_imports, capsys):
+    sent, _ = two_imports
+    code, out, _ = run_cli(capsys, "imports", "list")
+    assert code == 0
+    header, *rows = out.strip().splitlines()
+    assert header.split() == ["BLOB", "ETAG", "CODEIBS", "REQUEST", "ID", "STATE", "LOOP", "SUBMITTED", "UPDATED", "ERROR"]
+    assert any("DEMO001/sent.txt" in row and sent.request_id in row and "pending" in row for row in rows)
+    assert any("nodossier.txt" in row and "rejected" in row and "no dossier" in row for row in rows)
+
+
+def test_list_filters_by_status_as_json(two_imports, capsys):
+    code, out, _ = run_cli(capsys, "imports", "list", "--status", "rejected", "--json")
+    assert code == 0
+    (item,) = json.loads(out)
+    assert item["blob_name"] == "nodossier.txt"
+    assert item["state"] == states.REJECTED
+    assert set(item) >= {"blob", "etag", "code_ibs", "request_id", "loop_status", "loop_status_label",
+                         "submitted_at", "updated_at", "error"}
+
+
+def test_show_by_request_id_and_by_name(two_imports, capsys):
+    sent, _ = two_imports
+    code, out, _ = run_cli(capsys, "imports", "show", sent.request_id)
+    assert code == 0
+    assert f"request id   {sent.request_id}" in out
+    assert "validation   valid" in out
+    code, out, _ = run_cli(capsys, "imports", "show", "DEMO001/sent.txt", "--json")
+    assert json.loads(out)["history"][0]["state"] == states.RECEIVED
+
+
+def test_show_of_a_rejected_file_prints_its_report(pipeline, loop_emulator, samples_dir, cli_env, capsys):
+    broken = (samples_dir / ODOO).read_bytes().replace(b"|20210502|701100", b"|20211332|701100", 1)
+    submit_blob(pipeline, upload(pipeline, "DEMO001/broken.txt", broken))
+    code, out, _ = run_cli(capsys, "imports", "show", "DEMO001/broken.txt")
+    assert code == 0
+    assert "validation   INVALID" in out
+    assert "invalid_date: line 2: EcritureDate 20211332 is not a date" in out
+
+
+def test_cancel_and_resubmit_from_the_command_line(two_imports, loop_emulator, capsys):
+    code, out, _ = run_cli(capsys, "imports", "cancel", "DEMO001/sent.txt")
+    assert (code, out.strip()) == (0, f"{two_imports[0].blob}: cancelled")
+    code, out, _ = run_cli(capsys, "imports", "resubmit", "DEMO001/sent.txt")
+    assert code == 0
+    assert "pending" in out
+    assert len([r for r in loop_emulator.requests() if r["path"] == "/importFEC"]) == 2
+
+
+def test_resubmit_without_dossier_says_what_to_do(two_imports, capsys):
+    code, _, err = run_cli(capsys, "imports", "resubmit", "nodossier.txt")
+    assert code == 1
+    assert "give one with --dossier" in err
+
+
+def test_errors_are_one_line_with_exit_codes(cli_env, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no local.settings.json to fall back on
+    code, _, err = run_cli(capsys, "imports", "show", "missing.txt")
+    assert (code, err.strip()) == (1, "error: no import found for 'missing.txt' (give a blob name or a Loop request id)")
+    monkeypatch.delenv("AzureWebJobsStorage")
+    code, _, err = run_cli(capsys, "imports", "list")
+    assert code == 2
+    assert "AzureWebJobsStorage is not set" in err
+    assert run_cli(capsys, "imports", "frobnicate")[0] == 2
+    from local.azurite import free_port  # noqa: PLC0415
+
+    monkeypatch.setenv("AzureWebJobsStorage", cli_env["AzureWebJobsStorage"].replace(
+        cli_env["AzureWebJobsStorage"].split("TableEndpoint=http://127.0.0.1:")[1].split("/")[0], str(free_port())))
+    code, _, err = run_cli(capsys, "imports", "list")
+    assert code == 2
+    assert "is Azurite running?" in err
+
+
+def test_python_dash_m_shared_runs(cli_env):
+    result = subprocess.run(
+        [sys.executable, "-m", "shared", "imports", "list", "--json"], cwd=PROJECT_ROOT,
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []

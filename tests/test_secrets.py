@@ -1,0 +1,82 @@
+"""Whole flows with distinctive fake keys: no log record, exception message or ledger field may
+carry the Loop keys, the storage account key or any SAS signature."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from local.azurite import DEV_ACCOUNT_KEY
+from shared.cli import main as cli_main
+from shared.poll import poll_imports
+from shared.submit import SubmitRetryableError, submit_blob
+from tests.conftest import upload
+from tests.fixtures_loop import TEST_LOOP_API_KEY, TEST_LOOP_SUBSCRIPTION_KEY
+
+ODOO = "odoo_odoo_test_wizard_expected_542107651FEC20210502.txt"
+
+
+def test_no_secret_anywhere_after_every_kind_of_flow(
+    pipeline, pipeline_env, loop_emulator, samples_dir, caplog, capsys, monkeypatch
+):
+    caplog.set_level(logging.DEBUG)
+    data = (samples_dir / ODOO).read_bytes()
+    signatures: list[str] = []
+    original_sign = pipeline.signer.sign
+
+    def recording_sign(*args, **kwargs):
+        signed = original_sign(*args, **kwargs)
+        signatures.append(parse_qs(urlsplit(signed.url).query)["sig"][0])
+        return signed
+
+    monkeypatch.setattr(pipeline.signer, "sign", recording_sign)
+    problems: list[str] = []
+
+    def attempt(name: str, payload: bytes, **metadata: str) -> None:
+        try:
+            submit_blob(pipeline, upload(pipeline, name, payload, **metadata))
+        except SubmitRetryableError as error:
+            problems.append(f"{error!r} {error}")
+
+    attempt("DEMO001/ok.txt", data)
+    loop_emulator.set_faults({"importFEC": [{"kind": "reset"}]})
+    attempt("DEMO001/reset.txt", data + b"\r\n")
+    loop_emulator.set_faults({"importFEC": [{"kind": "http", "status": 401}]})
+    attempt("DEMO001/auth.txt", data + b"\r\n\r\n")
+    loop_emulator.set_faults({"importFEC": [{"kind": "http", "status": 503, "retry_after": 0, "times": 5}]})
+    attempt("DEMO001/busy.txt", data + b"\r\n\r\n\r\n")
+    attempt("DEMO999/unknown-dossier.txt", data + b" ")
+    attempt("nodossier.txt", data)
+    time.sleep(0.8)
+    loop_emulator.set_faults({"status": [{"kind": "http", "status": 500}]})
+    poll_imports(pipeline)
+    poll_imports(pipeline)
+    for name, value in pipeline_env.items():
+        monkeypatch.setenv(name, value)
+    cli_main(["imports", "list", "--json"])
+    cli_main(["imports", "show", "DEMO001/ok.txt", "--json"])
+
+    assert len(signatures) >= 4
+    secrets = [TEST_LOOP_API_KEY, TEST_LOOP_SUBSCRIPTION_KEY, TEST_LOOP_API_KEY.split(":")[1], DEV_ACCOUNT_KEY,
+               *signatures]
+    logged = "\n".join(
+        f"{record.getMessage()} {getattr(record, 'custom_dimensions', '')} {record.exc_text or ''}"
+        for record in caplog.records
+    )
+    ledger_rows = "\n".join(json.dumps(dict(entity), default=str) for entity in pipeline.ledger.table.list_entities())
+    printed = capsys.readouterr()
+    emulator_log = json.dumps(loop_emulator.requests())
+    places = {
+        "logs": logged, "ledger": ledger_rows, "errors": "\n".join(problems),
+        "cli output": printed.out + printed.err, "emulator request log": emulator_log,
+    }
+    assert "import.submitted" in logged
+    assert "import.auth_failed" in logged
+    for place, text in places.items():
+        for secret in secrets:
+            if secret in text:
+                pytest.fail(f"a secret ({len(secret)} characters, starting {secret[:3]!r}) is in the {place}")
