@@ -35,6 +35,9 @@ lint: install
 bench: install
 	$(PY) -m bench.validator_bench
 
+bench-load: install
+	$(PY) -m bench.load_bench
+
 drop: install
 	@test -n "$(FILE)" || (echo "usage: make drop FILE=path/to/file [DOSSIER=DEMO001]" && exit 2)
 	$(PY) -m local.drop "$(FILE)" $(if $(DOSSIER),--dossier "$(DOSSIER)")
