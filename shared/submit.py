@@ -25,7 +25,7 @@ from azure.storage.blob import BlobClient, BlobProperties
 from shared import ledger as states
 from shared import telemetry
 from shared.dossier import DossierError, resolve_dossier
-from shared.fec_validation import validate_stream
+from shared.fec_validation import ValidationReport, validate_stream
 from shared.ledger import ImportRecord, LedgerConflictError, utcnow
 from shared.loop_client import (
     LoopAuthError,
@@ -171,7 +171,7 @@ def _hashing(chunks: Iterable[bytes], digest: hashlib._Hash) -> Iterator[bytes]:
         yield chunk
 
 
-def _validate(pipeline: Pipeline, snapshot: BlobClient, record: ImportRecord):
+def _validate(pipeline: Pipeline, snapshot: BlobClient, record: ImportRecord) -> ValidationReport:
     """Stream the snapshot through the validator and the hash in one pass; store the report."""
     digest = hashlib.sha256()
     chunks = snapshot.download_blob(max_concurrency=1).chunks()
@@ -186,15 +186,13 @@ def _validate(pipeline: Pipeline, snapshot: BlobClient, record: ImportRecord):
     return report
 
 
-def _rejection_reason(report) -> str:
-    first = report.errors[0] if report.errors else None
-    where = f"line {first.line}: {first.message}" if first and first.line else (first.message if first else "")
-    rules = ", ".join(f"{rule} x{count}" for rule, count in sorted(report.counts.items()) if _is_error(report, rule))
-    return f"invalid FEC file ({rules}); first: {where}"
-
-
-def _is_error(report, rule: str) -> bool:
-    return any(finding.rule == rule for finding in report.errors)
+def _rejection_reason(report: ValidationReport) -> str:
+    """One line for the ledger and the event: error counts per rule, then the first error."""
+    error_rules = {finding.rule for finding in report.errors}
+    rules = ", ".join(f"{rule} x{count}" for rule, count in sorted(report.counts.items()) if rule in error_rules)
+    first = report.errors[0]
+    where = f"line {first.line}: " if first.line else ""
+    return f"invalid FEC file ({rules}); first: {where}{first.message}"
 
 
 def _claim_content(pipeline: Pipeline, record: ImportRecord) -> ImportRecord | None:
