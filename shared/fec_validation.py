@@ -27,6 +27,7 @@ MAX_LINE_BYTES = 64 * 1024
 READ_CHUNK = 1024 * 1024
 VALUE_PREVIEW = 80
 MICRO = 1_000_000
+MAX_TAINTED_ENTRIES = 100_000
 
 STANDARD = (
     "journalcode", "journallib", "ecriturenum", "ecrituredate", "comptenum", "comptelib",
@@ -383,6 +384,8 @@ class _Checker:
         self.entry_sum = 0
         self.entry_line = 0
         self.open_entries: dict[tuple[str, str], tuple[int, int]] = {}
+        self.tainted: set[tuple[str, str]] = set()
+        self.balance_unknown = False
 
     def check(self, number: int, line: str) -> None:
         fields = line.split(self.layout.separator)
@@ -397,6 +400,8 @@ class _Checker:
                 return
             self.findings.add("column_count", number, f"{len(fields)} columns, the header has {self.width}",
                               value=line)
+            readable_key = len(fields) > max(self.i_journal, self.i_num)
+            self._taint((fields[self.i_journal].strip(), fields[self.i_num].strip()) if readable_key else None)
             return
         if fields[0].strip().lower() == "journalcode" and fold(fields[0]) == "journalcode":
             self.findings.add("repeated_header", number, "the header is repeated (split file)", warning=True)
@@ -433,6 +438,7 @@ class _Checker:
             }
             self.findings.add(value, number, f"{name} {fields[position].strip()!r} {messages[value]}",
                               column=name, value=fields[position])
+            self._taint((fields[self.i_journal].strip(), fields[self.i_num].strip()))
             return 0
         return value
 
@@ -472,6 +478,13 @@ class _Checker:
             self.entry_sum, self.entry_line = self.open_entries.pop(key, (0, number))
         self.entry_sum += debit - credit
 
+    def _taint(self, key: tuple[str, str] | None) -> None:
+        """An entry with an unreadable line has no knowable balance: report the line, not a
+        consequence of it. The file total is then unknowable too."""
+        self.balance_unknown = True
+        if key is not None and len(self.tainted) < MAX_TAINTED_ENTRIES:
+            self.tainted.add(key)
+
     def _close_entry(self) -> None:
         if self.entry_key is not None and self.entry_sum:
             self.open_entries[self.entry_key] = (self.entry_sum, self.entry_line)
@@ -493,12 +506,14 @@ class _Checker:
     def finish(self) -> None:
         self._close_entry()
         for (journal, number), (balance, line) in sorted(self.open_entries.items(), key=lambda item: item[1][1]):
+            if (journal, number) in self.tainted or len(self.tainted) >= MAX_TAINTED_ENTRIES:
+                continue
             self.findings.add(
                 "unbalanced_entry", line,
                 f"entry {journal}/{number} is off by {_format_micro(balance)} (debit - credit)",
                 column="EcritureNum", value=f"{journal}/{number}",
             )
-        if self.total_debit != self.total_credit:
+        if self.total_debit != self.total_credit and not self.balance_unknown:
             self.findings.add(
                 "unbalanced_file", None,
                 f"total debit {_format_micro(self.total_debit)} != total credit {_format_micro(self.total_credit)}",
@@ -525,7 +540,7 @@ def validate_stream(
         if checker is not None:
             checker.check(number, line)
         elif not header_seen:
-            if not line.strip():
+            if not line.strip(" "):
                 findings.add("empty_line", number, "an empty line before the header", warning=True)
                 continue
             header_seen = True
@@ -535,6 +550,8 @@ def validate_stream(
             checker = _Checker(layout, findings)
     if reader.line_number == 0 and not reader.fatal:
         findings.add("empty_file", None, "the file is empty")
+    elif not header_seen and not reader.fatal:
+        findings.add("empty_file", None, "the file has only empty lines")
     elif checker is not None:
         checker.finish()
         if checker.records == 0:

@@ -1,0 +1,67 @@
+"""`python -m shared validate PATH [--json]`: exit codes 0/1/2 and the JSON shape."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from shared.cli import main
+from tests.conftest import PROJECT_ROOT
+from tests.fec_factory import FecSpec
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(["validate", *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_importable_file_exits_0_with_a_text_report(samples_dir, capsys):
+    code, out, err = run(capsys, str(samples_dir / "odoo_odoo_test_wizard_expected_542107651FEC20210502.txt"))
+    assert code == 0
+    assert "importable" in out
+    assert "5 records, 1 entries, debit 7760.45" in out
+    assert err == ""
+
+
+def test_errors_exit_1_and_json_has_the_documented_shape(tmp_path, capsys):
+    spec = FecSpec()
+    rows = spec.rows()
+    rows[2][3] = "20191232"
+    path = tmp_path / "123456789FEC20191231.txt"
+    path.write_bytes(spec.render(rows))
+    code, out, _ = run(capsys, str(path), "--json")
+    assert code == 1
+    report = json.loads(out)
+    assert report["valid"] is False
+    (error,) = report["errors"]
+    assert error == {"rule": "invalid_date", "line": 3, "column": "EcritureDate", "value": "20191232",
+                     "message": "EcritureDate 20191232 is not a date (AAAAMMJJ)"}
+    assert report["warnings"] == []
+    assert report["summary"]["records"] == 3
+
+
+@pytest.mark.parametrize("target", ["missing.txt", "."])
+def test_unreadable_paths_exit_2_with_one_line(tmp_path, capsys, target):
+    code, out, err = run(capsys, str(tmp_path / target))
+    assert code == 2
+    assert out == ""
+    assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_bad_arguments_exit_2(capsys):
+    assert main(["validate"]) == 2
+    assert main(["validate", "a", "--frobnicate"]) == 2
+
+
+def test_binary_file_is_a_clear_error_not_a_traceback(tmp_path):
+    path = tmp_path / "picture.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 100)
+    result = subprocess.run([sys.executable, "-m", "shared", "validate", str(path)], cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1
+    assert "NUL bytes" in result.stdout
+    assert "Traceback" not in result.stderr
