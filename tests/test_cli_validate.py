@@ -49,7 +49,8 @@ def test_unreadable_paths_exit_2_with_one_line(tmp_path, capsys, target):
     code, out, err = run(capsys, str(tmp_path / target))
     assert code == 2
     assert out == ""
-    assert err.startswith("error: ") and err.count("\n") == 1
+    assert err.startswith("error: ")
+    assert err.count("\n") == 1
 
 
 def test_bad_arguments_exit_2(capsys):
