@@ -16,10 +16,12 @@ import os
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from itertools import chain
+from operator import itemgetter
 from pathlib import PurePath
 from typing import Any
 
@@ -27,6 +29,8 @@ MAX_LINE_BYTES = 64 * 1024
 READ_CHUNK = 1024 * 1024
 VALUE_PREVIEW = 80
 MICRO = 1_000_000
+CENT = MICRO // 100
+LINE_TOO_LONG = "\x00 line too long"  # NULs never survive decoding, so no real line is this
 MAX_TAINTED_ENTRIES = 100_000
 
 STANDARD = (
@@ -189,6 +193,7 @@ class _Layout:
     separator: str
     kind: str
     trailing: bool
+    legal_order: bool = True
     index: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -214,7 +219,8 @@ def _read_header(line: str, findings: _Findings) -> _Layout | None:
         shown = ", ".join(DISPLAY.get(name, name) for name in missing)
         findings.add("header_missing_column", 1, f"missing column(s): {shown}", value=line)
         return None
-    if names[: len(expected)] != expected:
+    legal_order = names[: len(expected)] == expected
+    if not legal_order:
         findings.add("header_column_order", 1, "the 18 FEC columns are not in the legal order", value=line,
                      warning=True)
     rest = names[len(expected):]
@@ -222,7 +228,7 @@ def _read_header(line: str, findings: _Findings) -> _Layout | None:
         kind = "bnc"
     elif tuple(rest[: len(BA_EXTRA)]) == BA_EXTRA:
         kind = "ba"
-    return _Layout(names, separator, kind, trailing)
+    return _Layout(names, separator, kind, trailing, legal_order)
 
 
 def _with_sniffable_head(chunks: Iterable[bytes], size: int = 4096) -> Iterator[bytes]:
@@ -285,15 +291,14 @@ class _Lines:
         if "\x00" in text:
             self.findings.add("nul_byte", self.line_number + 1, "NUL bytes in the text")
             text = text.replace("\x00", "")
-        lines = text.split(self.newline.decode())  # type: ignore[union-attr]
-        if self.newline == b"\n":
-            stripped = [line.rstrip("\r") for line in lines]
-            self.endings["crlf"] += sum(1 for line in lines if line.endswith("\r"))
-            self.endings["crcrlf"] += sum(1 for line in lines if line.endswith("\r\r"))
-            return stripped
-        return lines
+        if self.newline == b"\n" and "\r" in text:
+            # `data` stops before its last LF, so its last line may end in CR: count it too.
+            self.endings["crlf"] += text.count("\r\n") + text.endswith("\r")
+            self.endings["crcrlf"] += text.count("\r\r\n") + text.endswith("\r\r")
+            text = text.replace("\r\r\n", "\n").replace("\r\n", "\n").rstrip("\r")
+        return text.split(self.newline.decode())  # type: ignore[union-attr]
 
-    def lines(self, chunks: Iterable[bytes]) -> Iterator[tuple[int, str]]:  # noqa: PLR0912 - one streaming loop
+    def batches(self, chunks: Iterable[bytes]) -> Iterator[tuple[int, list[str]]]:  # noqa: PLR0912
         carry = b""
         first = True
         skipping = False
@@ -325,7 +330,7 @@ class _Lines:
                 skipping = False
                 if not found:
                     continue
-            yield from self._numbered(complete)
+            yield self._numbered(complete)
         if first:
             return
         if carry:
@@ -334,16 +339,20 @@ class _Lines:
                 return
             if self.newline is None:
                 self.newline = b"\n"
-            yield from self._numbered(carry)
+            yield self._numbered(carry)
 
-    def _numbered(self, data: bytes) -> Iterator[tuple[int, str]]:
-        for line in self._split(data):
-            self.line_number += 1
-            if len(line) > MAX_LINE_BYTES:
-                self.findings.add("line_too_long", self.line_number,
-                                  f"a line longer than {MAX_LINE_BYTES} bytes; it is skipped")
-                continue
-            yield self.line_number, line
+    def _numbered(self, data: bytes) -> tuple[int, list[str]]:
+        """(number of the first line, lines); lines over the limit are reported and replaced."""
+        lines = self._split(data)
+        start = self.line_number + 1
+        self.line_number += len(lines)
+        if lines and max(map(len, lines)) > MAX_LINE_BYTES:
+            for offset, line in enumerate(lines):
+                if len(line) > MAX_LINE_BYTES:
+                    self.findings.add("line_too_long", start + offset,
+                                      f"a line longer than {MAX_LINE_BYTES} bytes; it is skipped")
+                    lines[offset] = LINE_TOO_LONG
+        return start, lines
 
     @property
     def line_ending(self) -> str:
@@ -354,8 +363,66 @@ class _Lines:
         return "CRLF" if self.endings["crlf"] else "LF"
 
 
+def _no_match(_line: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class _FastPath:
+    """A regex for the common valid record, and where its groups are."""
+
+    match: Callable[[str], re.Match[str] | None]
+    dates: Callable[[tuple[Any, ...]], tuple[Any, ...]]
+    amounts: Callable[[tuple[Any, ...]], tuple[Any, ...]]
+
+
+def _fast_path(layout: _Layout, optional: frozenset[str]) -> _FastPath:
+    """One regex for the common valid record, so most lines are checked at C speed.
+
+    It accepts a subset of valid records (amounts with two decimals, unpadded dates, accounts
+    starting with 3 digits); anything else goes to the field-by-field path, which is the
+    authority and the one that explains. Groups 0 and 1 are JournalCode and EcritureNum.
+    """
+    sep = re.escape(layout.separator)
+    text = f"[^{sep}]*"
+    required_text = f" *[^{sep} ]{text}"
+    parts: list[str] = []
+    dates: list[int] = []
+    amounts: list[int] = []
+    groups = 0
+    for name in layout.names:
+        required = name in REQUIRED and name not in optional
+        if name in ("journalcode", "ecriturenum"):
+            parts.append(f"({required_text})" if required else f"({text})")
+            groups += 1
+        elif name in REQUIRED_DATES or name in OPTIONAL_DATES:
+            parts.append(" *(\\d{8}) *" if required else " *(\\d{8})? *")
+            dates.append(groups)
+            groups += 1
+        elif name in ("debit", "credit", "montant"):
+            parts.append(" *(-?)(\\d+),(\\d\\d) *")
+            amounts += [groups, groups + 1, groups + 2]
+            groups += 3
+        elif name == "sens":
+            parts.append(" *([DC]|[+-]1) *")
+            amounts.append(groups)
+            groups += 1
+        elif name == "comptenum":
+            parts.append(f" *\\d{{3}}{text}" if required else f"(?: *\\d{{3}}{text})?")
+        elif name == "montantdevise":
+            parts.append(" *(?:[+-]?\\d+(?:,\\d+)?[+-]?)? *")
+        else:
+            parts.append(required_text if required else text)
+    return _FastPath(re.compile(sep.join(parts)).fullmatch, itemgetter(*dates), itemgetter(*amounts))
+
+
 class _Checker:
-    """Checks records against the layout and keeps the running totals."""
+    """Checks records against the layout and keeps the running totals.
+
+    `consume` holds the hot loop: per line, the fast regex, then the booking of the amounts into
+    the current entry, all in local variables. Lines the regex does not accept go to `check`,
+    the field-by-field path, which reports what is wrong and returns the line's booking.
+    """
 
     def __init__(self, layout: _Layout, findings: _Findings) -> None:
         self.layout = layout
@@ -372,7 +439,8 @@ class _Checker:
         self.i_journal, self.i_num = index["journalcode"], index["ecriturenum"]
         self.i_date, self.i_account = index["ecrituredate"], index["comptenum"]
         self.i_devise = index.get("montantdevise")
-        self.valid_dates: set[str] = set()
+        self.valid_dates: set[str | None] = {None}  # None: an optional date left blank
+        self.fast = _fast_path(layout, optional) if layout.legal_order else None
         self.records = 0
         self.entries = 0
         self.total_debit = 0
@@ -380,33 +448,119 @@ class _Checker:
         self.first_date: str | None = None
         self.last_date: str | None = None
         self.journals: set[str] = set()
-        self.entry_key: tuple[str, str] | None = None
-        self.entry_sum = 0
-        self.entry_line = 0
         self.open_entries: dict[tuple[str, str], tuple[int, int]] = {}
         self.tainted: set[tuple[str, str]] = set()
         self.balance_unknown = False
 
-    def check(self, number: int, line: str) -> None:
+    def consume(self, batches: Iterable[tuple[int, list[str]]]) -> None:  # noqa: PLR0912, PLR0915 - the hot loop
+        """Check every record of every batch (first line number, lines)."""
+        fast = self.fast.match if self.fast else _no_match
+        get_dates = self.fast.dates if self.fast else None
+        get_amounts = self.fast.amounts if self.fast else None
+        valid_dates, slow, open_entries = self.valid_dates, self.check, self.open_entries
+        montant_sens = self.layout.kind == "montant_sens"
+        records = entries = total_debit = total_credit = entry_sum = entry_line = 0
+        entry_key: tuple[str, str] | None = None
+        last_journal = last_number = None
+        first_date, last_date = "99999999", "00000000"
+        for start, batch in batches:
+            for number, line in enumerate(batch, start):
+                match = fast(line)
+                if match is not None:
+                    groups = match.groups()
+                    dates = get_dates(groups)
+                    if not valid_dates.issuperset(dates):
+                        match = None
+                if match is None:
+                    booking = slow(number, line)
+                    if booking is None:
+                        continue
+                    key, debit, credit, day = booking
+                    last_journal = None
+                else:
+                    amounts = get_amounts(groups)
+                    if montant_sens:
+                        debit = int(amounts[1] + amounts[2]) * CENT
+                        if amounts[0]:
+                            debit = -debit
+                        credit = 0
+                        if amounts[3] in ("C", "-1"):
+                            debit, credit = 0, debit
+                    else:
+                        debit = int(amounts[1] + amounts[2]) * CENT
+                        if amounts[0]:
+                            debit = -debit
+                        credit = int(amounts[4] + amounts[5]) * CENT
+                        if amounts[3]:
+                            credit = -credit
+                        if debit and credit:
+                            self.findings.add("debit_and_credit", number, "both Debit and Credit are filled",
+                                              warning=True)
+                    day = dates[0]
+                    journal, entry_number = groups[0], groups[1]
+                    if journal == last_journal and entry_number == last_number:
+                        key = entry_key
+                    else:
+                        key = (journal.strip(), entry_number.strip())
+                        last_journal, last_number = journal, entry_number
+                records += 1
+                total_debit += debit
+                total_credit += credit
+                if key != entry_key:
+                    if entry_sum:
+                        open_entries[entry_key] = (entry_sum, entry_line)
+                    entry_key = key
+                    entries += 1
+                    entry_sum, entry_line = open_entries.pop(key, (0, number)) if open_entries else (0, number)
+                    if len(self.journals) < 1000:
+                        self.journals.add(key[0])
+                entry_sum += debit - credit
+                if day is not None:
+                    if day < first_date:  # noqa: PLR1730 - cheaper than min() in the hot loop
+                        first_date = day
+                    if day > last_date:  # noqa: PLR1730
+                        last_date = day
+        if entry_sum:
+            open_entries[entry_key] = (entry_sum, entry_line)  # type: ignore[index]
+        self.records, self.entries = records, entries
+        self.total_debit, self.total_credit = total_debit, total_credit
+        if records and last_date != "00000000":
+            self.first_date, self.last_date = first_date, last_date
+
+    def check(self, number: int, line: str) -> tuple[tuple[str, str], int, int, str | None] | None:
+        """The field-by-field path: report what is wrong; return the booking, or None to skip."""
+        if line is LINE_TOO_LONG:
+            return None
         fields = line.split(self.layout.separator)
         if len(fields) != self.width:
-            if [fold(name) for name in fields] == self.layout.names:
-                self.findings.add("repeated_header", number, "the header is repeated (split file)", warning=True)
-                return
-            if not line.strip(" \t|"):
-                rule = "empty_line" if not line.strip() else "only_separators"
-                self.findings.add(rule, number, "an empty line" if rule == "empty_line" else "a line of separators",
-                                  warning=rule == "empty_line")
-                return
+            return self._wrong_width(number, line, fields)
+        if fields[0][:1] in "Jj" and fold(fields[0]) == "journalcode":
+            self.findings.add("repeated_header", number, "the header is repeated (split file)", warning=True)
+            return None
+        self._required_and_dates(number, fields)
+        debit, credit = self._amounts(number, fields)
+        day = fields[self.i_date].strip()
+        account = fields[self.i_account].strip()
+        if account and not account[:3].isdigit():
+            self.findings.add("account_number", number, f"CompteNum {account!r} does not start with 3 digits",
+                              column="CompteNum", value=account, warning=True)
+        key = (fields[self.i_journal].strip(), fields[self.i_num].strip())
+        return key, debit, credit, day if day in self.valid_dates else None
+
+    def _wrong_width(self, number: int, line: str, fields: list[str]) -> None:
+        if [fold(name) for name in fields] == self.layout.names:
+            self.findings.add("repeated_header", number, "the header is repeated (split file)", warning=True)
+        elif not line.strip(" \t|"):
+            empty = not line.strip()
+            self.findings.add("empty_line" if empty else "only_separators", number,
+                              "an empty line" if empty else "a line of separators only", warning=empty)
+        else:
             self.findings.add("column_count", number, f"{len(fields)} columns, the header has {self.width}",
                               value=line)
             readable_key = len(fields) > max(self.i_journal, self.i_num)
             self._taint((fields[self.i_journal].strip(), fields[self.i_num].strip()) if readable_key else None)
-            return
-        if fields[0].strip().lower() == "journalcode" and fold(fields[0]) == "journalcode":
-            self.findings.add("repeated_header", number, "the header is repeated (split file)", warning=True)
-            return
-        self.records += 1
+
+    def _required_and_dates(self, number: int, fields: list[str]) -> None:
         for position, name in self.required:
             if not fields[position].strip():
                 self.findings.add("required_empty", number, f"{name} is empty", column=name)
@@ -418,15 +572,13 @@ class _Checker:
             if not stripped and not required:
                 continue
             if stripped and is_calendar_date(stripped):
-                self.valid_dates.add(value)
+                self.valid_dates.update((value, stripped))
                 if not ("19" <= stripped[:2] <= "20"):
                     self.findings.add("date_year", number, f"{name} {stripped} is outside 19xx/20xx",
                                       column=name, value=stripped, warning=True)
             elif stripped:
                 self.findings.add("invalid_date", number, f"{name} {stripped} is not a date (AAAAMMJJ)",
                                   column=name, value=stripped)
-        self._amounts(number, fields)
-        self._summary(number, fields)
 
     def _amount(self, number: int, fields: list[str], position: int, name: str) -> int | None:
         value = parse_amount(fields[position])
@@ -442,7 +594,7 @@ class _Checker:
             return 0
         return value
 
-    def _amounts(self, number: int, fields: list[str]) -> None:
+    def _amounts(self, number: int, fields: list[str]) -> tuple[int, int]:
         if self.layout.kind == "montant_sens":
             amount = self._amount(number, fields, self.required_amounts[0], "Montant")
             sens = fields[self.required_amounts[1]].strip().upper()
@@ -468,15 +620,7 @@ class _Checker:
                 self.findings.add("debit_and_credit", number, "both Debit and Credit are filled", warning=True)
         if self.i_devise is not None and fields[self.i_devise].strip():
             self._amount(number, fields, self.i_devise, "Montantdevise")
-        self.total_debit += debit
-        self.total_credit += credit
-        key = (fields[self.i_journal].strip(), fields[self.i_num].strip())
-        if key != self.entry_key:
-            self._close_entry()
-            self.entry_key = key
-            self.entries += 1
-            self.entry_sum, self.entry_line = self.open_entries.pop(key, (0, number))
-        self.entry_sum += debit - credit
+        return debit, credit
 
     def _taint(self, key: tuple[str, str] | None) -> None:
         """An entry with an unreadable line has no knowable balance: report the line, not a
@@ -485,26 +629,7 @@ class _Checker:
         if key is not None and len(self.tainted) < MAX_TAINTED_ENTRIES:
             self.tainted.add(key)
 
-    def _close_entry(self) -> None:
-        if self.entry_key is not None and self.entry_sum:
-            self.open_entries[self.entry_key] = (self.entry_sum, self.entry_line)
-
-    def _summary(self, number: int, fields: list[str]) -> None:
-        day = fields[self.i_date].strip()
-        if day in self.valid_dates or is_calendar_date(day):
-            if self.first_date is None or day < self.first_date:
-                self.first_date = day
-            if self.last_date is None or day > self.last_date:
-                self.last_date = day
-        if len(self.journals) < 1000:
-            self.journals.add(fields[self.i_journal].strip())
-        account = fields[self.i_account].strip()
-        if account and not account[:3].isdigit():
-            self.findings.add("account_number", number, f"CompteNum {account!r} does not start with 3 digits",
-                              column="CompteNum", value=account, warning=True)
-
     def finish(self) -> None:
-        self._close_entry()
         for (journal, number), (balance, line) in sorted(self.open_entries.items(), key=lambda item: item[1][1]):
             if (journal, number) in self.tainted or len(self.tainted) >= MAX_TAINTED_ENTRIES:
                 continue
@@ -536,18 +661,22 @@ def validate_stream(
     layout: _Layout | None = None
     checker: _Checker | None = None
     header_seen = False
-    for number, line in reader.lines(chunks):
-        if checker is not None:
-            checker.check(number, line)
-        elif not header_seen:
+    batches = reader.batches(chunks)
+    for start, batch in batches:
+        for offset, line in enumerate(batch):
+            if line is LINE_TOO_LONG:
+                continue
             if not line.strip(" "):
-                findings.add("empty_line", number, "an empty line before the header", warning=True)
+                findings.add("empty_line", start + offset, "an empty line before the header", warning=True)
                 continue
             header_seen = True
             layout = _read_header(line, findings)
-            if layout is None:
-                break
-            checker = _Checker(layout, findings)
+            if layout is not None:
+                checker = _Checker(layout, findings)
+                checker.consume(chain([(start + offset + 1, batch[offset + 1:])], batches))
+            break
+        if header_seen:
+            break
     if reader.line_number == 0 and not reader.fatal:
         findings.add("empty_file", None, "the file is empty")
     elif not header_seen and not reader.fatal:
