@@ -25,8 +25,10 @@ HEADER = (
     "PieceRef\tPieceDate\tEcritureLib\tDebit\tCredit\tEcritureLet\tDateLet\tValidDate\tMontantdevise\tIdevise"
 )
 JOURNALS = [("ACH", "Achats"), ("VEN", "Ventes"), ("BQ1", "Banque BNP"), ("OD", "Operations diverses")]
-ACCOUNTS = [("401000", "Fournisseurs"), ("411000", "Clients"), ("512000", "Banque"), ("607000", "Achats de marchandises"),
-            ("706000", "Prestations de services"), ("445660", "TVA deductible"), ("445710", "TVA collectee")]
+ACCOUNTS = [
+    ("401000", "Fournisseurs"), ("411000", "Clients"), ("512000", "Banque"), ("607000", "Achats de marchandises"),
+    ("706000", "Prestations de services"), ("445660", "TVA deductible"), ("445710", "TVA collectee"),
+]
 LABELS = ["Facture fournisseur", "Reglement client", "Prelevement SEPA", "Avoir n°", "Frais bancaires", "Loyer été"]
 
 
@@ -51,7 +53,8 @@ def generate(lines: int) -> Path:
             day = f"2024{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
             size = min(rng.randint(2, 6), lines - written) if lines - written > 1 else 1
             amounts = [rng.randint(1, 10_000_000) for _ in range(max(size - 1, 1))]
-            rows = [(a, 0) for a in amounts][: size - 1] + [(0, sum(amounts[: size - 1]))] if size > 1 else [(0, 0)]
+            debits = amounts[: size - 1]
+            rows = [*((amount, 0) for amount in debits), (0, sum(debits))] if size > 1 else [(0, 0)]
             label = f"{rng.choice(LABELS)} {number}"
             for debit, credit in rows:
                 account, account_lib = rng.choice(ACCOUNTS)
@@ -125,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     for label, megabytes in rss.items():
         print(f"{'peak RSS, ' + label:32} {megabytes:7.1f} MB")
     within = ratio <= 3 and rss["validator"] < 100
-    print("RESULT:", "within limits" if within else "OUTSIDE limits", f"(ratio {ratio:.2f}x, {rss['validator']:.0f} MB)")
+    verdict = "within limits" if within else "OUTSIDE limits"
+    print("RESULT:", verdict, f"(ratio {ratio:.2f}x, {rss['validator']:.0f} MB)")
     return 0 if within else 1
 
 

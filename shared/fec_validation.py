@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from itertools import chain
-from operator import itemgetter
+from itertools import accumulate, chain, compress
+from operator import add, itemgetter, ne, sub
 from pathlib import PurePath
 from typing import Any
 
@@ -253,7 +253,8 @@ class _Lines:
         self.bom = False
         self.non_ascii_seen = False
         self.newline: bytes | None = None
-        self.endings: Counter[str] = Counter()
+        self.ending = "\n"
+        self.mixed_endings = False
         self.line_number = 0
         self.final_newline = True
         self.fatal = False
@@ -286,17 +287,42 @@ class _Lines:
             return text
         return data.decode("iso-8859-15")
 
-    def _split(self, data: bytes) -> list[str]:
+    def _split(self, data: bytes, last: bool = False) -> list[str]:
+        """Decoded lines of `data`, which ends just before a line ending (or at the end of file)."""
         text = self._decode(data)
         if "\x00" in text:
             self.findings.add("nul_byte", self.line_number + 1, "NUL bytes in the text")
             text = text.replace("\x00", "")
-        if self.newline == b"\n" and "\r" in text:
-            # `data` stops before its last LF, so its last line may end in CR: count it too.
-            self.endings["crlf"] += text.count("\r\n") + text.endswith("\r")
-            self.endings["crcrlf"] += text.count("\r\r\n") + text.endswith("\r\r")
-            text = text.replace("\r\r\n", "\n").replace("\r\n", "\n").rstrip("\r")
-        return text.split(self.newline.decode())  # type: ignore[union-attr]
+        if self.newline == b"\r":
+            return text.split("\r")
+        ending = self.ending
+        if ending == "\n":
+            return text.split("\n") if "\r" not in text else self._normalised(text)
+        if not last:  # `data` stops just before its last LF: the CRs of that ending are still there
+            tail = ending[:-1]
+            if not text.endswith(tail):
+                return self._normalised(text)
+            text = text[: len(text) - len(tail)]
+        lines = text.split(ending)
+        if text.count("\n") != len(lines) - 1:  # an LF that is not part of the file's line ending
+            return self._normalised(text)
+        return lines
+
+    def _normalised(self, text: str) -> list[str]:
+        """Lines of a file whose line endings are mixed: any of LF, CRLF, CR CR LF ends a line."""
+        self.mixed_endings = True
+        return text.replace("\r\r\n", "\n").replace("\r\n", "\n").rstrip("\r").split("\n")
+
+    def _detect_newline(self, data: bytes) -> None:
+        """The file's line ending, from its first line: LF, CRLF, CR CR LF or CR."""
+        lf = data.find(b"\n")
+        if lf < 0:
+            if b"\r" in data:
+                self.newline, self.ending = b"\r", "\r"
+            return
+        self.newline = b"\n"
+        before = data[max(lf - 2, 0):lf]
+        self.ending = "\r\r\n" if before == b"\r\r" else "\r\n" if before.endswith(b"\r") else "\n"
 
     def batches(self, chunks: Iterable[bytes]) -> Iterator[tuple[int, list[str]]]:  # noqa: PLR0912
         carry = b""
@@ -311,9 +337,9 @@ class _Lines:
                 if chunk is None:
                     self.fatal = True
                     return
-            if self.newline is None:
-                self.newline = b"\n" if b"\n" in chunk else b"\r" if b"\r" in chunk else None
             data = carry + chunk
+            if self.newline is None:
+                self._detect_newline(data)
             cut = data.rfind(self.newline) if self.newline else -1
             if cut < 0:
                 carry = data
@@ -339,11 +365,11 @@ class _Lines:
                 return
             if self.newline is None:
                 self.newline = b"\n"
-            yield self._numbered(carry)
+            yield self._numbered(carry, last=True)
 
-    def _numbered(self, data: bytes) -> tuple[int, list[str]]:
+    def _numbered(self, data: bytes, last: bool = False) -> tuple[int, list[str]]:
         """(number of the first line, lines); lines over the limit are reported and replaced."""
-        lines = self._split(data)
+        lines = self._split(data, last)
         start = self.line_number + 1
         self.line_number += len(lines)
         if lines and max(map(len, lines)) > MAX_LINE_BYTES:
@@ -356,11 +382,11 @@ class _Lines:
 
     @property
     def line_ending(self) -> str:
-        if self.newline == b"\r":
-            return "CR"
-        if self.endings["crcrlf"]:
-            return "CR CR LF"
-        return "CRLF" if self.endings["crlf"] else "LF"
+        name = {"\n": "LF", "\r\n": "CRLF", "\r\r\n": "CR CR LF", "\r": "CR"}[self.ending]
+        return f"{name} (mixed)" if self.mixed_endings else name
+
+
+_GROUPS = re.Match.groups
 
 
 def _no_match(_line: str) -> None:
@@ -374,6 +400,8 @@ class _FastPath:
     match: Callable[[str], re.Match[str] | None]
     dates: Callable[[tuple[Any, ...]], tuple[Any, ...]]
     amounts: Callable[[tuple[Any, ...]], tuple[Any, ...]]
+    date_groups: tuple[int, ...]
+    amount_groups: tuple[int, ...]
 
 
 def _fast_path(layout: _Layout, optional: frozenset[str]) -> _FastPath:
@@ -400,9 +428,9 @@ def _fast_path(layout: _Layout, optional: frozenset[str]) -> _FastPath:
             dates.append(groups)
             groups += 1
         elif name in ("debit", "credit", "montant"):
-            parts.append(" *(-?)(\\d+),(\\d\\d) *")
-            amounts += [groups, groups + 1, groups + 2]
-            groups += 3
+            parts.append(" *(-?\\d+),(\\d\\d) *")  # int(units + cents) keeps the sign
+            amounts += [groups, groups + 1]
+            groups += 2
         elif name == "sens":
             parts.append(" *([DC]|[+-]1) *")
             amounts.append(groups)
@@ -413,7 +441,9 @@ def _fast_path(layout: _Layout, optional: frozenset[str]) -> _FastPath:
             parts.append(" *(?:[+-]?\\d+(?:,\\d+)?[+-]?)? *")
         else:
             parts.append(required_text if required else text)
-    return _FastPath(re.compile(sep.join(parts)).fullmatch, itemgetter(*dates), itemgetter(*amounts))
+    return _FastPath(
+        re.compile(sep.join(parts)).fullmatch, itemgetter(*dates), itemgetter(*amounts), tuple(dates), tuple(amounts)
+    )
 
 
 class _Checker:
@@ -449,83 +479,139 @@ class _Checker:
         self.last_date: str | None = None
         self.journals: set[str] = set()
         self.open_entries: dict[tuple[str, str], tuple[int, int]] = {}
+        self.entry_key: tuple[str, str] | None = None
+        self.entry_sum = 0
+        self.entry_line = 0
         self.tainted: set[tuple[str, str]] = set()
         self.balance_unknown = False
 
-    def consume(self, batches: Iterable[tuple[int, list[str]]]) -> None:  # noqa: PLR0912, PLR0915 - the hot loop
-        """Check every record of every batch (first line number, lines)."""
+    def consume(self, batches: Iterable[tuple[int, list[str]]]) -> None:
+        """Check every record of every batch (number of its first line, lines).
+
+        A batch whose lines all match the fast regex, with known dates, is checked and booked
+        column-wise with C-level map/zip/accumulate; any other batch goes line by line.
+        """
+        vectorize = self.fast is not None and self.layout.kind != "montant_sens"
+        for start, batch in batches:
+            if not (vectorize and self._consume_columns(start, batch)):
+                self._consume_lines(start, batch)
+        if self.entry_sum:
+            self.open_entries[self.entry_key] = (self.entry_sum, self.entry_line)  # type: ignore[index]
+        if self.last_date == "00000000":
+            self.first_date = self.last_date = None
+
+    def _consume_columns(self, start: int, batch: list[str]) -> bool:
+        """Book a batch of well-formed records column by column; False (nothing done) otherwise."""
+        fast = self.fast
+        matches = list(map(fast.match, batch))  # type: ignore[union-attr]
+        if not matches or None in matches:
+            return False
+        columns = list(zip(*map(_GROUPS, matches), strict=True))
+        valid_dates = self.valid_dates
+        if not all(valid_dates.issuperset(columns[i]) for i in fast.date_groups):  # type: ignore[union-attr]
+            return False
+        d_units, d_cents, c_units, c_cents = (columns[i] for i in fast.amount_groups)  # type: ignore[union-attr]
+        debits = list(map(int, map(add, d_units, d_cents)))
+        credits = list(map(int, map(add, c_units, c_cents)))
+        if any(map(all, zip(debits, credits, strict=True))):
+            for offset, pair in enumerate(zip(debits, credits, strict=True)):
+                if all(pair):
+                    self.findings.add("debit_and_credit", start + offset, "both Debit and Credit are filled",
+                                      warning=True)
+        journals = list(map(str.strip, columns[0]))
+        keys = list(zip(journals, map(str.strip, columns[1]), strict=True))
+        days = columns[fast.date_groups[0]]  # type: ignore[union-attr]
+        earliest, latest = min(days), max(days)
+        if self.first_date is None or earliest < self.first_date:
+            self.first_date = earliest
+        if self.last_date is None or latest > self.last_date:
+            self.last_date = latest
+        if len(self.journals) < 1000:
+            self.journals.update(journals)
+        self.records += len(batch)
+        self.total_debit += sum(debits) * CENT
+        self.total_credit += sum(credits) * CENT
+        prefix = [0, *accumulate(map(sub, debits, credits))]
+        starts = [0, *compress(range(1, len(keys)), map(ne, keys[1:], keys[:-1]))]  # where the entry changes
+        for first, end in zip(starts, [*starts[1:], len(keys)], strict=True):
+            self._book_entry(keys[first], start + first, (prefix[end] - prefix[first]) * CENT)
+        return True
+
+    def _book_entry(self, key: tuple[str, str], line: int, amount: int) -> None:
+        """Add a run of lines of one entry (debit - credit, in micro-units) to the entries."""
+        if key != self.entry_key:
+            if self.entry_sum:
+                self.open_entries[self.entry_key] = (self.entry_sum, self.entry_line)  # type: ignore[index]
+            self.entry_key = key
+            self.entries += 1
+            self.entry_sum, self.entry_line = self.open_entries.pop(key, (0, line))
+        self.entry_sum += amount
+
+    def _consume_lines(self, start: int, batch: list[str]) -> None:  # noqa: PLR0912, PLR0915 - the hot loop
+        """Line by line: the fast regex when it matches, else the field-by-field path."""
         fast = self.fast.match if self.fast else _no_match
         get_dates = self.fast.dates if self.fast else None
         get_amounts = self.fast.amounts if self.fast else None
         valid_dates, slow, open_entries = self.valid_dates, self.check, self.open_entries
         montant_sens = self.layout.kind == "montant_sens"
-        records = entries = total_debit = total_credit = entry_sum = entry_line = 0
-        entry_key: tuple[str, str] | None = None
+        records, entries = self.records, self.entries
+        total_debit, total_credit = self.total_debit, self.total_credit
+        entry_key, entry_sum, entry_line = self.entry_key, self.entry_sum, self.entry_line
+        first_date, last_date = self.first_date or "99999999", self.last_date or "00000000"
         last_journal = last_number = None
-        first_date, last_date = "99999999", "00000000"
-        for start, batch in batches:
-            for number, line in enumerate(batch, start):
-                match = fast(line)
-                if match is not None:
-                    groups = match.groups()
-                    dates = get_dates(groups)
-                    if not valid_dates.issuperset(dates):
-                        match = None
-                if match is None:
-                    booking = slow(number, line)
-                    if booking is None:
-                        continue
-                    key, debit, credit, day = booking
-                    last_journal = None
+        for number, line in enumerate(batch, start):
+            match = fast(line)
+            if match is not None:
+                groups = match.groups()
+                dates = get_dates(groups)  # type: ignore[misc]
+                if not valid_dates.issuperset(dates):
+                    match = None
+            if match is None:
+                booking = slow(number, line)
+                if booking is None:
+                    continue
+                key, debit, credit, day = booking
+                last_journal = None
+            else:
+                amounts = get_amounts(groups)  # type: ignore[misc]
+                if montant_sens:
+                    debit, credit = int(amounts[0] + amounts[1]) * CENT, 0
+                    if amounts[2] in ("C", "-1"):
+                        debit, credit = 0, debit
                 else:
-                    amounts = get_amounts(groups)
-                    if montant_sens:
-                        debit = int(amounts[1] + amounts[2]) * CENT
-                        if amounts[0]:
-                            debit = -debit
-                        credit = 0
-                        if amounts[3] in ("C", "-1"):
-                            debit, credit = 0, debit
-                    else:
-                        debit = int(amounts[1] + amounts[2]) * CENT
-                        if amounts[0]:
-                            debit = -debit
-                        credit = int(amounts[4] + amounts[5]) * CENT
-                        if amounts[3]:
-                            credit = -credit
-                        if debit and credit:
-                            self.findings.add("debit_and_credit", number, "both Debit and Credit are filled",
-                                              warning=True)
-                    day = dates[0]
-                    journal, entry_number = groups[0], groups[1]
-                    if journal == last_journal and entry_number == last_number:
-                        key = entry_key
-                    else:
-                        key = (journal.strip(), entry_number.strip())
-                        last_journal, last_number = journal, entry_number
-                records += 1
-                total_debit += debit
-                total_credit += credit
-                if key != entry_key:
-                    if entry_sum:
-                        open_entries[entry_key] = (entry_sum, entry_line)
-                    entry_key = key
-                    entries += 1
-                    entry_sum, entry_line = open_entries.pop(key, (0, number)) if open_entries else (0, number)
-                    if len(self.journals) < 1000:
-                        self.journals.add(key[0])
-                entry_sum += debit - credit
-                if day is not None:
-                    if day < first_date:  # noqa: PLR1730 - cheaper than min() in the hot loop
-                        first_date = day
-                    if day > last_date:  # noqa: PLR1730
-                        last_date = day
-        if entry_sum:
-            open_entries[entry_key] = (entry_sum, entry_line)  # type: ignore[index]
+                    debit = int(amounts[0] + amounts[1]) * CENT
+                    credit = int(amounts[2] + amounts[3]) * CENT
+                    if debit and credit:
+                        self.findings.add("debit_and_credit", number, "both Debit and Credit are filled",
+                                          warning=True)
+                day = dates[0]
+                journal, entry_number = groups[0], groups[1]
+                if journal == last_journal and entry_number == last_number:
+                    key = entry_key
+                else:
+                    key = (journal.strip(), entry_number.strip())
+                    last_journal, last_number = journal, entry_number
+            records += 1
+            total_debit += debit
+            total_credit += credit
+            if key != entry_key:
+                if entry_sum:
+                    open_entries[entry_key] = (entry_sum, entry_line)
+                entry_key = key
+                entries += 1
+                entry_sum, entry_line = open_entries.pop(key, (0, number)) if open_entries else (0, number)
+                if len(self.journals) < 1000:
+                    self.journals.add(key[0])
+            entry_sum += debit - credit
+            if day is not None:
+                if day < first_date:  # noqa: PLR1730 - cheaper than min() in the hot loop
+                    first_date = day
+                if day > last_date:  # noqa: PLR1730
+                    last_date = day
         self.records, self.entries = records, entries
         self.total_debit, self.total_credit = total_debit, total_credit
-        if records and last_date != "00000000":
-            self.first_date, self.last_date = first_date, last_date
+        self.entry_key, self.entry_sum, self.entry_line = entry_key, entry_sum, entry_line
+        self.first_date, self.last_date = first_date, last_date
 
     def check(self, number: int, line: str) -> tuple[tuple[str, str], int, int, str | None] | None:
         """The field-by-field path: report what is wrong; return the booking, or None to skip."""

@@ -213,3 +213,28 @@ def test_to_dict_shape():
     assert out["summary"]["records"] == 3
     assert out["summary"]["entries"] == 1
     assert out["summary"]["total_debit"] == "120.00"
+
+
+def test_the_column_path_and_the_line_path_give_the_same_report(samples_dir, monkeypatch):
+    """Batches of well-formed records are booked column-wise; the report must not depend on it."""
+    from shared import fec_validation  # noqa: PLC0415
+
+    spec = FecSpec(entries=[[("401000", 0, 1000 + n), ("607000", 1000 + n, 0)] for n in range(3000)])
+    rows = spec.rows()
+    rows.append(list(rows[1]))  # entry 1 reappears at the end, unbalanced
+    data = spec.render(rows)
+    samples = [path for path in sorted(samples_dir.iterdir()) if path.suffix.lower() == ".txt"]
+    reports = [validate_bytes(data, chunk=5000).to_dict()] + [validate_path(p).to_dict() for p in samples]
+    monkeypatch.setattr(fec_validation._Checker, "_consume_columns", lambda *_: False)
+    assert [validate_bytes(data, chunk=5000).to_dict()] + [validate_path(p).to_dict() for p in samples] == reports
+    assert reports[0]["counts"]["unbalanced_entry"] == 1
+
+
+def test_mixed_line_endings_are_read_and_reported():
+    spec = FecSpec(line_ending="\r\n")
+    first, second, rest = spec.render().split(b"\r\n", 2)
+    data = first + b"\r\n" + second + b"\n" + rest  # one LF-only line in a CRLF file
+    report = validate_bytes(data)
+    assert report.valid
+    assert report.summary["line_ending"] == "CRLF (mixed)"
+    assert report.summary["records"] == 3
