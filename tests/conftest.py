@@ -97,3 +97,20 @@ def upload(pipeline, name: str, data: bytes, **metadata: str):
     blob = pipeline.blob_service.get_blob_client(pipeline.settings.container, name)
     blob.upload_blob(data, overwrite=True, metadata=metadata or None)
     return blob
+
+
+def poll_until_final(pipeline, record, timeout: float = 15.0):
+    """Run timer ticks until the record is final; return it."""
+    import time  # noqa: PLC0415
+
+    from shared import ledger as states  # noqa: PLC0415
+    from shared.poll import poll_imports  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        poll_imports(pipeline)
+        current = pipeline.ledger.get(*record.keys)
+        if current.state in states.FINAL_STATES:
+            return current
+        time.sleep(0.2)
+    raise AssertionError(f"{record.blob} still {current.state} after {timeout}s")

@@ -16,7 +16,7 @@ from shared.ledger import utcnow
 from shared.operator_actions import OperatorError, cancel, find_import, resolve, resubmit
 from shared.poll import poll_imports
 from shared.submit import submit_blob
-from tests.conftest import upload
+from tests.conftest import poll_until_final, upload
 
 ODOO = "odoo_odoo_test_wizard_expected_542107651FEC20210502.txt"
 
@@ -37,17 +37,6 @@ def posts(emulator) -> list[dict]:
 def only_record(pipeline):
     (record,) = pipeline.ledger.all_records()
     return record
-
-
-def poll_until_final(pipeline, record, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        poll_imports(pipeline)
-        current = pipeline.ledger.get(*record.keys)
-        if current.state in states.FINAL_STATES:
-            return current
-        time.sleep(0.2)
-    raise AssertionError(f"still {current.state}")
 
 
 def crash(*_args, **_kwargs):

@@ -13,7 +13,7 @@ from shared.ledger import utcnow
 from shared.operator_actions import cancel
 from shared.poll import poll_imports
 from shared.submit import submit_blob
-from tests.conftest import upload
+from tests.conftest import poll_until_final, upload
 
 ODOO = "odoo_odoo_test_wizard_expected_542107651FEC20210502.txt"
 
@@ -25,17 +25,6 @@ def fec_bytes(samples_dir) -> bytes:
 
 def submitted(pipeline, fec_bytes, name="DEMO001/a.txt"):
     return submit_blob(pipeline, upload(pipeline, name, fec_bytes))
-
-
-def poll_until_final(pipeline, record, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        poll_imports(pipeline)
-        current = pipeline.ledger.get(*record.keys)
-        if current.state in states.FINAL_STATES:
-            return current
-        time.sleep(0.2)
-    raise AssertionError(f"{record.blob} still {current.state} after {timeout}s")
 
 
 def status_events(caplog):
