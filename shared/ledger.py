@@ -189,6 +189,7 @@ class Ledger:
         record.updated_at = now
         record.attempts = 1
         record.add_history(record.state, "received", now)
+        self._add_index(PENDING_PARTITION, record)  # first: a crash right after leaves it watched
         try:
             metadata = self.table.create_entity(record.to_entity())
         except ResourceExistsError:
@@ -197,7 +198,6 @@ class Ledger:
                 raise LedgerConflictError(f"record {record.blob} vanished during claim") from None
             return existing, False
         record.table_etag = metadata.get("etag")
-        self._add_index(PENDING_PARTITION, record)
         return record, True
 
     def get(self, partition: str, row: str) -> ImportRecord | None:
@@ -211,6 +211,8 @@ class Ledger:
         now = utcnow()
         record.updated_at = now
         record.add_history(record.state, note, now)
+        if record.state in WATCHED_STATES:  # watched before the state says so, never after
+            self._add_index(PENDING_PARTITION, record)
         try:
             metadata = self.table.update_entity(
                 record.to_entity(),
@@ -268,18 +270,23 @@ class Ledger:
 
     def _sync_indexes(self, record: ImportRecord) -> None:
         partition, row = record.keys
-        if record.state in WATCHED_STATES:
-            self._add_index(PENDING_PARTITION, record)
-        else:
+        if record.state not in WATCHED_STATES:
             self._drop_index(PENDING_PARTITION, f"{partition}|{row}")
         if record.request_id:
             self._add_index(REQUEST_PARTITION, record, record.request_id)
 
+    def watched_keys(self) -> list[tuple[str, tuple[str, str]]]:
+        """The imports the timer looks after, as (index row, record keys): one query."""
+        query = f"PartitionKey eq '{PENDING_PARTITION}'"
+        return [
+            (entry["RowKey"], (entry["record_partition"], entry["record_row"]))
+            for entry in self.table.query_entities(query, select=["RowKey", "record_partition", "record_row"])
+        ]
+
     def watched(self) -> Iterator[tuple[str, ImportRecord | None]]:
         """The imports the timer looks after: (index row, record or None if the record is gone)."""
-        query = f"PartitionKey eq '{PENDING_PARTITION}'"
-        for entry in self.table.query_entities(query):
-            yield entry["RowKey"], self.get(entry["record_partition"], entry["record_row"])
+        for index_row, keys in self.watched_keys():
+            yield index_row, self.get(*keys)
 
     def drop_watch(self, index_row: str) -> None:
         self._drop_index(PENDING_PARTITION, index_row)

@@ -44,22 +44,30 @@ class PollSummary:
 
 
 def poll_imports(pipeline: Pipeline, now: datetime | None = None) -> PollSummary:
-    """One timer tick over every watched import."""
+    """One timer tick over every watched import: one query for the index, then each import on
+    its own in a bounded pool (its record read, its status asked, its change written)."""
     now = now or utcnow()
     summary = PollSummary()
-    due: list[ImportRecord] = []
-    for index_row, record in pipeline.ledger.watched():
-        if record is None or record.state not in states.WATCHED_STATES:
-            pipeline.ledger.drop_watch(index_row)
-            summary.add("unwatched")
-        elif record.state == states.PENDING:
-            due.append(record)
-        else:
-            summary.add(_look_after_unsent(pipeline, record, now))
+    entries = pipeline.ledger.watched_keys()
     with ThreadPoolExecutor(max_workers=pipeline.settings.poll_concurrency) as pool:
-        for outcome in pool.map(lambda record: _poll_safely(pipeline, record, now), due):
+        for outcome in pool.map(lambda entry: _tick_one(pipeline, entry[0], entry[1], now), entries):
             summary.add(outcome)
     return summary
+
+
+def _tick_one(pipeline: Pipeline, index_row: str, keys: tuple[str, str], now: datetime) -> str:
+    """Whatever goes wrong with one import is logged against it and never stops the others."""
+    try:
+        record = pipeline.ledger.get(*keys)
+        if record is None or record.state not in states.WATCHED_STATES:
+            pipeline.ledger.drop_watch(index_row)
+            return "unwatched"
+        if record.state == states.PENDING:
+            return poll_one(pipeline, record, now)
+        return _look_after_unsent(pipeline, record, now)
+    except Exception as error:
+        log.exception("timer tick failed for %s", index_row)
+        return f"error:{type(error).__name__}"
 
 
 def _look_after_unsent(pipeline: Pipeline, record: ImportRecord, now: datetime) -> str:
@@ -81,14 +89,6 @@ def _look_after_unsent(pipeline: Pipeline, record: ImportRecord, now: datetime) 
             return "redrive_failed"
         return "redriven"
     return "waiting"
-
-
-def _poll_safely(pipeline: Pipeline, record: ImportRecord, now: datetime) -> str:
-    try:
-        return poll_one(pipeline, record, now)
-    except Exception as error:
-        log.exception("polling %s failed unexpectedly", record.blob)
-        return f"error:{type(error).__name__}"
 
 
 def poll_one(pipeline: Pipeline, record: ImportRecord, now: datetime) -> str:
