@@ -132,3 +132,16 @@ def test_an_operator_cancel_during_a_poll_is_not_overwritten(pipeline, loop_emul
     monkeypatch.setattr(pipeline.loop, "get_import_status", status_while_operator_cancels)
     poll_imports(pipeline)
     assert pipeline.ledger.get(*record.keys).state == states.CANCELLED
+
+
+def test_two_pollers_at_once_complete_each_import_once(pipeline, loop_emulator, fec_bytes, caplog):
+    caplog.set_level(logging.INFO, logger="fec_import")
+    records = [submitted(pipeline, fec_bytes + b"\r\n" * n, f"DEMO001/{n}.txt") for n in range(6)]
+    time.sleep(0.8)
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda _: poll_imports(pipeline), range(2)))
+    assert {pipeline.ledger.get(*r.keys).state for r in records} == {states.COMPLETED}
+    completed = [d["blob"] for d in status_events(caplog) if d["event"] == "import.completed"]
+    assert sorted(completed) == sorted(r.blob for r in records)

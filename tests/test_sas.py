@@ -64,3 +64,38 @@ def test_https_endpoints_get_https_only_signatures():
     )
     signed = SasSigner(service, ttl_hours=24).sign("c", "a.txt")
     assert parse_qs(urlsplit(signed.url).query)["spr"] == ["https"]
+
+
+class _NoToken:
+    """A credential that is never asked for a token: the delegation key call is replaced below."""
+
+    def get_token(self, *scopes, **kwargs):
+        raise AssertionError("no network call expected")
+
+
+def test_without_an_account_key_it_signs_with_one_cached_user_delegation_key(monkeypatch):
+    """Azure AD cannot run here: the key request is stubbed; the signing itself is the SDK's."""
+    from azure.storage.blob import UserDelegationKey  # noqa: PLC0415
+
+    service = BlobServiceClient("https://acct.blob.core.windows.net", credential=_NoToken())
+    calls = []
+
+    def fake_key(start, expiry, **kwargs):
+        calls.append((start, expiry))
+        key = UserDelegationKey()
+        key.signed_oid, key.signed_tid = "00000000-0000-0000-0000-00000000000a", "00000000-0000-0000-0000-00000000000b"
+        key.signed_start, key.signed_expiry = "2026-01-01T00:00:00Z", "2026-01-08T00:00:00Z"
+        key.signed_service, key.signed_version = "b", "2024-08-04"
+        key.value = DEV_ACCOUNT_KEY
+        return key
+
+    monkeypatch.setattr(service, "get_user_delegation_key", fake_key)
+    signer = SasSigner(service, ttl_hours=24)
+    first = parse_qs(urlsplit(signer.sign("c", "a.txt").url).query)
+    signer.sign("c", "b.txt")
+    assert first["skoid"] == ["00000000-0000-0000-0000-00000000000a"]
+    assert first["sp"] == ["r"]
+    assert first["spr"] == ["https"]
+    assert len(calls) == 1
+    start, expiry = calls[0]
+    assert expiry - start >= timedelta(hours=24)
