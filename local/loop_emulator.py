@@ -36,7 +36,6 @@ import json
 import logging
 import os
 import random
-import re
 import socket
 import subprocess
 import sys
@@ -51,14 +50,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
+from shared.telemetry import redact_text
+
 log = logging.getLogger("loop_emulator")
-SIG_VALUE = re.compile(r"(?i)(sig=)[^&\"\s]*")
 FEC_REQUIRED = ("journalcode", "ecrituredate", "comptenum")
 READY_LINE = "Loop emulator listening on"
-
-
-def redact(text: str) -> str:
-    return SIG_VALUE.sub(r"\1REDACTED", text)
 
 
 def _iso(moment: float) -> str:
@@ -88,7 +84,7 @@ class Import:
 
     def view(self, now: float, waiting: float, processing: float) -> dict[str, Any]:
         return {
-            "id": self.id, "codeIbs": self.code_ibs, "url": redact(self.url),
+            "id": self.id, "codeIbs": self.code_ibs, "url": redact_text(self.url),
             "status": self.status(now, waiting, processing), "downloaded_bytes": self.downloaded_bytes,
             "sha256": self.sha256, "failure": self.failure, "done": self.done,
         }
@@ -187,7 +183,7 @@ def download_and_check(state: EmulatorState, record: Import) -> None:
         lines.append(pending)
         record.failure = check_fec(lines)
     except (OSError, requests.RequestException) as error:
-        record.failure = f"download failed: {redact(str(error))[:200]}"
+        record.failure = f"download failed: {redact_text(str(error))[:200]}"
     record.downloaded_bytes, record.sha256, record.done = size, digest.hexdigest(), True
     log.info("import %s downloaded %d bytes: %s", record.id, size, record.failure or "FEC ok")
 
@@ -327,7 +323,7 @@ class Handler(BaseHTTPRequestHandler):
             body = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             body = None
-        recorded_body = json.loads(redact(json.dumps(body))) if body is not None else None
+        recorded_body = json.loads(redact_text(json.dumps(body))) if body is not None else None
         entry = self._record("/importFEC", {}, recorded_body, auth)
         if auth != "ok":
             entry["status"] = 401

@@ -11,7 +11,6 @@ import logging
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 logger = logging.getLogger("fec_import")
 
@@ -41,23 +40,15 @@ RESUBMIT_REQUESTED = "import.resubmit_requested"
 RESOLVED = "import.resolved"
 CANCELLED = "import.cancelled"
 
-_SECRET_QUERY_KEYS = {"sig", "code", "x-apikey", "subscription-key"}
-_SIG_IN_TEXT = re.compile(r"(?i)\b(sig|x-apikey)=([^&\s\"']+)")
-
-
-def redact_url(url: str) -> str:
-    """The URL with every secret query value (SAS `sig`, function keys) replaced by REDACTED."""
-    parts = urlsplit(url)
-    query = [
-        (key, "REDACTED" if key.lower() in _SECRET_QUERY_KEYS else value)
-        for key, value in parse_qsl(parts.query, keep_blank_values=True)
-    ]
-    return urlunsplit(parts._replace(query=urlencode(query, safe="/:")))
+_SECRETS_IN_TEXT = re.compile(r"(?i)\b(sig|code|x-apikey|subscription-key)=([^&\s\"']+)")
 
 
 def redact_text(text: str) -> str:
-    """Free text (an error message from a library) with any `sig=...` value replaced."""
-    return _SIG_IN_TEXT.sub(lambda match: f"{match.group(1)}=REDACTED", text)
+    """Text (a reason, an error message, a URL) with every `sig=`, `code=`... value replaced.
+
+    The one place secrets are cleaned: the pipeline never logs a SAS URL, and every event reason
+    goes through here in case a library put one in an error message."""
+    return _SECRETS_IN_TEXT.sub(lambda match: f"{match.group(1)}=REDACTED", text)
 
 
 def _format_value(value: Any) -> str:

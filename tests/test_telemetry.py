@@ -3,13 +3,13 @@ import logging
 from shared import telemetry
 
 
-def test_redact_url_hides_sig_and_keeps_the_rest():
+def test_redact_text_hides_sig_and_keys_and_keeps_the_rest():
     url = "https://acct.blob.core.windows.net/c/a%20b.txt?sv=2024&sp=r&sig=abc%2Bdef%3D&se=2026"
-    redacted = telemetry.redact_url(url)
+    redacted = telemetry.redact_text(f"GET {url} failed; code=hostkey1")
     assert "abc" not in redacted
-    assert "sig=REDACTED" in redacted
-    assert "sp=r" in redacted
-    assert redacted.startswith("https://acct.blob.core.windows.net/c/a%20b.txt?")
+    assert "hostkey1" not in redacted
+    assert "sig=REDACTED&se=2026" in redacted
+    assert redacted.startswith("GET https://acct.blob.core.windows.net/c/a%20b.txt?sv=2024&sp=r&")
 
 
 def test_emit_has_fixed_dimensions_and_redacts_reasons(caplog):
