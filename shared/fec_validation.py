@@ -3,11 +3,14 @@
 Rules: ../shared/docs/fec-format.md (article A47 A-1 LPF and the DGFiP's Test Compta Demat).
 Errors block the import; warnings are recorded and the file is still sent.
 
-How it stays fast and bounded: bytes are cut into complete lines and decoded a batch at a time
-(C speed); each record is split once; date strings are checked once each (they repeat); amounts
-are summed as integers of micro-units, never floats; an entry (JournalCode, EcritureNum) is
-checked when the next one starts, and only unbalanced ones are kept, so memory does not grow
-with the file when entries are contiguous, as they are in practice.
+How it stays fast and bounded: bytes are cut into complete lines and decoded a batch (about
+1 MB) at a time; one regex per layout accepts the common well-formed record, and a batch whose
+records all match is checked and booked column by column with map/zip/accumulate; any other
+line goes through the field-by-field path, which is the authority and says what is wrong.
+Date strings are checked once each (they repeat); amounts are summed as integers of
+micro-units, never floats; an entry (JournalCode, EcritureNum) is checked when the next one
+starts and only unbalanced ones are kept, so memory does not grow with the file when entries are
+contiguous, as they are in practice.
 """
 
 from __future__ import annotations
@@ -438,7 +441,7 @@ def _fast_path(layout: _Layout, optional: frozenset[str]) -> _FastPath:
         elif name == "comptenum":
             parts.append(f" *\\d{{3}}{text}" if required else f"(?: *\\d{{3}}{text})?")
         elif name == "montantdevise":
-            parts.append(" *(?:[+-]?\\d+(?:,\\d+)?[+-]?)? *")
+            parts.append(" *(?:[+-]?\\d+(?:,\\d+)?|\\d+(?:,\\d+)?[+-])? *")  # one sign, before or after
         else:
             parts.append(required_text if required else text)
     return _FastPath(

@@ -238,3 +238,11 @@ def test_mixed_line_endings_are_read_and_reported():
     assert report.valid
     assert report.summary["line_ending"] == "CRLF (mixed)"
     assert report.summary["records"] == 3
+
+
+def test_montantdevise_takes_one_sign_before_or_after():
+    spec = FecSpec()
+    rows = spec.rows()
+    rows[1][16], rows[2][16], rows[3][16] = "-12,50", "12,50-", "-12,50-"
+    report = validate_bytes(spec.render(rows))
+    assert [(f.rule, f.line) for f in report.errors] == [("invalid_amount", 4)]
