@@ -60,6 +60,10 @@ CASH_OPTIONAL = frozenset({"journalcode", "journallib", "comptenum", "validdate"
 REQUIRED_DATES = ("ecrituredate", "piecedate", "validdate")
 OPTIONAL_DATES = ("datelet", "daterglt")
 SENS_VALUES = {"D": 1, "C": -1, "+1": 1, "-1": -1}
+# AAAAMMJJ in 1900-2099 that is a real date, except 29 February (left to the detailed path).
+CALENDAR_DATE = (
+    r"(?:19|20)\d\d(?:(?:0[1-9]|1[0-2])(?:0[1-9]|1\d|2[0-8])|(?:0[13-9]|1[0-2])(?:29|30)|(?:0[13578]|1[02])31)"
+)
 
 AMOUNT = re.compile(r"([+-]?)(\d*)(?:,(\d+))?([+-]?)")
 THOUSANDS = re.compile(r"[+-]?\d{1,3}([ .]\d{3})+(,\d+)?[+-]?")
@@ -401,10 +405,9 @@ class _FastPath:
     """A regex for the common valid record, and where its groups are."""
 
     match: Callable[[str], re.Match[str] | None]
-    dates: Callable[[tuple[Any, ...]], tuple[Any, ...]]
     amounts: Callable[[tuple[Any, ...]], tuple[Any, ...]]
-    date_groups: tuple[int, ...]
     amount_groups: tuple[int, ...]
+    day_group: int  # EcritureDate, for the first and last dates
 
 
 def _fast_path(layout: _Layout, optional: frozenset[str]) -> _FastPath:
@@ -418,18 +421,19 @@ def _fast_path(layout: _Layout, optional: frozenset[str]) -> _FastPath:
     text = f"[^{sep}]*"
     required_text = f" *[^{sep} ]{text}"
     parts: list[str] = []
-    dates: list[int] = []
     amounts: list[int] = []
-    groups = 0
+    groups = day_group = 0
     for name in layout.names:
         required = name in REQUIRED and name not in optional
         if name in ("journalcode", "ecriturenum"):
             parts.append(f"({required_text})" if required else f"({text})")
             groups += 1
-        elif name in REQUIRED_DATES or name in OPTIONAL_DATES:
-            parts.append(" *(\\d{8}) *" if required else " *(\\d{8})? *")
-            dates.append(groups)
+        elif name == "ecrituredate":
+            parts.append(f" *({CALENDAR_DATE}) *")
+            day_group = groups
             groups += 1
+        elif name in REQUIRED_DATES or name in OPTIONAL_DATES:
+            parts.append(f" *{CALENDAR_DATE} *" if required else f" *(?:{CALENDAR_DATE})? *")
         elif name in ("debit", "credit", "montant"):
             parts.append(" *(-?\\d+),(\\d\\d) *")  # int(units + cents) keeps the sign
             amounts += [groups, groups + 1]
@@ -444,9 +448,7 @@ def _fast_path(layout: _Layout, optional: frozenset[str]) -> _FastPath:
             parts.append(" *(?:[+-]?\\d+(?:,\\d+)?|\\d+(?:,\\d+)?[+-])? *")  # one sign, before or after
         else:
             parts.append(required_text if required else text)
-    return _FastPath(
-        re.compile(sep.join(parts)).fullmatch, itemgetter(*dates), itemgetter(*amounts), tuple(dates), tuple(amounts)
-    )
+    return _FastPath(re.compile(sep.join(parts)).fullmatch, itemgetter(*amounts), tuple(amounts), day_group)
 
 
 class _Checker:
@@ -510,9 +512,6 @@ class _Checker:
         if not matches or None in matches:
             return False
         columns = list(zip(*map(_GROUPS, matches), strict=True))
-        valid_dates = self.valid_dates
-        if not all(valid_dates.issuperset(columns[i]) for i in fast.date_groups):  # type: ignore[union-attr]
-            return False
         d_units, d_cents, c_units, c_cents = (columns[i] for i in fast.amount_groups)  # type: ignore[union-attr]
         debits = list(map(int, map(add, d_units, d_cents)))
         credits = list(map(int, map(add, c_units, c_cents)))
@@ -523,7 +522,7 @@ class _Checker:
                                       warning=True)
         journals = list(map(str.strip, columns[0]))
         keys = list(zip(journals, map(str.strip, columns[1]), strict=True))
-        days = columns[fast.date_groups[0]]  # type: ignore[union-attr]
+        days = columns[fast.day_group]  # type: ignore[union-attr]
         earliest, latest = min(days), max(days)
         if self.first_date is None or earliest < self.first_date:
             self.first_date = earliest
@@ -553,9 +552,9 @@ class _Checker:
     def _consume_lines(self, start: int, batch: list[str]) -> None:  # noqa: PLR0912, PLR0915 - the hot loop
         """Line by line: the fast regex when it matches, else the field-by-field path."""
         fast = self.fast.match if self.fast else _no_match
-        get_dates = self.fast.dates if self.fast else None
         get_amounts = self.fast.amounts if self.fast else None
-        valid_dates, slow, open_entries = self.valid_dates, self.check, self.open_entries
+        day_group = self.fast.day_group if self.fast else 0
+        slow, open_entries = self.check, self.open_entries
         montant_sens = self.layout.kind == "montant_sens"
         records, entries = self.records, self.entries
         total_debit, total_credit = self.total_debit, self.total_credit
@@ -564,11 +563,6 @@ class _Checker:
         last_journal = last_number = None
         for number, line in enumerate(batch, start):
             match = fast(line)
-            if match is not None:
-                groups = match.groups()
-                dates = get_dates(groups)  # type: ignore[misc]
-                if not valid_dates.issuperset(dates):
-                    match = None
             if match is None:
                 booking = slow(number, line)
                 if booking is None:
@@ -576,6 +570,7 @@ class _Checker:
                 key, debit, credit, day = booking
                 last_journal = None
             else:
+                groups = match.groups()
                 amounts = get_amounts(groups)  # type: ignore[misc]
                 if montant_sens:
                     debit, credit = int(amounts[0] + amounts[1]) * CENT, 0
@@ -587,7 +582,7 @@ class _Checker:
                     if debit and credit:
                         self.findings.add("debit_and_credit", number, "both Debit and Credit are filled",
                                           warning=True)
-                day = dates[0]
+                day = groups[day_group]
                 journal, entry_number = groups[0], groups[1]
                 if journal == last_journal and entry_number == last_number:
                     key = entry_key
