@@ -133,6 +133,7 @@ class LocalHost:
     def scan_blobs(self) -> int:
         """Start an invocation for each blob version not seen yet; return how many started."""
         started = 0
+        self.in_flight = [future for future in self.in_flight if not future.done()]
         for function in self.blob_functions:
             for item in self.blob_service.get_container_client(function.container).list_blobs():
                 key = (function.container, item.name)
