@@ -5,6 +5,7 @@ Each action is an ETag-guarded ledger update with its own event, and keeps the r
 
 from __future__ import annotations
 
+import json
 import logging
 
 from shared import ledger as states
@@ -40,6 +41,8 @@ def resubmit(pipeline: Pipeline, record: ImportRecord, code_ibs: str | None = No
         raise OperatorError(f"{record.blob} is {record.state}: cancel it first if Loop really lost it")
     if code_ibs is not None and not CODE_IBS_PATTERN.fullmatch(code_ibs):
         raise OperatorError(f"{code_ibs!r} is not a plausible dossier code")
+    if record.validation and not json.loads(record.validation).get("valid", True):
+        raise OperatorError(f"{record.blob} has validation errors (imports show lists them): fix the file, drop it again")
     if not (code_ibs or record.code_ibs):
         raise OperatorError(f"{record.blob} has no dossier: give one with --dossier")
     if not record.snapshot:

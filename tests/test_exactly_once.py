@@ -207,3 +207,11 @@ def test_operator_actions_refuse_what_does_not_apply(pipeline, loop_emulator, fe
         cancel(pipeline, cancelled)
     with pytest.raises(OperatorError, match="no import found"):
         find_import(pipeline, "nothing-here.txt")
+
+
+def test_a_file_with_validation_errors_cannot_be_resubmitted(pipeline, loop_emulator, fec_bytes):
+    broken = fec_bytes.replace(b"|20210502|701100", b"|20210230|701100", 1)
+    record = submit_blob(pipeline, upload(pipeline, "DEMO001/broken.txt", broken))
+    with pytest.raises(OperatorError, match="validation errors"):
+        resubmit(pipeline, record)
+    assert posts(loop_emulator) == []
