@@ -42,7 +42,9 @@ def resubmit(pipeline: Pipeline, record: ImportRecord, code_ibs: str | None = No
     if code_ibs is not None and not CODE_IBS_PATTERN.fullmatch(code_ibs):
         raise OperatorError(f"{code_ibs!r} is not a plausible dossier code")
     if record.validation and not json.loads(record.validation).get("valid", True):
-        raise OperatorError(f"{record.blob} has validation errors (imports show lists them): fix the file, drop it again")
+        raise OperatorError(
+            f"{record.blob} has validation errors (imports show lists them): fix the file and drop it again"
+        )
     if not (code_ibs or record.code_ibs):
         raise OperatorError(f"{record.blob} has no dossier: give one with --dossier")
     if not record.snapshot:
