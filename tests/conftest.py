@@ -114,3 +114,15 @@ def poll_until_final(pipeline, record, timeout: float = 15.0):
             return current
         time.sleep(0.2)
     raise AssertionError(f"{record.blob} still {current.state} after {timeout}s")
+
+
+def wait_until_final_at_loop(emulator, timeout: float = 20.0) -> None:
+    """Wait until every import the emulator holds shows status 3 or 4 (no fixed sleeps)."""
+    import time  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(item["status"] in (3, 4) for item in emulator.imports()):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"imports not final at the emulator after {timeout}s")

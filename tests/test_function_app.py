@@ -11,7 +11,7 @@ from local.runner import LocalTimerRequest, registered_functions
 from shared import ledger as states
 from shared.runtime import current_pipeline, reset_pipeline
 from shared.submit import SubmitRetryableError
-from tests.conftest import upload
+from tests.conftest import upload, wait_until_final_at_loop
 
 ODOO = "odoo_odoo_test_wizard_expected_542107651FEC20210502.txt"
 
@@ -63,7 +63,7 @@ def test_the_blob_function_never_takes_the_blob_bytes():
     assert "BlobClient" in str(call.__annotations__["client"])
 
 
-def test_invoking_the_functions_imports_a_file(app_env, samples_dir):
+def test_invoking_the_functions_imports_a_file(app_env, loop_emulator, samples_dir):
     functions = functions_by_name()
     pipeline = current_pipeline()
     pipeline.ensure_import_container()
@@ -71,9 +71,7 @@ def test_invoking_the_functions_imports_a_file(app_env, samples_dir):
     functions["fec_blob_trigger"].get_user_function()(client=blob)
     (record,) = pipeline.ledger.all_records()
     assert record.state == states.PENDING
-    import time  # noqa: PLC0415
-
-    time.sleep(0.8)
+    wait_until_final_at_loop(loop_emulator)
     functions["fec_status_timer"].get_user_function()(timer=LocalTimerRequest())
     assert pipeline.ledger.get(*record.keys).state == states.COMPLETED
 

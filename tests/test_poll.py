@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from datetime import timedelta
 
 import pytest
@@ -13,7 +12,7 @@ from shared.ledger import utcnow
 from shared.operator_actions import cancel
 from shared.poll import poll_imports
 from shared.submit import submit_blob
-from tests.conftest import poll_until_final, upload
+from tests.conftest import poll_until_final, upload, wait_until_final_at_loop
 
 ODOO = "odoo_odoo_test_wizard_expected_542107651FEC20210502.txt"
 
@@ -68,7 +67,7 @@ def test_loop_status_4_ends_failed(pipeline, loop_emulator, fec_bytes):
 def test_a_bad_status_answer_affects_only_that_import(pipeline, loop_emulator, fec_bytes, fault):
     first = submitted(pipeline, fec_bytes, "DEMO001/a.txt")
     second = submitted(pipeline, fec_bytes + b"\r\n", "DEMO001/b.txt")
-    time.sleep(0.8)  # both imports are final at the emulator
+    wait_until_final_at_loop(loop_emulator)
     loop_emulator.set_faults({"status": [fault]})
     summary = poll_imports(pipeline)
     assert summary.outcomes["status_check_failed"] == 1
@@ -86,7 +85,7 @@ def test_backoff_skips_an_import_until_due_then_recovers(pipeline, loop_emulator
     loop_emulator.set_faults({"status": [{"kind": "http", "status": 500}]})
     poll_imports(pipeline)
     assert poll_imports(pipeline).outcomes["backing_off"] == 1
-    time.sleep(0.8)
+    wait_until_final_at_loop(loop_emulator)
     later = utcnow() + timedelta(minutes=2)
     assert poll_imports(pipeline, now=later).outcomes["completed"] == 1
     final = pipeline.ledger.get(*record.keys)
@@ -121,7 +120,7 @@ def test_sas_expiry_and_age_are_flagged_once(pipeline, loop_emulator, fec_bytes,
 
 def test_an_operator_cancel_during_a_poll_is_not_overwritten(pipeline, loop_emulator, fec_bytes, monkeypatch):
     record = submitted(pipeline, fec_bytes)
-    time.sleep(0.8)
+    wait_until_final_at_loop(loop_emulator)
     original = pipeline.loop.get_import_status
 
     def status_while_operator_cancels(request_id):
@@ -137,7 +136,7 @@ def test_an_operator_cancel_during_a_poll_is_not_overwritten(pipeline, loop_emul
 def test_two_pollers_at_once_complete_each_import_once(pipeline, loop_emulator, fec_bytes, caplog):
     caplog.set_level(logging.INFO, logger="fec_import")
     records = [submitted(pipeline, fec_bytes + b"\r\n" * n, f"DEMO001/{n}.txt") for n in range(6)]
-    time.sleep(0.8)
+    wait_until_final_at_loop(loop_emulator)
     from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
 
     with ThreadPoolExecutor(2) as pool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -14,7 +13,7 @@ from local.azurite import DEV_ACCOUNT_KEY
 from shared.cli import main as cli_main
 from shared.poll import poll_imports
 from shared.submit import SubmitRetryableError, submit_blob
-from tests.conftest import upload
+from tests.conftest import upload, wait_until_final_at_loop
 from tests.fixtures_loop import TEST_LOOP_API_KEY, TEST_LOOP_SUBSCRIPTION_KEY
 
 ODOO = "odoo_odoo_test_wizard_expected_542107651FEC20210502.txt"
@@ -51,7 +50,7 @@ def test_no_secret_anywhere_after_every_kind_of_flow(
     attempt("DEMO001/busy.txt", data + b"\r\n\r\n\r\n")
     attempt("DEMO999/unknown-dossier.txt", data + b" ")
     attempt("nodossier.txt", data)
-    time.sleep(0.8)
+    wait_until_final_at_loop(loop_emulator)
     loop_emulator.set_faults({"status": [{"kind": "http", "status": 500}]})
     poll_imports(pipeline)
     poll_imports(pipeline)
