@@ -55,6 +55,11 @@ FINAL_STATES = frozenset({COMPLETED, FAILED, REJECTED, SUBMIT_FAILED, DUPLICATE,
 LOOP_STATUS_LABELS = {1: "waiting", 2: "in progress", 3: "done", 4: "failed"}
 
 
+def _watch_row(record: ImportRecord) -> str:
+    """RowKey of a record's entry in the pending partition."""
+    return "|".join(record.keys)
+
+
 class LedgerConflictError(Exception):
     """The record changed since it was read (another delivery, the timer or an operator)."""
 
@@ -196,6 +201,8 @@ class Ledger:
             existing = self.get(*record.keys)
             if existing is None:  # deleted between the two calls: treat as a conflict
                 raise LedgerConflictError(f"record {record.blob} vanished during claim") from None
+            if existing.state not in WATCHED_STATES:
+                self._drop_index(PENDING_PARTITION, _watch_row(record))
             return existing, False
         record.table_etag = metadata.get("etag")
         return record, True
@@ -255,7 +262,7 @@ class Ledger:
         self.table.upsert_entity(
             {
                 "PartitionKey": partition,
-                "RowKey": row or f"{record_partition}|{record_row}",
+                "RowKey": row or _watch_row(record),
                 "record_partition": record_partition,
                 "record_row": record_row,
                 "blob": record.blob,
@@ -269,9 +276,8 @@ class Ledger:
             self.table.delete_entity(partition, row)
 
     def _sync_indexes(self, record: ImportRecord) -> None:
-        partition, row = record.keys
         if record.state not in WATCHED_STATES:
-            self._drop_index(PENDING_PARTITION, f"{partition}|{row}")
+            self._drop_index(PENDING_PARTITION, _watch_row(record))
         if record.request_id:
             self._add_index(REQUEST_PARTITION, record, record.request_id)
 

@@ -100,3 +100,11 @@ def test_history_and_times_round_trip(ledger):
     stored = ledger.get(*record.keys)
     assert stored.sas_expires_at == record.sas_expires_at
     assert [entry["state"] for entry in stored.to_dict()["history"]] == [states.RECEIVED, states.PENDING]
+
+
+def test_a_second_claim_of_a_finished_import_leaves_nothing_to_watch(ledger):
+    record, _ = ledger.claim(new_record())
+    record.state = states.COMPLETED
+    ledger.save(record)
+    ledger.claim(new_record())
+    assert list(ledger.watched()) == []
