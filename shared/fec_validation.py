@@ -35,6 +35,7 @@ MICRO = 1_000_000
 CENT = MICRO // 100
 LINE_TOO_LONG = "\x00 line too long"  # NULs never survive decoding, so no real line is this
 MAX_TAINTED_ENTRIES = 100_000
+NO_DATE_YET = ("99999999", "00000000")  # (first, last) before any EcritureDate was read
 
 STANDARD = (
     "journalcode", "journallib", "ecriturenum", "ecrituredate", "comptenum", "comptelib",
@@ -474,14 +475,15 @@ class _Checker:
         self.i_journal, self.i_num = index["journalcode"], index["ecriturenum"]
         self.i_date, self.i_account = index["ecrituredate"], index["comptenum"]
         self.i_devise = index.get("montantdevise")
-        self.valid_dates: set[str | None] = {None}  # None: an optional date left blank
+        self.valid_dates: set[str] = set()  # date strings already found to be real dates
         self.fast = _fast_path(layout, optional) if layout.legal_order else None
         self.records = 0
         self.entries = 0
         self.total_debit = 0
         self.total_credit = 0
-        self.first_date: str | None = None
-        self.last_date: str | None = None
+        # Sentinels while reading, so the hot loops compare strings without None checks.
+        self.first_date: str | None = NO_DATE_YET[0]
+        self.last_date: str | None = NO_DATE_YET[1]
         self.journals: set[str] = set()
         self.open_entries: dict[tuple[str, str], tuple[int, int]] = {}
         self.entry_key: tuple[str, str] | None = None
@@ -493,8 +495,8 @@ class _Checker:
     def consume(self, batches: Iterable[tuple[int, list[str]]]) -> None:
         """Check every record of every batch (number of its first line, lines).
 
-        A batch whose lines all match the fast regex, with known dates, is checked and booked
-        column-wise with C-level map/zip/accumulate; any other batch goes line by line.
+        A batch whose lines all match the fast regex is checked and booked column-wise with C-level
+        map/zip/accumulate; any other batch goes line by line.
         """
         vectorize = self.fast is not None and self.layout.kind != "montant_sens"
         for start, batch in batches:
@@ -502,7 +504,7 @@ class _Checker:
                 self._consume_lines(start, batch)
         if self.entry_sum:
             self.open_entries[self.entry_key] = (self.entry_sum, self.entry_line)  # type: ignore[index]
-        if self.last_date == "00000000":
+        if self.last_date == NO_DATE_YET[1]:
             self.first_date = self.last_date = None
 
     def _consume_columns(self, start: int, batch: list[str]) -> bool:
@@ -523,11 +525,8 @@ class _Checker:
         journals = list(map(str.strip, columns[0]))
         keys = list(zip(journals, map(str.strip, columns[1]), strict=True))
         days = columns[fast.day_group]  # type: ignore[union-attr]
-        earliest, latest = min(days), max(days)
-        if self.first_date is None or earliest < self.first_date:
-            self.first_date = earliest
-        if self.last_date is None or latest > self.last_date:
-            self.last_date = latest
+        self.first_date = min(self.first_date, *days)  # type: ignore[type-var]
+        self.last_date = max(self.last_date, *days)  # type: ignore[type-var]
         if len(self.journals) < 1000:
             self.journals.update(journals)
         self.records += len(batch)
@@ -559,7 +558,7 @@ class _Checker:
         records, entries = self.records, self.entries
         total_debit, total_credit = self.total_debit, self.total_credit
         entry_key, entry_sum, entry_line = self.entry_key, self.entry_sum, self.entry_line
-        first_date, last_date = self.first_date or "99999999", self.last_date or "00000000"
+        first_date, last_date = self.first_date, self.last_date
         last_journal = last_number = None
         for number, line in enumerate(batch, start):
             match = fast(line)
