@@ -50,6 +50,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
+from local.azurite import PROJECT_ROOT, free_port, stop_process
 from shared.telemetry import redact_text
 
 log = logging.getLogger("loop_emulator")
@@ -453,18 +454,11 @@ class EmulatorProcess:
         raise TimeoutError(f"import {request_id} was not downloaded within {timeout}s")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        stop_process(self.process, timeout=5)
 
 
 def start_emulator_process(env: dict[str, str] | None = None, port: int | None = None) -> EmulatorProcess:
     """Start `python -m local.loop_emulator` on `port` (a free one by default) and wait until ready."""
-    from local.azurite import PROJECT_ROOT, free_port  # noqa: PLC0415
-
     port = port or free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "local.loop_emulator", "--port", str(port)],
