@@ -84,9 +84,6 @@ def _look_after_unsent(pipeline: Pipeline, record: ImportRecord, now: datetime) 
             redrive(pipeline, record, now)
         except SubmitRetryableError:
             return "retry_wait"
-        except Exception:
-            log.exception("re-driving %s failed", record.blob)
-            return "redrive_failed"
         return "redriven"
     return "waiting"
 
