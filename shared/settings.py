@@ -10,6 +10,10 @@ DEFAULT_CONTAINER = "api-import-ecrit"
 DEFAULT_LOOP_BASE_URL = "https://api.cegid.com/loop-api-publiques"
 DEFAULT_STATUS_PATH = "/getImportStatus"
 LOOP_MINIMUM_SAS_HOURS = 24
+# A user delegation key lives at most 7 days from its start, and the SAS starts 15 minutes in the
+# past (clock skew): the longest SAS the app can sign on Azure ends an hour short of 7 days.
+MAXIMUM_SAS_HOURS = 24 * 7 - 1
+MIB = 1024 * 1024
 
 
 class SettingsError(ValueError):
@@ -42,6 +46,12 @@ class Settings:
     sas_expiry_warning_hours: int
     duplicate_window_hours: int
     claim_lease_seconds: int
+    backoff_base_seconds: float
+    backoff_factor: float
+    backoff_max_seconds: float
+    backoff_jitter: float
+    submit_max_attempts: int
+    download_chunk_bytes: int
 
     def __repr__(self) -> str:
         return (
@@ -79,6 +89,20 @@ class _Reader:
             self.problems.append(f"{name} must be {bound}, got {value}")
         return value
 
+    def number(self, name: str, default: float, minimum: float, maximum: float) -> float:
+        raw = (self.env.get(name) or "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            self.problems.append(f"{name} must be a number, got {raw!r}")
+            return default
+        if not minimum <= value <= maximum:
+            self.problems.append(f"{name} must be between {minimum:g} and {maximum:g}, got {raw}")
+            return default
+        return value
+
     def seconds(self, name: str, default: float) -> float:
         raw = (self.env.get(name) or "").strip()
         if not raw:
@@ -100,6 +124,18 @@ def _storage_problems(connection_string: str, account_name: str, blob_uri: str) 
         "AzureWebJobsStorage is not set: give a connection string (UseDevelopmentStorage=true for "
         "Azurite) or AzureWebJobsStorage__accountName for a managed identity"
     ]
+
+
+def _sas_ttl_hours(read: _Reader) -> int:
+    raw = (read.env.get("SAS_TTL_HOURS") or "").strip()
+    value = read.integer("SAS_TTL_HOURS", LOOP_MINIMUM_SAS_HOURS, LOOP_MINIMUM_SAS_HOURS)
+    if raw and value > MAXIMUM_SAS_HOURS:
+        read.problems.append(
+            f"SAS_TTL_HOURS must be at most {MAXIMUM_SAS_HOURS}, got {value}: on Azure the SAS is signed "
+            "with a user delegation key, which lives at most 7 days from a start 15 minutes in the past"
+        )
+        return MAXIMUM_SAS_HOURS
+    return value
 
 
 def load_settings(env: Mapping[str, str] | None = None, *, require_loop: bool = True) -> Settings:
@@ -134,7 +170,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_loop: bool = 
         loop_api_key=api_key,
         loop_subscription_key=read.text("LOOP_SUBSCRIPTION_KEY", required=require_loop),
         loop_status_path=status_path,
-        sas_ttl_hours=read.integer("SAS_TTL_HOURS", LOOP_MINIMUM_SAS_HOURS, LOOP_MINIMUM_SAS_HOURS, 24 * 7),
+        sas_ttl_hours=_sas_ttl_hours(read),
         ledger_table=read.text("IMPORT_LEDGER_TABLE", "fecimports"),
         dossier_table=read.text("DOSSIER_MAP_TABLE", "fecdossiers"),
         report_container=read.text("IMPORT_REPORT_CONTAINER", "fec-import-reports"),
@@ -147,6 +183,12 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_loop: bool = 
         sas_expiry_warning_hours=read.integer("SAS_EXPIRY_WARNING_HOURS", 2, 0),
         duplicate_window_hours=read.integer("DUPLICATE_WINDOW_HOURS", 72, 0),
         claim_lease_seconds=read.integer("CLAIM_LEASE_SECONDS", 300, 1),
+        backoff_base_seconds=read.number("RETRY_BACKOFF_BASE_SECONDS", 60.0, 1.0, 86_400.0),
+        backoff_factor=read.number("RETRY_BACKOFF_FACTOR", 2.0, 1.0, 10.0),
+        backoff_max_seconds=read.number("RETRY_BACKOFF_MAX_SECONDS", 3_600.0, 1.0, 7 * 86_400.0),
+        backoff_jitter=read.number("RETRY_BACKOFF_JITTER", 0.1, 0.0, 1.0),
+        submit_max_attempts=read.integer("SUBMIT_MAX_ATTEMPTS", 8, 1, 100),
+        download_chunk_bytes=read.integer("BLOB_DOWNLOAD_CHUNK_BYTES", 4 * MIB, 64 * 1024, 32 * MIB),
     )
     if settings.container == settings.report_container:
         read.problems.append("IMPORT_REPORT_CONTAINER must differ from FEC_IMPORT_CONTAINER")

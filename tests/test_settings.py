@@ -43,3 +43,21 @@ def test_status_path_gets_a_leading_slash_and_base_url_loses_trailing_one():
     settings = load_settings({**BASE, "LOOP_STATUS_PATH": "importStatus", "LOOP_API_BASE_URL": "http://x/"})
     assert settings.loop_status_path == "/importStatus"
     assert settings.loop_base_url == "http://x"
+
+
+def test_sas_lifetime_is_capped_by_what_a_user_delegation_key_allows():
+    assert load_settings({**BASE, "SAS_TTL_HOURS": "167"}).sas_ttl_hours == 167
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**BASE, "SAS_TTL_HOURS": "168"})
+    assert "at most 167" in str(caught.value)
+    assert "user delegation key" in str(caught.value)
+
+
+def test_backoff_and_download_settings_are_checked():
+    settings = load_settings(BASE)
+    assert (settings.backoff_base_seconds, settings.backoff_factor, settings.backoff_max_seconds) == (60, 2, 3600)
+    assert settings.download_chunk_bytes == 4 * 1024 * 1024
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**BASE, "RETRY_BACKOFF_FACTOR": "0.5", "BLOB_DOWNLOAD_CHUNK_BYTES": "1", "RETRY_BACKOFF_JITTER": "x"})
+    for name in ("RETRY_BACKOFF_FACTOR", "BLOB_DOWNLOAD_CHUNK_BYTES", "RETRY_BACKOFF_JITTER"):
+        assert name in str(caught.value)
