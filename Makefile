@@ -4,15 +4,23 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
+# checkov lives in a venv of its own (see requirements-checkov.txt); inside .venv so `make clean` removes it.
+CHECKOV_VENV := $(VENV)/checkov
+STAMP_CHECKOV := $(CHECKOV_VENV)/.installed
 
 .PHONY: run test lint bench bench-load drop demo install clean
 
-install: $(STAMP_PY) $(STAMP_NODE)
+install: $(STAMP_PY) $(STAMP_NODE) $(STAMP_CHECKOV)
 
 $(STAMP_PY): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(STAMP_CHECKOV): requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON_BOOT) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $@
 
 $(STAMP_NODE): package.json package-lock.json
@@ -26,11 +34,12 @@ run: install local.settings.json
 	$(PY) -m local.run
 
 test: install
-	$(PY) -m ruff check .
+	$(PY) -m ruff check . && $(PY) infra/checkov_gate.py $(CHECKOV_VENV)/bin/checkov
 	$(PY) -m pytest
 
 lint: install
 	$(PY) -m ruff check .
+	$(PY) infra/checkov_gate.py $(CHECKOV_VENV)/bin/checkov
 
 bench: install
 	$(PY) -m bench.validator_bench
