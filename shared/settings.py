@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 DEFAULT_CONTAINER = "api-import-ecrit"
 DEFAULT_LOOP_BASE_URL = "https://api.cegid.com/loop-api-publiques"
@@ -14,6 +17,18 @@ LOOP_MINIMUM_SAS_HOURS = 24
 # past (clock skew): the longest SAS the app can sign on Azure ends an hour short of 7 days.
 MAXIMUM_SAS_HOURS = 24 * 7 - 1
 MIB = 1024 * 1024
+LOCAL_SETTINGS_FILE = "local.settings.json"
+
+# The Key Vault secret behind each secret setting on Azure (infra/modules/resources.bicep).
+SECRET_SETTINGS = {"LOOP_API_KEY": "loop-api-key", "LOOP_SUBSCRIPTION_KEY": "loop-subscription-key"}
+# Values that hold the place of a key nobody has set yet (compared case-insensitively, on each side
+# of the key:secret colon): they would pass every format check and fail at Loop with 401s.
+PLACEHOLDERS = frozenset({
+    "set-me", "setme", "set_me", "change-me", "changeme", "change_me", "placeholder", "todo", "tbd", "xxx", "...",
+})
+_PLACEHOLDER_SHAPE = re.compile(r"^(<[^>]*>|\$\{[^}]*\}|x+)$", re.IGNORECASE)  # <your key>, ${LOOP_API_KEY}, xxxx
+# App Service leaves a Key Vault reference it could not resolve in the setting, as text.
+_KEY_VAULT_REFERENCE = re.compile(r"^\s*@Microsoft\.KeyVault\((?P<body>.*)\)\s*$", re.IGNORECASE | re.DOTALL)
 
 
 class SettingsError(ValueError):
@@ -126,6 +141,61 @@ def _storage_problems(connection_string: str, account_name: str, blob_uri: str) 
     ]
 
 
+def _reference_target(body: str) -> str:
+    """`secret loop-api-key in vault kv-x` from a reference's body (names only, never a value)."""
+    parts = dict(
+        (key.strip().lower(), value.strip()) for key, _, value in (p.partition("=") for p in body.split(";"))
+    )
+    uri = re.match(r"https://(?P<vault>[^./]+)\.vault\.[^/]+/secrets/(?P<secret>[^/]+)", parts.get("secreturi", ""))
+    vault = parts.get("vaultname") or (uri.group("vault") if uri else "")
+    secret = parts.get("secretname") or (uri.group("secret") if uri else "")
+    return f"secret {secret or '?'} in vault {vault or '?'}"
+
+
+def _how_to_set(name: str) -> str:
+    secret = SECRET_SETTINGS.get(name, name.lower().replace("_", "-"))
+    return (
+        f"set it with `az keyvault secret set --vault-name <AZURE_KEY_VAULT_NAME> --name {secret} --value ...` "
+        f"(Key Vault Secrets Officer; infra/README.md), or locally {name} in {LOCAL_SETTINGS_FILE}"
+    )
+
+
+def _is_placeholder(part: str) -> bool:
+    text = part.strip().lower()
+    return text in PLACEHOLDERS or bool(_PLACEHOLDER_SHAPE.match(text))
+
+
+def secret_problem(name: str, value: str) -> str | None:
+    """Why a secret setting's value cannot be a real key (placeholder, unresolved Key Vault
+    reference), naming the secret to set and how; None when it may be real. Never quotes the value."""
+    reference = _KEY_VAULT_REFERENCE.match(value)
+    if reference:
+        return (
+            f"{name} is an unresolved Key Vault reference ({_reference_target(reference.group('body'))}): "
+            "the app could not read the secret. Check the secret exists and is enabled, and that the app's "
+            f"identity has Key Vault Secrets User on the vault; if the secret is missing, {_how_to_set(name)}; "
+            "then restart the app"
+        )
+    if any(_is_placeholder(part) for part in value.split(":")):
+        return f"{name} holds a placeholder, not a Loop key: {_how_to_set(name)}"
+    return None
+
+
+def environment_with_local_settings(root: Path | None = None, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment completed by `<root>/local.settings.json` ("Values") when it exists, as Core
+    Tools does: a variable set in the environment wins over the file. The one place that reads the file
+    (the local runner and the operator CLI both call it); root defaults to the current directory."""
+    environment = dict(os.environ if env is None else env)
+    settings_file = (root or Path.cwd()) / LOCAL_SETTINGS_FILE
+    if not settings_file.exists():
+        return environment
+    try:
+        values = json.loads(settings_file.read_text(encoding="utf-8")).get("Values", {})
+    except (ValueError, AttributeError) as error:
+        raise SettingsError(f"{settings_file} is not valid JSON with a \"Values\" object: {error}") from None
+    return {**{key: str(value) for key, value in values.items()}, **environment}
+
+
 def _sas_ttl_hours(read: _Reader) -> int:
     raw = (read.env.get("SAS_TTL_HOURS") or "").strip()
     value = read.integer("SAS_TTL_HOURS", LOOP_MINIMUM_SAS_HOURS, LOOP_MINIMUM_SAS_HOURS)
@@ -151,7 +221,13 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_loop: bool = 
     read.problems += _storage_problems(connection_string, account_name, blob_uri)
 
     api_key = read.text("LOOP_API_KEY", required=require_loop)
-    if api_key and ":" not in api_key:
+    subscription_key = read.text("LOOP_SUBSCRIPTION_KEY", required=require_loop)
+    secret_problems = [
+        problem for name, value in (("LOOP_API_KEY", api_key), ("LOOP_SUBSCRIPTION_KEY", subscription_key))
+        if require_loop and value and (problem := secret_problem(name, value))
+    ]
+    read.problems += secret_problems
+    if api_key and ":" not in api_key and not secret_problems:
         read.problems.append("LOOP_API_KEY must have the form key:secret (as generated on CegidLife)")
     base_url = read.text("LOOP_API_BASE_URL", DEFAULT_LOOP_BASE_URL).rstrip("/")
     if not base_url.startswith(("https://", "http://")):
@@ -168,7 +244,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_loop: bool = 
         container=read.text("FEC_IMPORT_CONTAINER", DEFAULT_CONTAINER),
         loop_base_url=base_url,
         loop_api_key=api_key,
-        loop_subscription_key=read.text("LOOP_SUBSCRIPTION_KEY", required=require_loop),
+        loop_subscription_key=subscription_key,
         loop_status_path=status_path,
         sas_ttl_hours=_sas_ttl_hours(read),
         ledger_table=read.text("IMPORT_LEDGER_TABLE", "fecimports"),

@@ -61,3 +61,77 @@ def test_backoff_and_download_settings_are_checked():
         load_settings({**BASE, "RETRY_BACKOFF_FACTOR": "0.5", "BLOB_DOWNLOAD_CHUNK_BYTES": "1", "RETRY_BACKOFF_JITTER": "x"})
     for name in ("RETRY_BACKOFF_FACTOR", "BLOB_DOWNLOAD_CHUNK_BYTES", "RETRY_BACKOFF_JITTER"):
         assert name in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LOOP_API_KEY", "set-me:set-me"),
+        ("LOOP_API_KEY", "real-key-8812:CHANGEME"),
+        ("LOOP_SUBSCRIPTION_KEY", "set-me"),
+        ("LOOP_SUBSCRIPTION_KEY", "<your subscription key>"),
+        ("LOOP_SUBSCRIPTION_KEY", "${LOOP_SUBSCRIPTION_KEY}"),
+    ],
+)
+def test_placeholder_keys_are_refused_naming_the_secret_and_how_to_set_it(name, value):
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**BASE, name: value})
+    message = str(caught.value)
+    secret = {"LOOP_API_KEY": "loop-api-key", "LOOP_SUBSCRIPTION_KEY": "loop-subscription-key"}[name]
+    assert f"{name} holds a placeholder" in message
+    assert f"az keyvault secret set --vault-name <AZURE_KEY_VAULT_NAME> --name {secret}" in message
+    assert "local.settings.json" in message
+    assert value not in message
+    assert "real-key-8812" not in message
+
+
+@pytest.mark.parametrize(
+    ("reference", "target"),
+    [
+        ("@Microsoft.KeyVault(VaultName=kv-fec-abc;SecretName=loop-api-key)", "secret loop-api-key in vault kv-fec-abc"),
+        ("@Microsoft.KeyVault(SecretUri=https://kv-fec-abc.vault.azure.net/secrets/loop-api-key/)",
+         "secret loop-api-key in vault kv-fec-abc"),
+        ("@Microsoft.KeyVault(SecretUri=https://kv-fec-abc.vault.azure.net/secrets/loop-api-key/0123abcd)",
+         "secret loop-api-key in vault kv-fec-abc"),
+    ],
+)
+def test_an_unresolved_key_vault_reference_is_refused_naming_the_secret(reference, target):
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**BASE, "LOOP_API_KEY": reference})
+    message = str(caught.value)
+    assert f"LOOP_API_KEY is an unresolved Key Vault reference ({target})" in message
+    assert "Key Vault Secrets User" in message
+    assert "--name loop-api-key" in message
+    assert "key:secret" not in message  # not also reported as a malformed key
+    assert "0123abcd" not in message
+
+
+def test_read_only_commands_do_not_check_the_loop_keys():
+    settings = load_settings({**BASE, "LOOP_API_KEY": "set-me:set-me", "LOOP_SUBSCRIPTION_KEY": "set-me"},
+                             require_loop=False)
+    assert settings.container == "api-import-ecrit"
+
+
+def test_real_looking_keys_pass():
+    settings = load_settings({**BASE, "LOOP_API_KEY": "a1b2c3:d4e5f6", "LOOP_SUBSCRIPTION_KEY": "0f9e8d7c6b5a"})
+    assert settings.loop_subscription_key == "0f9e8d7c6b5a"
+
+
+def test_local_settings_complete_the_environment_which_wins(tmp_path):
+    from shared.settings import environment_with_local_settings  # noqa: PLC0415
+
+    (tmp_path / "local.settings.json").write_text(
+        '{"IsEncrypted": false, "Values": {"FEC_IMPORT_CONTAINER": "from-file", "SAS_TTL_HOURS": 48}}'
+    )
+    merged = environment_with_local_settings(tmp_path, {"FEC_IMPORT_CONTAINER": "from-env", "OTHER": "x"})
+    assert merged == {"FEC_IMPORT_CONTAINER": "from-env", "SAS_TTL_HOURS": "48", "OTHER": "x"}
+    assert environment_with_local_settings(tmp_path / "nowhere", {"A": "1"}) == {"A": "1"}
+
+
+def test_a_broken_local_settings_file_is_named(tmp_path):
+    from shared.settings import environment_with_local_settings  # noqa: PLC0415
+
+    (tmp_path / "local.settings.json").write_text('{"Values": {"A": ')
+    with pytest.raises(SettingsError) as caught:
+        environment_with_local_settings(tmp_path, {})
+    assert "local.settings.json is not valid JSON" in str(caught.value)
