@@ -1,0 +1,136 @@
+"""Every validation rule, defined once: its id, level, message and the columns it reads.
+
+Scopes say who decides a rule:
+- `stream`: the byte reader (encoding, line endings, line length), once per file or per line;
+- `header`: the header line; `file`: the file as a whole (name, emptiness, total balance);
+- `line`: one record's own fields. The fast regex path must refuse every line that breaks one of
+  these (so the detailed path reports it): `fec_fast.REFUSES` lists the ones it does, and a layout
+  whose fast path does not decide every `line` rule is checked by the detailed path alone;
+- `booking`: across lines (entries, order, amount pairs), computed on the columns both paths
+  produce, so they cannot disagree.
+
+Why each rule is at its level, and where it differs from the DGFiP's Test Compta Demat:
+docs/fec-validation.md.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+ERROR = "error"
+WARNING = "warning"
+VALUE_PREVIEW = 80
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    level: str
+    scope: str
+    message: str  # str.format template; `column` and `value` are always available
+    columns: tuple[str, ...] = ()
+
+
+def _rules(*rules: Rule) -> dict[str, Rule]:
+    return {rule.id: rule for rule in rules}
+
+
+RULES: dict[str, Rule] = _rules(
+    Rule("utf16", ERROR, "stream", "the file is UTF-16; FEC files must be UTF-8, ISO 8859-15 or ASCII"),
+    Rule("not_text", ERROR, "stream", "the file contains NUL bytes: it is binary, not a FEC text file"),
+    Rule("nul_byte", ERROR, "stream", "NUL bytes in the text"),
+    Rule("mixed_encoding", WARNING, "stream", "bytes that are not UTF-8 after UTF-8 text; read as ISO 8859-15"),
+    Rule("line_too_long", ERROR, "stream", "a line longer than {limit} bytes; it is skipped"),
+    Rule("line_ending_cr_cr_lf", WARNING, "stream",
+         "lines end with CR CR LF: many readers see an empty line after every record"),
+    Rule("file_name", WARNING, "file", "{value!r} is not named <SIREN>FEC<AAAAMMJJ>"),
+    Rule("empty_file", ERROR, "file", "{detail}"),
+    Rule("no_records", ERROR, "file", "the file has a header but no records"),
+    Rule("unbalanced_file", ERROR, "file", "total debit {debit} != total credit {credit}", ("Debit", "Credit")),
+    Rule("header_separator", ERROR, "header", "the header has no TAB or | separator"),
+    Rule("header_missing_column", ERROR, "header", "missing column(s): {missing}"),
+    Rule("header_column_order", WARNING, "header", "the 18 FEC columns are not in the legal order"),
+    Rule("header_name_folded", WARNING, "header",
+         "{value!r} is read as {column} only by folding case or accents the DGFiP's checker does not fold"),
+    Rule("trailing_separator", WARNING, "header", "every line ends with a separator"),
+    Rule("empty_line", WARNING, "line", "an empty line"),
+    Rule("only_separators", ERROR, "line", "a line of separators only"),
+    Rule("repeated_header", WARNING, "line", "the header is repeated (split file)"),
+    Rule("column_count", ERROR, "line", "{count} columns, the header has {width}"),
+    Rule("required_empty", ERROR, "line", "{column} is empty",
+         ("JournalCode", "JournalLib", "EcritureNum", "EcritureDate", "CompteNum", "CompteLib", "PieceRef",
+          "PieceDate", "EcritureLib", "ValidDate")),
+    Rule("invalid_date", ERROR, "line", "{column} {value} is not a date (AAAAMMJJ)",
+         ("EcritureDate", "PieceDate", "ValidDate", "DateLet", "DateRglt")),
+    Rule("date_year", WARNING, "line", "{column} {value} is outside 19xx/20xx",
+         ("EcritureDate", "PieceDate", "ValidDate", "DateLet", "DateRglt")),
+    Rule("decimal_point", ERROR, "line", "{column} {value!r} uses '.' as decimal mark; the FEC requires a comma",
+         ("Debit", "Credit", "Montant", "Montantdevise")),
+    Rule("thousands_separator", ERROR, "line", "{column} {value!r} has a thousands separator",
+         ("Debit", "Credit", "Montant", "Montantdevise")),
+    Rule("invalid_amount", ERROR, "line", "{column} {value!r} is not an amount",
+         ("Debit", "Credit", "Montant", "Montantdevise")),
+    Rule("invalid_sens", ERROR, "line", "Sens {value!r} is not D, C, +1 or -1", ("Sens",)),
+    Rule("account_number", WARNING, "line", "CompteNum {value!r} does not start with 3 digits", ("CompteNum",)),
+    Rule("devise_without_idevise", WARNING, "line", "Montantdevise {value!r} is filled but Idevise is empty",
+         ("Montantdevise", "Idevise")),
+    Rule("debit_and_credit", WARNING, "booking", "both Debit and Credit are filled", ("Debit", "Credit")),
+    Rule("zero_amounts", WARNING, "booking", "Debit and Credit are both zero (or empty)",
+         ("Debit", "Credit", "Montant")),
+    Rule("piece_after_entry", WARNING, "booking", "PieceDate {value} is after EcritureDate {entry_date}",
+         ("PieceDate", "EcritureDate")),
+    Rule("validdate_order", WARNING, "booking", "ValidDate {value} is before the previous record's {previous}",
+         ("ValidDate",)),
+    Rule("ecriturenum_gap", WARNING, "booking",
+         "EcritureNum {value!r} follows {previous!r} in journal {journal!r}: not a continuous sequence",
+         ("JournalCode", "EcritureNum")),
+    Rule("unbalanced_entry", ERROR, "booking", "entry {value} is off by {amount} (debit - credit)",
+         ("JournalCode", "EcritureNum", "Debit", "Credit", "Montant", "Sens")),
+)
+
+
+def rules_of(scope: str) -> frozenset[str]:
+    return frozenset(rule.id for rule in RULES.values() if rule.scope == scope)
+
+
+def preview(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return value if len(value) <= VALUE_PREVIEW else value[:VALUE_PREVIEW] + "..."
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    line: int | None
+    column: str | None
+    value: str | None
+    message: str
+    severity: str = ERROR
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "line": self.line, "column": self.column, "value": self.value,
+                "message": self.message}
+
+
+class Findings:
+    """Counts every occurrence; keeps only the first `limit` of each rule, formatted from the registry."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.counts: Counter[str] = Counter()
+        self.errors: list[Finding] = []
+        self.warnings: list[Finding] = []
+
+    def add(self, rule_id: str, line: int | None, *, column: str | None = None, value: str | None = None,
+            **details: Any) -> None:
+        self.counts[rule_id] += 1
+        if self.counts[rule_id] > self.limit:
+            return
+        rule = RULES[rule_id]
+        shown = preview(value)
+        message = rule.message.format(column=column, value=shown, **details)
+        target = self.errors if rule.level == ERROR else self.warnings
+        target.append(Finding(rule_id, line, column, shown, message, rule.level))
