@@ -74,8 +74,9 @@ class Lines:
     def _split(self, data: bytes, last: bool = False) -> list[str]:
         """Decoded lines of `data`, which ends just before a line ending (or at the end of file)."""
         text = self._decode(data)
-        if "\x00" in text:
-            self.findings.add("nul_byte", self.line_number + 1)
+        at = text.find("\x00")
+        if at >= 0:
+            self.findings.add("nul_byte", self.line_number + 1 + text.count(self.ending[-1], 0, at))
             text = text.replace("\x00", "")
         if self.newline == b"\r":
             return text.split("\r")
