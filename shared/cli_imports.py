@@ -13,15 +13,16 @@ from typing import Any
 
 from azure.core.exceptions import AzureError
 
-from shared import ledger as states
-from shared.ledger import ImportRecord
+from shared.import_record import ImportRecord
 from shared.loop_client import LoopError
 from shared.operator_actions import OperatorError, cancel, find_import, resolve, resubmit
 from shared.pipeline import Pipeline
+from shared.record_store import LedgerMissingError
 from shared.settings import SettingsError, load_settings
+from shared.states import ImportState
 from shared.submit import SubmitRetryableError
 
-STATES = sorted({*states.WATCHED_STATES, *states.FINAL_STATES, states.UNKNOWN})
+STATES = [str(state) for state in ImportState]
 
 
 def command_environment(cwd: Path | None = None) -> Mapping[str, str]:
@@ -77,7 +78,7 @@ def _loop_status(record: ImportRecord) -> str:
 def _guard(action: Any) -> int:
     try:
         return action()
-    except SettingsError as error:
+    except (SettingsError, LedgerMissingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OperatorError as error:
@@ -188,7 +189,7 @@ def run_resubmit(args: argparse.Namespace) -> int:
         pipeline = _pipeline(require_loop=True)
         record = resubmit(pipeline, find_import(pipeline, args.key), args.dossier)
         print(f"{record.blob}: {record.state} {record.request_id or ''} {record.error or ''}".rstrip())
-        return 0 if record.state == states.PENDING else 1
+        return 0 if record.state == ImportState.PENDING else 1
 
     return _guard(action)
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient
 
 CODE_IBS_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
@@ -68,6 +69,10 @@ class SirenTable:
 
     def __init__(self, table: TableClient) -> None:
         self.table = table
+
+    def ensure(self) -> None:
+        with contextlib.suppress(ResourceExistsError):
+            self.table.create_table()
 
     def lookup(self, siren: str) -> str | None:
         try:

@@ -1,316 +1,242 @@
-"""The import ledger in Azure Table Storage: one record per blob version, plus small indexes.
+"""The import ledger: records, their indexes, and the named transitions that change them.
 
-Layout (one table, several partitions):
-- records: PartitionKey `blob-<sha256(container/name)[:40]>`, RowKey the blob ETag (quotes removed).
-  Blob names can hold characters that table keys forbid (`/`, `#`, `?`), hence the hash.
-- `pending`: one row per import that still needs the timer (RowKey `<PartitionKey>|<RowKey>`), so
-  the timer reads a small partition instead of scanning the history.
-- `request`: RowKey a Loop request id, pointing at its record (`imports show <request id>`).
-- `content-<codeIbs>`: RowKey the sha256 of the file, pointing at the first import of those bytes
-  for that dossier (duplicate detection).
-
-Every update is ETag-guarded (optimistic concurrency): the transition to `submitting` is the single
-compare-and-swap that decides which delivery may call Loop, so a blob version is sent at most once.
+One table holds the records (`shared.record_store`) and small index partitions
+(`shared.ledger_indexes`). Every change of a record is a named transition of `shared.states`:
+`move()` re-reads and re-applies it on conflict, checks the state it starts from against the
+table, writes under the ETag read, keeps the indexes in step and emits the transition's one event.
+The guarded move to `submitting` is the single compare-and-swap that decides which delivery may
+call Loop, so a blob version is sent at most once.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.data.tables import TableClient, TableServiceClient
 
-RECORD_PARTITION_PREFIX = "blob-"
-PENDING_PARTITION = "pending"
-REQUEST_PARTITION = "request"
-CONTENT_PARTITION_PREFIX = "content-"
-MAX_TEXT_PROPERTY = 30_000  # table string properties hold 32K UTF-16 characters
+from shared import states, telemetry
+from shared.clock import Clock, utcnow
+from shared.import_record import RECORD_PARTITION_PREFIX, ImportRecord, record_keys
+from shared.ledger_indexes import ContentIndex, IndexEntry, RequestIndex, WatchIndex
+from shared.record_store import LedgerConflictError, LedgerMissingError, RecordStore
+from shared.states import Transition
 
-RECEIVED = "received"
-RETRY_WAIT = "retry_wait"
-SUBMITTING = "submitting"
-PENDING = "pending"
-UNKNOWN = "unknown"
-COMPLETED = "completed"
-FAILED = "failed"
-REJECTED = "rejected"
-SUBMIT_FAILED = "submit_failed"
-DUPLICATE = "duplicate"
-SUPERSEDED = "superseded"
-CANCELLED = "cancelled"
+__all__ = ["ImportRecord", "Ledger", "LedgerConflictError", "LedgerMissingError", "record_keys"]
 
-# States in which no POST can have been sent yet: a later delivery may take the work over.
-NOT_SENT_STATES = frozenset({RECEIVED, RETRY_WAIT})
-# States the timer looks after (they sit in the pending partition).
-WATCHED_STATES = frozenset({RECEIVED, RETRY_WAIT, SUBMITTING, PENDING})
-FINAL_STATES = frozenset({COMPLETED, FAILED, REJECTED, SUBMIT_FAILED, DUPLICATE, SUPERSEDED, CANCELLED})
-
-LOOP_STATUS_LABELS = {1: "waiting", 2: "in progress", 3: "done", 4: "failed"}
+# What a delivery learned while processing (dossier, snapshot, hash, report): kept across re-reads.
+FINDINGS = ("code_ibs", "snapshot", "content_sha256", "validation", "report_blob", "size")
+Step = Callable[[ImportRecord], Sequence[Transition]]
 
 
-def _watch_row(record: ImportRecord) -> str:
-    """RowKey of a record's entry in the pending partition."""
-    return "|".join(record.keys)
-
-
-class LedgerConflictError(Exception):
-    """The record changed since it was read (another delivery, the timer or an operator)."""
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def record_keys(container: str, blob_name: str, etag: str) -> tuple[str, str]:
-    digest = hashlib.sha256(f"{container}/{blob_name}".encode()).hexdigest()[:40]
-    return RECORD_PARTITION_PREFIX + digest, etag.strip('"')
-
-
-@dataclass
-class ImportRecord:
-    """One blob version's import, from receipt to a final outcome."""
-
-    container: str
-    blob_name: str
-    etag: str
-    state: str = RECEIVED
-    code_ibs: str | None = None
-    request_id: str | None = None
-    loop_status: int | None = None
-    error: str | None = None
-    received_at: datetime | None = None
-    submitted_at: datetime | None = None
-    updated_at: datetime | None = None
-    finished_at: datetime | None = None
-    sas_expires_at: datetime | None = None
-    snapshot: str | None = None
-    size: int | None = None
-    content_sha256: str | None = None
-    attempts: int = 0
-    poll_failures: int = 0
-    next_poll_at: datetime | None = None
-    flags: str = ""
-    validation: str | None = None
-    report_blob: str | None = None
-    history: str = "[]"
-    table_etag: str | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def keys(self) -> tuple[str, str]:
-        return record_keys(self.container, self.blob_name, self.etag)
-
-    @property
-    def blob(self) -> str:
-        return f"{self.container}/{self.blob_name}"
-
-    @property
-    def loop_status_label(self) -> str:
-        return LOOP_STATUS_LABELS.get(self.loop_status or 0, "")
-
-    def dimensions(self) -> dict[str, Any]:
-        """The fixed telemetry dimensions of this record."""
-        return {
-            "blob": self.blob,
-            "etag": self.etag,
-            "codeIbs": self.code_ibs,
-            "requestId": self.request_id,
-            "state": self.state,
-            "loopStatus": self.loop_status,
-            "reason": self.error,
-        }
-
-    def add_history(self, state: str, note: str | None = None, when: datetime | None = None) -> None:
-        entries = json.loads(self.history or "[]")
-        entries.append({"at": (when or utcnow()).isoformat(), "state": state, "note": note})
-        self.history = json.dumps(entries[-50:])
-
-    def has_flag(self, flag: str) -> bool:
-        return flag in self.flags.split(",")
-
-    def add_flag(self, flag: str) -> None:
-        self.flags = ",".join(sorted({*filter(None, self.flags.split(",")), flag}))
-
-    def to_entity(self) -> dict[str, Any]:
-        partition, row = self.keys
-        entity: dict[str, Any] = {"PartitionKey": partition, "RowKey": row}
-        for name, value in asdict(self).items():
-            if name == "table_etag" or value is None:
-                continue
-            too_long = isinstance(value, str) and len(value) > MAX_TEXT_PROPERTY
-            entity[name] = value[:MAX_TEXT_PROPERTY] if too_long else value
-        return entity
-
-    @classmethod
-    def from_entity(cls, entity: dict[str, Any]) -> ImportRecord:
-        known = {f.name for f in fields(cls)} - {"table_etag"}
-        values = {name: entity[name] for name in known if name in entity and entity[name] is not None}
-        for name, value in values.items():
-            if isinstance(value, datetime):
-                values[name] = value.astimezone(UTC)
-        record = cls(**values)
-        record.table_etag = entity.metadata.get("etag") if hasattr(entity, "metadata") else None
-        return record
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe view for the CLI."""
-        out: dict[str, Any] = {}
-        for name, value in asdict(self).items():
-            if name in ("table_etag", "history", "validation"):
-                continue
-            out[name] = value.isoformat() if isinstance(value, datetime) else value
-        out["blob"] = self.blob
-        out["loop_status_label"] = self.loop_status_label
-        out["validation"] = json.loads(self.validation) if self.validation else None
-        out["history"] = json.loads(self.history or "[]")
-        return out
+def carry_findings(source: ImportRecord, target: ImportRecord) -> None:
+    if source is target:
+        return
+    for name in FINDINGS:
+        value = getattr(source, name)
+        if value is not None and getattr(target, name) is None:
+            setattr(target, name, value)
 
 
 class Ledger:
-    """Reads and writes import records; every write of a known record is ETag-guarded."""
+    """Reads import records and changes them only through named transitions.
 
-    def __init__(self, table: TableClient) -> None:
+    Raises (every method): LedgerMissingError when the table does not exist;
+    IllegalTransitionError when a write would break the transition table (a bug);
+    azure.core.exceptions.AzureError when storage cannot be reached.
+    """
+
+    def __init__(self, table: TableClient, clock: Clock = utcnow) -> None:
         self.table = table
+        self.clock = clock
+        self.store = RecordStore(table)
+        self.watch_index = WatchIndex(table, clock)
+        self.requests = RequestIndex(table, clock)
+        self.contents = ContentIndex(table, clock)
 
     @classmethod
-    def from_service(cls, service: TableServiceClient, table_name: str) -> Ledger:
-        table = service.get_table_client(table_name)
-        with contextlib.suppress(ResourceExistsError):
-            table.create_table()
-        return cls(table)
+    def from_service(cls, service: TableServiceClient, table_name: str, clock: Clock = utcnow) -> Ledger:
+        """A ledger on a table; creates nothing (see `ensure`)."""
+        return cls(service.get_table_client(table_name), clock)
 
-    # --- records -------------------------------------------------------------------------
+    def ensure(self) -> None:
+        """Create the table if needed: the app's start-up calls this, read-only commands never do."""
+        self.store.ensure()
 
-    def claim(self, record: ImportRecord) -> tuple[ImportRecord, bool]:
-        """Create the record; if it exists (a second delivery), return the stored one and False."""
-        now = utcnow()
-        record.received_at = record.received_at or now
-        record.updated_at = now
-        record.attempts = 1
-        record.add_history(record.state, "received", now)
-        self._add_index(PENDING_PARTITION, record)  # first: a crash right after leaves it watched
-        try:
-            metadata = self.table.create_entity(record.to_entity())
-        except ResourceExistsError:
-            existing = self.get(*record.keys)
-            if existing is None:  # deleted between the two calls: treat as a conflict
-                raise LedgerConflictError(f"record {record.blob} vanished during claim") from None
-            if existing.state not in WATCHED_STATES:
-                self._drop_index(PENDING_PARTITION, _watch_row(record))
-            return existing, False
-        record.table_etag = metadata.get("etag")
-        return record, True
+    # --- the generic guarded change --------------------------------------------------------
 
-    def get(self, partition: str, row: str) -> ImportRecord | None:
-        try:
-            return ImportRecord.from_entity(self.table.get_entity(partition, row))
-        except ResourceNotFoundError:
-            return None
+    def apply(self, record: ImportRecord, step: Step, note: str | None = None, attempts: int = 5,
+              **extra: Any) -> ImportRecord | None:
+        """Run `step` on the record and write it; on conflict, re-read and run it again.
 
-    def save(self, record: ImportRecord, note: str | None = None) -> ImportRecord:
-        """Write the record if nobody changed it since it was read; raise LedgerConflictError otherwise."""
-        now = utcnow()
-        record.updated_at = now
-        record.add_history(record.state, note, now)
-        if record.state in WATCHED_STATES:  # watched before the state says so, never after
-            self._add_index(PENDING_PARTITION, record)
-        try:
-            metadata = self.table.update_entity(
-                record.to_entity(),
-                mode=UpdateMode.REPLACE,
-                etag=record.table_etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except (ResourceModifiedError, ResourceNotFoundError) as error:
-            raise LedgerConflictError(f"record {record.blob} changed concurrently") from error
-        record.table_etag = metadata.get("etag")
-        self._sync_indexes(record)
-        return record
-
-    def update(
-        self, record: ImportRecord, change: Callable[[ImportRecord], bool], note: str | None = None,
-        attempts: int = 5,
-    ) -> ImportRecord | None:
-        """Apply `change` and save, re-reading and re-applying on conflict.
-
-        `change` returns False when, given the current record, nothing should be written; then
-        update returns None. This is how the timer and operators never lose each other's updates.
+        `step` changes the record and returns the transitions it took (none: nothing is written and
+        apply returns None, the record moved on). Each transition emits its event once written.
         """
         current = record
         for _ in range(attempts):
-            if not change(current):
+            taken = step(current)
+            if not taken:
                 return None
             try:
-                return self.save(current, note)
+                self._write(current, note or taken[-1].name)
             except LedgerConflictError:
                 fresh = self.get(*record.keys)
                 if fresh is None:
                     return None
+                carry_findings(current, fresh)
                 current = fresh
+                continue
+            for transition in taken:
+                telemetry.emit(transition.event, current.dimensions(), level=transition.level, **extra)
+            return current
         raise LedgerConflictError(f"record {record.blob} kept changing; gave up after {attempts} tries")
 
-    # --- indexes ---------------------------------------------------------------------------
+    def move(self, record: ImportRecord, transition: Transition,
+             change: Callable[[ImportRecord], None] | None = None, note: str | None = None, *,
+             once: bool = False, **extra: Any) -> ImportRecord | None:
+        """Take one transition if the stored state allows it; None if the record moved on.
 
-    def _add_index(self, partition: str, record: ImportRecord, row: str | None = None) -> None:
-        record_partition, record_row = record.keys
-        self.table.upsert_entity(
-            {
-                "PartitionKey": partition,
-                "RowKey": row or _watch_row(record),
-                "record_partition": record_partition,
-                "record_row": record_row,
-                "blob": record.blob,
-                "indexed_at": utcnow(),
-            },
-            mode=UpdateMode.REPLACE,
-        )
+        once=True makes it a compare-and-swap on the copy given: if anyone wrote the record since
+        that copy was read, nothing is written (the writer who got there first owns the next step).
+        """
 
-    def _drop_index(self, partition: str, row: str) -> None:
-        with contextlib.suppress(ResourceNotFoundError):
-            self.table.delete_entity(partition, row)
+        def step(current: ImportRecord) -> list[Transition]:
+            if once and current is not record:
+                return []
+            if not transition.allows(current.stored_state or ""):
+                return []
+            if change is not None:
+                change(current)
+            current.state = transition.target
+            return [transition]
 
-    def _sync_indexes(self, record: ImportRecord) -> None:
-        if record.state not in WATCHED_STATES:
-            self._drop_index(PENDING_PARTITION, _watch_row(record))
-        if record.request_id:
-            self._add_index(REQUEST_PARTITION, record, record.request_id)
+        return self.apply(record, step, note, **extra)
 
-    def watched_keys(self) -> list[tuple[str, tuple[str, str]]]:
-        """The imports the timer looks after, as (index row, record keys): one query."""
-        query = f"PartitionKey eq '{PENDING_PARTITION}'"
-        return [
-            (entry["RowKey"], (entry["record_partition"], entry["record_row"]))
-            for entry in self.table.query_entities(query, select=["RowKey", "record_partition", "record_row"])
-        ]
+    def _write(self, record: ImportRecord, note: str) -> None:
+        now = self.clock()
+        record.updated_at = now
+        record.add_history(record.state, note, now)
+        becomes_watched = record.state in states.WATCHED_STATES and record.stored_state not in states.WATCHED_STATES
+        if becomes_watched:  # watched before the state says so: a crash right after leaves it watched
+            self.watch_index.watch(record)
+        self.store.replace(record)
+        if becomes_watched:  # and after, so a drop decided on an older read cannot win
+            self.watch_index.watch(record)
+        elif record.state not in states.WATCHED_STATES:
+            self.unwatch_if_done(self.watch_index.entry_of(record))
+        self.requests.record(record)
+
+    # --- records ---------------------------------------------------------------------------
+
+    def claim(self, record: ImportRecord) -> tuple[ImportRecord, bool]:
+        """Create the record; if it exists (a second delivery), return the stored one and False."""
+        now = self.clock()
+        record.received_at = record.received_at or now
+        record.updated_at = now
+        record.attempts = 1
+        record.add_history(record.state, "received", now)
+        self.watch_index.watch(record)  # first: a crash right after leaves it watched
+        if self.store.create(record):
+            return record, True
+        existing = self.get(*record.keys)
+        if existing is None:  # deleted between the two calls: treat as a conflict
+            raise LedgerConflictError(f"record {record.blob} vanished during claim")
+        if existing.state not in states.WATCHED_STATES:
+            self.unwatch_if_done(self.watch_index.entry_of(existing))
+        return existing, False
+
+    def get(self, partition: str, row: str) -> ImportRecord | None:
+        return self.store.get(partition, row)
+
+    def watched_entries(self) -> list[IndexEntry]:
+        """The imports the timer looks after, read in one query."""
+        return self.watch_index.entries()
 
     def watched(self) -> Iterator[tuple[str, ImportRecord | None]]:
-        """The imports the timer looks after: (index row, record or None if the record is gone)."""
-        for index_row, keys in self.watched_keys():
-            yield index_row, self.get(*keys)
+        """(index row, record or None if it is gone) for every watched import."""
+        for entry in self.watched_entries():
+            yield entry.row, self.get(*entry.keys)
 
-    def drop_watch(self, index_row: str) -> None:
-        self._drop_index(PENDING_PARTITION, index_row)
+    def unwatch_if_done(self, entry: IndexEntry | None) -> bool:
+        """Drop a watch row if the record, read after the row, is gone or no longer watched."""
+        if entry is None:
+            return False
+        record = self.get(*entry.keys)
+        if record is not None and record.state in states.WATCHED_STATES:
+            return False
+        return self.watch_index.drop(entry)
 
-    def earlier_import_of_content(self, record: ImportRecord) -> ImportRecord | None:
-        """Record that these bytes were sent for this dossier; return the earlier import if any."""
-        partition = CONTENT_PARTITION_PREFIX + (record.code_ibs or "")
-        try:
-            entry = self.table.get_entity(partition, record.content_sha256 or "")
-        except ResourceNotFoundError:
-            return None
-        return self.get(entry["record_partition"], entry["record_row"])
+    # --- named transitions -----------------------------------------------------------------
 
-    def store_content(self, record: ImportRecord) -> None:
-        self._add_index(CONTENT_PARTITION_PREFIX + (record.code_ibs or ""), record, record.content_sha256)
+    def retake(self, record: ImportRecord, next_try_in: timedelta) -> ImportRecord | None:
+        """A later delivery takes over a version nobody sent yet: a compare-and-swap, one wins.
 
-    def forget_content(self, record: ImportRecord) -> None:
-        self._drop_index(CONTENT_PARTITION_PREFIX + (record.code_ibs or ""), record.content_sha256 or "")
+        `next_try_in` is when the timer may re-drive it if this delivery stops too (the backoff)."""
+        now = self.clock()
+
+        def change(current: ImportRecord) -> None:
+            current.attempts += 1
+            current.next_poll_at = now + next_try_in
+
+        return self.move(record, states.RETAKE, change, f"delivery attempt {record.attempts + 1}", once=True,
+                         attempt=record.attempts + 1)
+
+    def finish(self, record: ImportRecord, transition: Transition, reason: str | None, **extra: Any
+               ) -> ImportRecord | None:
+        """Close an import with its outcome (rejected, superseded, duplicate, failed...)."""
+        now = self.clock()
+
+        def change(current: ImportRecord) -> None:
+            carry_findings(record, current)
+            current.error, current.finished_at = reason, now
+
+        return self.move(record, transition, change, reason, **extra)
+
+    def mark_submitting(self, record: ImportRecord, sas_expires_at: datetime | None) -> ImportRecord | None:
+        """The one guarded step that permits a POST: None if anyone wrote the record since it was read."""
+
+        def change(current: ImportRecord) -> None:
+            current.error, current.sas_expires_at = None, sas_expires_at
+
+        return self.move(record, states.MARK_SUBMITTING, change, "posting importFEC", once=True)
+
+    def record_request_id(self, record: ImportRecord, request_id: str,
+                          transition: Transition = states.RECORD_REQUEST_ID, note: str | None = None
+                          ) -> ImportRecord | None:
+        """Loop's request id is known (from the POST, or found by an operator): the import is pending."""
+        now = self.clock()
+
+        def change(current: ImportRecord) -> None:
+            current.request_id, current.error = request_id, None
+            keeps_first_submission = transition is states.RESOLVE and current.submitted_at is not None
+            current.submitted_at = current.submitted_at if keeps_first_submission else now
+            current.next_poll_at, current.poll_failures = now, 0
+
+        return self.move(record, transition, change, note or f"request id {request_id}")
+
+    def mark_unknown(self, record: ImportRecord, reason: str) -> ImportRecord | None:
+        return self.move(record, states.MARK_UNKNOWN, lambda current: setattr(current, "error", reason), reason)
+
+    def wait_for_retry(self, record: ImportRecord, reason: str, retry_at: Callable[[ImportRecord], datetime]
+                       ) -> ImportRecord | None:
+        def change(current: ImportRecord) -> None:
+            current.error, current.next_poll_at = reason, retry_at(current)
+
+        return self.move(record, states.WAIT_FOR_RETRY, change, reason)
+
+    def reopen(self, record: ImportRecord, code_ibs: str | None, snapshot: str | None,
+               previous_request_id: str | None) -> ImportRecord | None:
+        """An operator asks for a new POST of the same version: back to received, history kept."""
+
+        def change(current: ImportRecord) -> None:
+            current.code_ibs = code_ibs or current.code_ibs
+            current.snapshot = snapshot or current.snapshot
+            current.request_id, current.loop_status, current.finished_at, current.flags = None, None, None, ""
+            current.error, current.attempts = None, current.attempts + 1
+
+        return self.move(record, states.REOPEN, change, "resubmit requested by an operator",
+                         previousRequestId=previous_request_id)
 
     # --- lookups for operators -------------------------------------------------------------
 
@@ -318,18 +244,13 @@ class Ledger:
         query = f"PartitionKey ge '{RECORD_PARTITION_PREFIX}' and PartitionKey lt 'blob.'"
         if state:
             query += " and state eq @state"
-        for entity in self.table.query_entities(query, parameters={"state": state} if state else None):
-            yield ImportRecord.from_entity(entity)
+        return self.store.query(query, {"state": str(state)} if state else None)
 
     def by_request_id(self, request_id: str) -> ImportRecord | None:
-        try:
-            entry = self.table.get_entity(REQUEST_PARTITION, request_id)
-        except (ResourceNotFoundError, ValueError):
-            return None
-        return self.get(entry["record_partition"], entry["record_row"])
+        keys = self.requests.find(request_id)
+        return self.get(*keys) if keys else None
 
     def versions_of(self, container: str, blob_name: str) -> list[ImportRecord]:
         partition, _ = record_keys(container, blob_name, "")
-        entities = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": partition})
-        records = [ImportRecord.from_entity(entity) for entity in entities]
+        records = list(self.store.query("PartitionKey eq @pk", {"pk": partition}))
         return sorted(records, key=lambda r: r.received_at or datetime.min.replace(tzinfo=UTC))

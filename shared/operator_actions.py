@@ -6,17 +6,16 @@ Each action is an ETag-guarded ledger update with its own event, and keeps the r
 from __future__ import annotations
 
 import json
-import logging
 
-from shared import ledger as states
-from shared import telemetry
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+from shared import states
 from shared.dossier import CODE_IBS_PATTERN
-from shared.ledger import ImportRecord, utcnow
+from shared.import_record import ImportRecord
 from shared.loop_client import REQUEST_ID_PATTERN
 from shared.pipeline import Pipeline
-from shared.submit import send
-
-IN_FLIGHT = frozenset({states.SUBMITTING, states.PENDING})
+from shared.submit import download_client, finish, send, validation_of
 
 
 class OperatorError(ValueError):
@@ -35,9 +34,8 @@ def find_import(pipeline: Pipeline, key: str) -> ImportRecord:
     return versions[-1]
 
 
-def resubmit(pipeline: Pipeline, record: ImportRecord, code_ibs: str | None = None) -> ImportRecord:
-    """A new SAS and a new POST for the same validated bytes; the history keeps the earlier try."""
-    if record.state in IN_FLIGHT:
+def _check_resubmittable(record: ImportRecord, code_ibs: str | None) -> None:
+    if record.state in states.IN_FLIGHT_STATES:
         raise OperatorError(f"{record.blob} is {record.state}: cancel it first if Loop really lost it")
     if code_ibs is not None and not CODE_IBS_PATTERN.fullmatch(code_ibs):
         raise OperatorError(f"{code_ibs!r} is not a plausible dossier code")
@@ -47,58 +45,73 @@ def resubmit(pipeline: Pipeline, record: ImportRecord, code_ibs: str | None = No
         )
     if not (code_ibs or record.code_ibs):
         raise OperatorError(f"{record.blob} has no dossier: give one with --dossier")
-    if not record.snapshot:
-        blob = pipeline.blob_service.get_blob_client(record.container, record.blob_name)
-        if blob.get_blob_properties().etag != record.etag:
-            raise OperatorError(f"{record.blob} was overwritten since; the new version has its own import")
-        record.snapshot = blob.create_snapshot()["snapshot"]
-    previous = record.request_id
-    record.code_ibs = code_ibs or record.code_ibs
-    record.request_id, record.loop_status, record.finished_at, record.flags = None, None, None, ""
-    record.attempts += 1
-    telemetry.emit(telemetry.RESUBMIT_REQUESTED, record.dimensions(), previousRequestId=previous)
-    pipeline.ledger.store_content(record)
-    return send(pipeline, record)
+
+
+def _snapshot_of_version(pipeline: Pipeline, record: ImportRecord) -> str:
+    """The record's snapshot, or a new one taken only if the blob is still this version."""
+    if record.snapshot:
+        return record.snapshot
+    blob = pipeline.blob_service.get_blob_client(record.container, record.blob_name)
+    try:
+        return blob.create_snapshot(etag=record.etag, match_condition=MatchConditions.IfNotModified)["snapshot"]
+    except ResourceModifiedError:
+        raise OperatorError(f"{record.blob} was overwritten since; the new version has its own import") from None
+    except ResourceNotFoundError:
+        raise OperatorError(f"{record.blob} was deleted; there is nothing to send") from None
+
+
+def resubmit(pipeline: Pipeline, record: ImportRecord, code_ibs: str | None = None) -> ImportRecord:
+    """A new SAS and a new POST for the same version; the history keeps the earlier try.
+
+    What is sent is exactly the snapshot of the recorded version, validated (again, if it never
+    was): a file rejected before validation (no dossier, say) is validated before any POST.
+
+    Raises:
+        OperatorError: the import is in flight, invalid, without a dossier, overwritten or deleted,
+            or changed meanwhile.
+        SubmitRetryableError: Loop could not be reached (the import waits in retry_wait).
+    """
+    _check_resubmittable(record, code_ibs)
+    snapshot = _snapshot_of_version(pipeline, record)
+    reopened = pipeline.ledger.reopen(record, code_ibs, snapshot, record.request_id)
+    if reopened is None:
+        raise OperatorError(f"{record.blob} changed state meanwhile; look again")
+    verdict = validation_of(pipeline, download_client(pipeline, reopened), reopened)
+    if not verdict["valid"]:
+        finish(pipeline, reopened, states.REJECT, verdict["reason"], rules=verdict["rules"])
+        raise OperatorError(f"{record.blob} is not a valid FEC file: {verdict['reason']}")
+    pipeline.ledger.contents.take(reopened)
+    return send(pipeline, reopened)
 
 
 def resolve(pipeline: Pipeline, record: ImportRecord, request_id: str) -> ImportRecord:
-    """Attach the request id an operator found in Loop to an import whose outcome was unknown."""
+    """Attach the request id an operator found in Loop to an import whose outcome was unknown.
+
+    Raises:
+        OperatorError: the id is implausible, or the import is not unknown (or stopped being so).
+    """
     if not REQUEST_ID_PATTERN.fullmatch(request_id):
         raise OperatorError(f"{request_id!r} does not look like a Loop request id")
-    if record.state not in (states.UNKNOWN, states.SUBMITTING):
+    if record.state not in states.RESOLVE.sources:
         raise OperatorError(f"{record.blob} is {record.state}; only unknown imports can be resolved")
-    now = utcnow()
-
-    def change(current: ImportRecord) -> bool:
-        if current.state not in (states.UNKNOWN, states.SUBMITTING):
-            return False
-        current.state, current.request_id, current.error = states.PENDING, request_id, None
-        current.submitted_at = current.submitted_at or now
-        current.next_poll_at, current.poll_failures = now, 0
-        return True
-
-    saved = pipeline.ledger.update(record, change, f"resolved by an operator: {request_id}")
+    saved = pipeline.ledger.record_request_id(
+        record, request_id, states.RESOLVE, f"resolved by an operator: {request_id}"
+    )
     if saved is None:
         raise OperatorError(f"{record.blob} changed state meanwhile; look again")
-    telemetry.emit(telemetry.RESOLVED, saved.dimensions())
     return saved
 
 
 def cancel(pipeline: Pipeline, record: ImportRecord) -> ImportRecord:
-    """Stop following an import. Loop may still finish an import it received."""
+    """Stop following an import. Loop may still finish an import it received.
+
+    Raises:
+        OperatorError: the import is already final, or became so meanwhile.
+    """
     if record.state in states.FINAL_STATES:
         raise OperatorError(f"{record.blob} is already {record.state}")
-
-    def change(current: ImportRecord) -> bool:
-        if current.state in states.FINAL_STATES:
-            return False
-        current.state, current.finished_at = states.CANCELLED, utcnow()
-        current.error = "cancelled by an operator"
-        return True
-
-    saved = pipeline.ledger.update(record, change, "cancelled by an operator")
+    saved = pipeline.ledger.finish(record, states.CANCEL, "cancelled by an operator")
     if saved is None:
         raise OperatorError(f"{record.blob} reached a final state meanwhile")
-    pipeline.ledger.forget_content(saved)
-    telemetry.emit(telemetry.CANCELLED, saved.dimensions(), level=logging.WARNING)
+    pipeline.ledger.contents.release(saved)
     return saved

@@ -1,15 +1,21 @@
-"""Everything a pipeline step needs, built once per process from the settings."""
+"""Everything a pipeline step needs, built once per process from the settings.
+
+Building a Pipeline does no I/O: `ensure_resources()` creates the tables and containers, and is
+called by the app's start-up (shared.runtime) and the local run, never by read-only commands.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 
+from shared.backoff import Backoff
+from shared.clock import Clock, utcnow
 from shared.dossier import SirenTable
 from shared.ledger import Ledger
 from shared.loop_client import LoopClient
@@ -28,6 +34,8 @@ class Pipeline:
     signer: SasSigner
     dossiers: SirenTable
     reports: ReportStore
+    clock: Clock = utcnow
+    backoff: Backoff = field(default_factory=Backoff)
 
     @classmethod
     def from_settings(
@@ -37,27 +45,31 @@ class Pipeline:
         blob_service: BlobServiceClient | None = None,
         table_service: TableServiceClient | None = None,
         loop: LoopClient | None = None,
+        clock: Clock = utcnow,
     ) -> Pipeline:
+        """Clients only: no request is made until a step runs."""
         blobs = blob_service or blob_service_client(settings)
         tables = table_service or table_service_client(settings)
-        ledger = Ledger.from_service(tables, settings.ledger_table)
-        dossier_table = tables.get_table_client(settings.dossier_table)
-        with contextlib.suppress(ResourceExistsError):
-            dossier_table.create_table()
-        reports = ReportStore(blobs, settings.report_container)
-        reports.ensure()
         return cls(
             settings=settings,
             blob_service=blobs,
-            ledger=ledger,
+            ledger=Ledger.from_service(tables, settings.ledger_table, clock),
             loop=loop or LoopClient.from_settings(settings),
-            signer=SasSigner(blobs, settings.sas_ttl_hours),
-            dossiers=SirenTable(dossier_table),
-            reports=reports,
+            signer=SasSigner(blobs, settings.sas_ttl_hours, clock),
+            dossiers=SirenTable(tables.get_table_client(settings.dossier_table)),
+            reports=ReportStore(blobs, settings.report_container),
+            clock=clock,
+            backoff=Backoff.from_settings(settings),
         )
 
-    def ensure_import_container(self) -> None:
-        """Create the watched container (locally; on Azure the infrastructure creates it)."""
+    def ensure_resources(self) -> None:
+        """Create the ledger and dossier tables and the report and import containers if missing.
+
+        On Azure the infrastructure creates the import container; creating it here is harmless.
+        """
+        self.ledger.ensure()
+        self.dossiers.ensure()
+        self.reports.ensure()
         with contextlib.suppress(ResourceExistsError):
             self.blob_service.create_container(self.settings.container)
 

@@ -16,7 +16,9 @@ def current_pipeline() -> Pipeline:
     global _pipeline  # noqa: PLW0603 - one pipeline per worker process, like an SDK client
     with _lock:
         if _pipeline is None:
-            _pipeline = Pipeline.from_settings(load_settings())
+            pipeline = Pipeline.from_settings(load_settings())
+            pipeline.ensure_resources()
+            _pipeline = pipeline
         return _pipeline
 
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from azure.storage.blob import BlobSasPermissions, BlobServiceClient, UserDelegationKey, generate_blob_sas
 
-from shared.ledger import utcnow
+from shared.clock import utcnow
 
 CLOCK_SKEW = timedelta(minutes=15)
 

@@ -1,6 +1,6 @@
 """The submit flow: one blob version in, at most one importFEC call out.
 
-Order of steps (architecture.md, "Submit"): ignore what is not an import; claim the version in the
+Order of steps (README, "How it works"): ignore what is not an import; claim the version in the
 ledger; resolve the dossier; snapshot the exact version; validate it while streaming; check for the
 same bytes sent recently; sign a read-only SAS URL on the snapshot; mark `submitting` (the single
 compare-and-swap that allows a POST); POST; store the request id as `pending`.
@@ -15,32 +15,26 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import PurePosixPath
+from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, BlobProperties
 
-from shared import ledger as states
-from shared import telemetry
+from shared import states, telemetry
 from shared.dossier import DossierError, resolve_dossier
 from shared.fec_validation import ValidationReport, validate_stream
-from shared.ledger import ImportRecord, LedgerConflictError, utcnow
-from shared.loop_client import (
-    LoopAuthError,
-    LoopOutcomeUnknownError,
-    LoopRejectedError,
-    LoopUnavailableError,
-)
+from shared.import_record import ImportRecord
+from shared.loop_client import LoopAuthError, LoopOutcomeUnknownError, LoopRejectedError, LoopUnavailableError
+from shared.outcome_tags import write_outcome_tags
 from shared.pipeline import Pipeline
+from shared.states import ImportState, Transition
 
 log = logging.getLogger(__name__)
 
 FORCE_METADATA_KEY = "force"
-RETRY_BACKOFF = timedelta(minutes=1)
-# Imports whose bytes block a second sending of the same bytes to the same dossier.
-ACTIVE_STATES = frozenset({states.SUBMITTING, states.PENDING, states.UNKNOWN, states.COMPLETED})
 
 
 class SubmitRetryableError(RuntimeError):
@@ -55,7 +49,14 @@ def is_ignored(blob_name: str, metadata: dict[str, str] | None = None) -> bool:
 
 
 def submit_blob(pipeline: Pipeline, blob: BlobClient) -> ImportRecord | None:
-    """Handle one delivery of a blob; return its record, or None when there was nothing to do."""
+    """Handle one delivery of a blob; return its record, or None when there was nothing to do.
+
+    Raises:
+        SubmitRetryableError: Loop could not be reached; the record waits in `retry_wait` and the
+            invocation should fail so the host delivers the blob again.
+        LedgerMissingError: the ledger table does not exist (the app's start-up creates it).
+        azure.core.exceptions.AzureError: storage could not be reached; nothing was sent to Loop.
+    """
     container, name = blob.container_name, blob.blob_name
     if is_ignored(name):
         telemetry.emit(telemetry.IGNORED, {"blob": f"{container}/{name}", "reason": "folder"})
@@ -78,75 +79,60 @@ def submit_blob(pipeline: Pipeline, blob: BlobClient) -> ImportRecord | None:
     return process(pipeline, blob, record, props)
 
 
-def take_over(pipeline: Pipeline, record: ImportRecord, now: datetime | None = None) -> ImportRecord | None:
+def take_over(pipeline: Pipeline, record: ImportRecord) -> ImportRecord | None:
     """Decide what a further delivery of an already claimed version may do.
 
     It may carry on only when no POST can have happened (received or retry_wait) and the previous
-    holder is gone: its lease ran out, or it gave up waiting for Loop. The lease write is
-    ETag-guarded, so of several concurrent deliveries only one carries on.
+    holder is gone: its lease ran out, or it gave up waiting for Loop. The retake is a
+    compare-and-swap on the record as read, so of several concurrent deliveries only one carries on.
+    After SUBMIT_MAX_ATTEMPTS deliveries the import is closed as `submit_failed` with the last reason.
     """
-    now = now or utcnow()
+    now = pipeline.clock()
     idle = now - (record.updated_at or now)
-    if record.state == states.SUBMITTING and idle > pipeline.submit_timeout:
-        mark_outcome_unknown(pipeline, record, "the process stopped after marking submitting")
+    if record.state == ImportState.SUBMITTING and idle > pipeline.submit_timeout:
+        pipeline.ledger.mark_unknown(record, "the process stopped after marking submitting")
         return None
-    lease_over = record.state == states.RETRY_WAIT or idle > pipeline.claim_lease
+    lease_over = record.state == ImportState.RETRY_WAIT or idle > pipeline.claim_lease
     if record.state not in states.NOT_SENT_STATES or not lease_over:
         telemetry.emit(telemetry.DUPLICATE_DELIVERY, record.dimensions())
         return None
-    record.attempts += 1
-    record.state = states.RECEIVED
-    try:
-        pipeline.ledger.save(record, f"delivery attempt {record.attempts}")
-    except LedgerConflictError:
-        telemetry.emit(telemetry.DUPLICATE_DELIVERY, record.dimensions())
+    if record.attempts >= pipeline.settings.submit_max_attempts:
+        reason = f"gave up after {record.attempts} attempts; last: {record.error or 'no reason recorded'}"
+        finish(pipeline, record, states.GIVE_UP, reason, attempts=record.attempts)
         return None
-    telemetry.emit(telemetry.RECEIVED, record.dimensions(), attempt=record.attempts)
-    return record
-
-
-def mark_outcome_unknown(pipeline: Pipeline, record: ImportRecord, reason: str) -> ImportRecord | None:
-    def change(current: ImportRecord) -> bool:
-        if current.state != states.SUBMITTING:
-            return False
-        current.state, current.error = states.UNKNOWN, reason
-        return True
-
-    saved = pipeline.ledger.update(record, change, reason)
-    if saved is not None:
-        telemetry.emit(telemetry.OUTCOME_UNKNOWN, saved.dimensions(), level=logging.WARNING)
-    return saved
+    taken = pipeline.ledger.retake(record, pipeline.backoff.delay(record.attempts + 1))
+    if taken is None:
+        telemetry.emit(telemetry.DUPLICATE_DELIVERY, record.dimensions())
+    return taken
 
 
 def process(pipeline: Pipeline, blob: BlobClient, record: ImportRecord, props: BlobProperties) -> ImportRecord:
     """From a claimed record to pending, or to the recorded reason why not."""
     if not props.size:
-        return finish(pipeline, record, states.REJECTED, "empty file (0 bytes)", telemetry.REJECTED)
+        return finish(pipeline, record, states.REJECT, "empty file (0 bytes)")
     try:
         dossier = resolve_dossier(record.blob_name, props.metadata or {}, pipeline.dossiers.lookup)
     except DossierError as error:
-        return finish(pipeline, record, states.REJECTED, str(error), telemetry.REJECTED)
+        return finish(pipeline, record, states.REJECT, str(error))
     record.code_ibs = dossier.code_ibs
     snapshot = _snapshot(pipeline, blob, record)
     if snapshot is None:
-        return record
-    report = _validate(pipeline, snapshot, record)
-    if not report.valid:
-        return finish(
-            pipeline, record, states.REJECTED, _rejection_reason(report), telemetry.REJECTED,
-            rules=dict(report.counts),
-        )
-    telemetry.emit(telemetry.VALIDATED, record.dimensions(), warnings=len(report.warnings))
+        return stored_state_of(pipeline, record)
+    report = validation_of(pipeline, snapshot, record)
+    if not report["valid"]:
+        return finish(pipeline, record, states.REJECT, report["reason"], rules=report["rules"])
+    telemetry.emit(telemetry.VALIDATED, record.dimensions(), warnings=report["warnings"])
     force = (props.metadata or {}).get(FORCE_METADATA_KEY, "").lower() == "true"
-    earlier = None if force else _claim_content(pipeline, record)
-    if earlier is not None:
-        reason = (
-            f"same content as {earlier.blob} (request id {earlier.request_id or 'none'}); "
-            "set metadata force=true to send it again"
-        )
-        return finish(pipeline, record, states.DUPLICATE, reason, telemetry.DUPLICATE_CONTENT)
     if force:
-        pipeline.ledger.store_content(record)
+        pipeline.ledger.contents.take(record)
+    else:
+        earlier = pipeline.ledger.contents.claim(record, lambda keys: _holder(pipeline, keys))
+        if earlier is not None:
+            reason = (
+                f"same content as {earlier.blob} (request id {earlier.request_id or 'none'}); "
+                "set metadata force=true to send it again"
+            )
+            return finish(pipeline, record, states.MARK_DUPLICATE, reason)
     return send(pipeline, record)
 
 
@@ -156,19 +142,43 @@ def _snapshot(pipeline: Pipeline, blob: BlobClient, record: ImportRecord) -> Blo
         try:
             taken = blob.create_snapshot(etag=record.etag, match_condition=MatchConditions.IfNotModified)
         except ResourceModifiedError:
-            finish(pipeline, record, states.SUPERSEDED, "overwritten before it was read", telemetry.SUPERSEDED)
+            finish(pipeline, record, states.SUPERSEDE, "overwritten before it was read")
             return None
         except ResourceNotFoundError:
-            finish(pipeline, record, states.REJECTED, "deleted before it was read", telemetry.BLOB_MISSING)
+            finish(pipeline, record, states.MARK_BLOB_MISSING, "deleted before it was read")
             return None
         record.snapshot = taken["snapshot"]
-    return pipeline.blob_service.get_blob_client(record.container, record.blob_name, snapshot=record.snapshot)
+    return download_client(pipeline, record)
 
 
-def _hashing(chunks: Iterable[bytes], digest: hashlib._Hash) -> Iterator[bytes]:
+def download_client(pipeline: Pipeline, record: ImportRecord) -> BlobClient:
+    """A client on the record's snapshot that downloads in bounded chunks (BLOB_DOWNLOAD_CHUNK_BYTES):
+    the SDK's default first read is 32 MiB, too much for several files at once on a small instance."""
+    service = pipeline.blob_service
+    chunk = pipeline.settings.download_chunk_bytes
+    return BlobClient(
+        service.url, record.container, record.blob_name, snapshot=record.snapshot, credential=service.credential,
+        max_single_get_size=chunk, max_chunk_get_size=chunk,
+    )
+
+
+def _hashing(chunks: Iterable[bytes], digest: Any) -> Iterator[bytes]:
     for chunk in chunks:
         digest.update(chunk)
         yield chunk
+
+
+def validation_of(pipeline: Pipeline, snapshot: BlobClient, record: ImportRecord) -> dict[str, Any]:
+    """The verdict on the snapshot: reused when this snapshot was validated before (a re-driven
+    delivery does not download the file again), else streamed through validator and hash once."""
+    if record.validation and record.content_sha256:
+        stored = json.loads(record.validation)
+        if stored.get("valid") and stored.get("snapshot") == record.snapshot:
+            return {"valid": True, "warnings": stored.get("warnings", 0)}
+    report = _validate(pipeline, snapshot, record)
+    if report.valid:
+        return {"valid": True, "warnings": len(report.warnings)}
+    return {"valid": False, "reason": _rejection_reason(report), "rules": dict(report.counts)}
 
 
 def _validate(pipeline: Pipeline, snapshot: BlobClient, record: ImportRecord) -> ValidationReport:
@@ -181,7 +191,9 @@ def _validate(pipeline: Pipeline, snapshot: BlobClient, record: ImportRecord) ->
     full = report.to_dict()
     record.report_blob = pipeline.reports.save(f"{partition}/{row}.json", full)
     record.validation = json.dumps(
-        {"valid": full["valid"], "counts": full["counts"], "summary": full["summary"]}, default=str
+        {"valid": full["valid"], "counts": full["counts"], "summary": full["summary"],
+         "warnings": len(report.warnings), "snapshot": record.snapshot},
+        default=str,
     )
     return report
 
@@ -195,130 +207,89 @@ def _rejection_reason(report: ValidationReport) -> str:
     return f"invalid FEC file ({rules}); first: {where}{first.message}"
 
 
-def _claim_content(pipeline: Pipeline, record: ImportRecord) -> ImportRecord | None:
-    """Return an active earlier import of the same bytes for the same dossier within the window."""
-    earlier = pipeline.ledger.earlier_import_of_content(record)
+def _holder(pipeline: Pipeline, keys: tuple[str, str]) -> ImportRecord | None:
+    """The import a content row points at, if it still holds those bytes: on its way to Loop (not
+    sent yet), or sent (active or completed) within DUPLICATE_WINDOW_HOURS."""
+    earlier = pipeline.ledger.get(*keys)
+    if earlier is None:
+        return None
+    if earlier.state in states.NOT_SENT_STATES:
+        return earlier
     window = timedelta(hours=pipeline.settings.duplicate_window_hours)
-    if earlier is not None and earlier.keys != record.keys and earlier.state in ACTIVE_STATES:
-        sent = earlier.submitted_at or earlier.received_at or utcnow()
-        if utcnow() - sent <= window:
-            return earlier
-    pipeline.ledger.store_content(record)
+    sent = earlier.submitted_at or earlier.received_at or pipeline.clock()
+    if earlier.state in states.CONTENT_HOLDING_STATES and pipeline.clock() - sent <= window:
+        return earlier
     return None
 
 
 def send(pipeline: Pipeline, record: ImportRecord) -> ImportRecord:
     """Sign, mark submitting (the one guarded step that permits a POST), POST, store the id."""
     signed = pipeline.signer.sign(record.container, record.blob_name, snapshot=record.snapshot)
-    record.state, record.error = states.SUBMITTING, None
-    record.sas_expires_at = signed.expires_at
-    try:
-        pipeline.ledger.save(record, "posting importFEC")
-    except LedgerConflictError:
+    marked = pipeline.ledger.mark_submitting(record, signed.expires_at)
+    if marked is None:
         telemetry.emit(telemetry.DUPLICATE_DELIVERY, record.dimensions())
-        return record
-    telemetry.emit(telemetry.SUBMITTING, record.dimensions())
+        return stored_state_of(pipeline, record)
     try:
-        request_id = pipeline.loop.import_fec(record.code_ibs or "", signed.url)
+        request_id = pipeline.loop.import_fec(marked.code_ibs or "", signed.url)
     except LoopUnavailableError as error:
-        _wait_for_retry(pipeline, record, error.message)
-        raise SubmitRetryableError(f"{record.blob}: {error.message}") from None
+        pipeline.ledger.contents.release(marked)
+        retry_at = lambda current: pipeline.clock() + pipeline.backoff.delay(current.attempts)  # noqa: E731
+        pipeline.ledger.wait_for_retry(marked, error.message, retry_at)
+        raise SubmitRetryableError(f"{marked.blob}: {error.message}") from None
     except LoopOutcomeUnknownError as error:
-        mark_outcome_unknown(pipeline, record, error.message)
-        return record
+        return pipeline.ledger.mark_unknown(marked, error.message) or stored_state_of(pipeline, marked)
     except LoopAuthError as error:
-        pipeline.ledger.forget_content(record)
-        return finish(pipeline, record, states.SUBMIT_FAILED, error.message, telemetry.AUTH_FAILED)
+        pipeline.ledger.contents.release(marked)
+        return finish(pipeline, marked, states.REFUSE_KEYS, error.message)
     except LoopRejectedError as error:
-        pipeline.ledger.forget_content(record)
-        return finish(pipeline, record, states.SUBMIT_FAILED, error.message, telemetry.SUBMIT_FAILED)
-    return _store_request_id(pipeline, record, request_id)
+        pipeline.ledger.contents.release(marked)
+        return finish(pipeline, marked, states.FAIL_SUBMIT, error.message)
+    return _store_request_id(pipeline, marked, request_id)
 
 
 def _store_request_id(pipeline: Pipeline, record: ImportRecord, request_id: str) -> ImportRecord:
     """Write the request id even if the timer marked the record unknown meanwhile: we know now."""
-    now = utcnow()
-
-    def change(current: ImportRecord) -> bool:
-        if current.state not in (states.SUBMITTING, states.UNKNOWN):
-            return False
-        current.state, current.request_id, current.error = states.PENDING, request_id, None
-        current.submitted_at, current.next_poll_at, current.poll_failures = now, now, 0
-        return True
-
-    saved = pipeline.ledger.update(record, change, f"request id {request_id}")
+    saved = pipeline.ledger.record_request_id(record, request_id)
     if saved is None:
         log.error("request id %s for %s could not be stored: record changed state", request_id, record.blob)
-        return record
-    telemetry.emit(telemetry.SUBMITTED, saved.dimensions())
+        return stored_state_of(pipeline, record)
     return saved
 
 
-def _wait_for_retry(pipeline: Pipeline, record: ImportRecord, reason: str) -> None:
-    def change(current: ImportRecord) -> bool:
-        if current.state != states.SUBMITTING:
-            return False
-        current.state, current.error = states.RETRY_WAIT, reason
-        current.next_poll_at = utcnow() + RETRY_BACKOFF * min(2 ** max(current.attempts - 1, 0), 60)
-        return True
+def finish(pipeline: Pipeline, record: ImportRecord, transition: Transition, reason: str | None,
+           **extra: object) -> ImportRecord:
+    """Close a record with its outcome (one event) and write the outcome on the blob.
 
-    pipeline.ledger.forget_content(record)
-    saved = pipeline.ledger.update(record, change, reason)
-    telemetry.emit(telemetry.SUBMIT_RETRY, (saved or record).dimensions(), level=logging.WARNING)
-
-
-def finish(
-    pipeline: Pipeline, record: ImportRecord, state: str, reason: str | None, event: str, **extra: object
-) -> ImportRecord:
-    """Close a record with its outcome, emit the event, and write the outcome on the blob."""
-    record.state, record.error, record.finished_at = state, reason, utcnow()
-
-    def change(current: ImportRecord) -> bool:
-        if current is not record and current.state in states.FINAL_STATES:
-            return False
-        current.state, current.error, current.finished_at = state, reason, record.finished_at
-        current.code_ibs = current.code_ibs or record.code_ibs
-        return True
-
-    saved = pipeline.ledger.update(record, change, reason) or record
-    level = logging.WARNING if state in (states.REJECTED, states.SUBMIT_FAILED, states.FAILED) else logging.INFO
-    if event == telemetry.AUTH_FAILED:
-        level = logging.ERROR
-    telemetry.emit(event, saved.dimensions(), level=level, **extra)
-    write_outcome_tags(pipeline, saved)
+    If the record moved on meanwhile (another delivery, the timer, an operator), nothing is
+    written and the stored record is returned, so callers report what is really stored.
+    """
+    saved = pipeline.ledger.finish(record, transition, reason, **extra)
+    if saved is None:
+        return stored_state_of(pipeline, record)
+    write_outcome_tags(pipeline.blob_service, saved)
     return saved
 
 
-def write_outcome_tags(pipeline: Pipeline, record: ImportRecord) -> None:
-    """Blob index tags with the outcome. Tags, not metadata: they do not change the blob's ETag,
-    so writing them cannot look like a new version to the trigger."""
-    blob = pipeline.blob_service.get_blob_client(record.container, record.blob_name)
-    tags = {"fecimport": record.state}
-    if record.request_id:
-        tags["looprequestid"] = record.request_id
-    if record.loop_status:
-        tags["loopstatus"] = str(record.loop_status)
-    try:
-        if blob.get_blob_properties().etag != record.etag:
-            return
-        blob.set_blob_tags(tags)
-    except (ResourceNotFoundError, HttpResponseError) as error:
-        log.warning("could not tag %s with its outcome: %s", record.blob, type(error).__name__)
+def stored_state_of(pipeline: Pipeline, record: ImportRecord) -> ImportRecord:
+    """The record as the ledger holds it now (the caller's copy may be out of date)."""
+    return pipeline.ledger.get(*record.keys) or record
 
 
-def redrive(pipeline: Pipeline, record: ImportRecord, now: datetime | None = None) -> ImportRecord | None:
-    """Carry on an import whose delivery stopped before any POST (the timer calls this)."""
+def redrive(pipeline: Pipeline, record: ImportRecord) -> ImportRecord | None:
+    """Carry on an import whose delivery stopped before any POST (the timer calls this).
+
+    Every change goes through the ledger's guarded transitions: if a delivery marked the record
+    `submitting` meanwhile, superseding or retaking it is refused and that delivery keeps it.
+    """
     blob = pipeline.blob_service.get_blob_client(record.container, record.blob_name)
-    source = blob
-    if record.snapshot:
-        source = pipeline.blob_service.get_blob_client(record.container, record.blob_name, snapshot=record.snapshot)
+    source = pipeline.blob_service.get_blob_client(record.container, record.blob_name, snapshot=record.snapshot)
     try:
         props = source.get_blob_properties()
     except ResourceNotFoundError:
-        return finish(pipeline, record, states.REJECTED, "deleted before it was read", telemetry.BLOB_MISSING)
+        return finish(pipeline, record, states.MARK_BLOB_MISSING, "deleted before it was read")
     if not record.snapshot and props.etag != record.etag:
-        return finish(pipeline, record, states.SUPERSEDED, "overwritten before it was read", telemetry.SUPERSEDED)
-    taken = take_over(pipeline, record, now)
+        return finish(pipeline, record, states.SUPERSEDE, "overwritten before it was read")
+    taken = take_over(pipeline, record)
     if taken is None:
         return None
     return process(pipeline, blob, taken, props)

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from local.azurite import Azurite, start_azurite
+from tests.helpers import PROJECT_ROOT, MovableClock, unique_name
 
 pytest_plugins = ["tests.fixtures_loop"]
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SAMPLES_DIR = PROJECT_ROOT.parent / "shared" / "fec-samples"
 
 
@@ -25,17 +25,24 @@ def samples_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def fec_bytes() -> bytes:
+    """A valid, balanced FEC written for these tests: pipe-separated, accented labels, four entries."""
+    from tests.fec_factory import FecSpec  # noqa: PLC0415
+
+    entries = [
+        [("401000", 0, 12000), ("607000", 10000, 0), ("445660", 2000, 0)],
+        [("411000", 36000, 0), ("706000", 0, 30000), ("445710", 0, 6000)],
+        [("512000", 36000, 0), ("411000", 0, 36000)],
+        [("401000", 12000, 0), ("512000", 0, 12000)],
+    ]
+    return FecSpec(separator="|", entries=entries).render()
+
+
+@pytest.fixture(scope="session")
 def azurite() -> Iterator[Azurite]:
     instance = start_azurite(in_memory=True)
     yield instance
     instance.stop()
-
-
-def unique_name(prefix: str) -> str:
-    """A table or container name no other test uses (letters and digits only)."""
-    import uuid  # noqa: PLC0415
-
-    return f"{prefix}{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture
@@ -88,43 +95,7 @@ def pipeline(pipeline_env: dict[str, str]):
         read_timeout=settings.loop_read_timeout,
         retry=build_retry(settings.loop_retries, backoff_factor=0.05),
     )
-    built = Pipeline.from_settings(settings, loop=loop)
-    built.ensure_import_container()
+    built = Pipeline.from_settings(settings, loop=loop, clock=MovableClock())
+    built.ensure_resources()
     yield built
     loop.close()
-
-
-def upload(pipeline, name: str, data: bytes, **metadata: str):
-    """Upload into the pipeline's watched container; return the BlobClient the trigger would get."""
-    blob = pipeline.blob_service.get_blob_client(pipeline.settings.container, name)
-    blob.upload_blob(data, overwrite=True, metadata=metadata or None)
-    return blob
-
-
-def poll_until_final(pipeline, record, timeout: float = 15.0):
-    """Run timer ticks until the record is final; return it."""
-    import time  # noqa: PLC0415
-
-    from shared import ledger as states  # noqa: PLC0415
-    from shared.poll import poll_imports  # noqa: PLC0415
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        poll_imports(pipeline)
-        current = pipeline.ledger.get(*record.keys)
-        if current.state in states.FINAL_STATES:
-            return current
-        time.sleep(0.2)
-    raise AssertionError(f"{record.blob} still {current.state} after {timeout}s")
-
-
-def wait_until_final_at_loop(emulator, timeout: float = 20.0) -> None:
-    """Wait until every import the emulator holds shows status 3 or 4 (no fixed sleeps)."""
-    import time  # noqa: PLC0415
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(item["status"] in (3, 4) for item in emulator.imports()):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"imports not final at the emulator after {timeout}s")

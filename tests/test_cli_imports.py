@@ -8,12 +8,10 @@ import sys
 
 import pytest
 
-from shared import ledger as states
+from shared import states
 from shared.cli import main
 from shared.submit import submit_blob
-from tests.conftest import PROJECT_ROOT, upload
-
-ODOO = "odoo_odoo_test_wizard_expected_542107651FEC20210502.txt"
+from tests.helpers import PROJECT_ROOT, upload
 
 
 @pytest.fixture
@@ -24,8 +22,8 @@ def cli_env(pipeline_env, monkeypatch):
 
 
 @pytest.fixture
-def two_imports(pipeline, loop_emulator, samples_dir, cli_env):
-    data = (samples_dir / ODOO).read_bytes()
+def two_imports(pipeline, loop_emulator, fec_bytes, cli_env):
+    data = fec_bytes
     sent = submit_blob(pipeline, upload(pipeline, "DEMO001/sent.txt", data))
     rejected = submit_blob(pipeline, upload(pipeline, "nodossier.txt", data))
     return sent, rejected
@@ -67,13 +65,13 @@ def test_show_by_request_id_and_by_name(two_imports, capsys):
     assert json.loads(out)["history"][0]["state"] == states.RECEIVED
 
 
-def test_show_of_a_rejected_file_prints_its_report(pipeline, loop_emulator, samples_dir, cli_env, capsys):
-    broken = (samples_dir / ODOO).read_bytes().replace(b"|20210502|701100", b"|20211332|701100", 1)
+def test_show_of_a_rejected_file_prints_its_report(pipeline, loop_emulator, fec_bytes, cli_env, capsys):
+    broken = fec_bytes.replace(b"|20240202|401000", b"|20241332|401000", 1)
     submit_blob(pipeline, upload(pipeline, "DEMO001/broken.txt", broken))
     code, out, _ = run_cli(capsys, "imports", "show", "DEMO001/broken.txt")
     assert code == 0
     assert "validation   INVALID" in out
-    assert "invalid_date: line 2: EcritureDate 20211332 is not a date" in out
+    assert "invalid_date: line 2: EcritureDate 20241332 is not a date" in out
 
 
 def test_cancel_and_resubmit_from_the_command_line(two_imports, loop_emulator, capsys):
@@ -91,7 +89,7 @@ def test_resubmit_without_dossier_says_what_to_do(two_imports, capsys):
     assert "give one with --dossier" in err
 
 
-def test_errors_are_one_line_with_exit_codes(cli_env, capsys, monkeypatch, tmp_path):
+def test_errors_are_one_line_with_exit_codes(pipeline, cli_env, capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # no local.settings.json to fall back on
     code, _, err = run_cli(capsys, "imports", "show", "missing.txt")
     assert (code, err.strip()) == (1, "error: no import found for 'missing.txt' (give a blob name or a Loop request id)")
@@ -109,10 +107,26 @@ def test_errors_are_one_line_with_exit_codes(cli_env, capsys, monkeypatch, tmp_p
     assert "is Azurite running?" in err
 
 
-def test_python_dash_m_shared_runs(cli_env):
+def test_python_dash_m_shared_runs(pipeline, cli_env):
     result = subprocess.run(
         [sys.executable, "-m", "shared", "imports", "list", "--json"], cwd=PROJECT_ROOT,
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
+
+
+@pytest.mark.parametrize("command", [["imports", "list"], ["imports", "show", "DEMO001/a.txt"]])
+def test_a_read_only_command_on_an_account_without_tables_says_so_and_creates_nothing(
+    cli_env, table_service, blob_service, capsys, command
+):
+    tables_before = {table.name for table in table_service.list_tables()}
+    containers_before = {container.name for container in blob_service.list_containers()}
+    code, out, err = run_cli(capsys, *command)
+    assert code == 2
+    assert out == ""
+    assert err.startswith(f"error: table '{cli_env['IMPORT_LEDGER_TABLE']}' does not exist at http://127.0.0.1:")
+    assert "start the app once" in err
+    assert len(err.strip().splitlines()) == 1
+    assert {table.name for table in table_service.list_tables()} == tables_before
+    assert {container.name for container in blob_service.list_containers()} == containers_before

@@ -10,11 +10,18 @@ import pytest
 import function_app
 from local.drop import drop_file
 from local.runner import LocalHost
-from shared import ledger as states
+from shared import states
+from shared.import_record import ImportRecord
 from shared.runtime import current_pipeline, reset_pipeline
 
-ODOO = "odoo_odoo_test_wizard_expected_542107651FEC20210502.txt"
-CR_CR_LF = "neolegal-fr_fec-reader_123456789FEC20500930.txt"
+VALID = "123456789FEC20241231.txt"
+
+
+@pytest.fixture
+def fec_file(fec_bytes, tmp_path):
+    path = tmp_path / "valid.txt"
+    path.write_bytes(fec_bytes)
+    return path
 
 
 @pytest.fixture
@@ -22,14 +29,14 @@ def host(pipeline_env, monkeypatch, blob_service):
     for name, value in pipeline_env.items():
         monkeypatch.setenv(name, value)
     reset_pipeline()
-    current_pipeline().ensure_import_container()
+    current_pipeline()  # the app's start-up: creates its tables and containers
     local_host = LocalHost(function_app.app, blob_service, pipeline_env, retry_delay=0.1)
     yield local_host
     local_host.stop()
     reset_pipeline()
 
 
-def run_until_final(host: LocalHost, count: int, timeout: float = 30.0) -> dict[str, states.ImportRecord]:
+def run_until_final(host: LocalHost, count: int, timeout: float = 30.0) -> dict[str, ImportRecord]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         host.scan_blobs()
@@ -50,18 +57,18 @@ def test_the_runner_reads_the_bindings(host, pipeline_env):
 
 
 def test_valid_file_reaches_3_unparsable_is_rejected_and_no_dossier_never_calls_loop(
-    host, loop_emulator, blob_service, pipeline_env, samples_dir, tmp_path
+    host, loop_emulator, blob_service, pipeline_env, fec_file, tmp_path
 ):
     container = pipeline_env["FEC_IMPORT_CONTAINER"]
-    drop_file(blob_service, container, samples_dir / CR_CR_LF, dossier="DEMO001")
+    drop_file(blob_service, container, fec_file, name=VALID, dossier="DEMO001")
     unparsable = tmp_path / "123456789FEC20231231.txt"
     unparsable.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
     drop_file(blob_service, container, unparsable, name="DEMO001/123456789FEC20231231.txt")
-    drop_file(blob_service, container, samples_dir / ODOO, name="542107651FEC20210502.txt")
+    drop_file(blob_service, container, fec_file, name="542107651FEC20210502.txt")
 
     records = run_until_final(host, count=3)
 
-    valid = records[CR_CR_LF]
+    valid = records[VALID]
     assert (valid.state, valid.loop_status) == (states.COMPLETED, 3)
     broken = records["DEMO001/123456789FEC20231231.txt"]
     assert broken.state == states.REJECTED
@@ -73,15 +80,15 @@ def test_valid_file_reaches_3_unparsable_is_rejected_and_no_dossier_never_calls_
     assert [p["body"]["codeIbs"] for p in posts] == ["DEMO001"]
 
 
-def test_loop_status_4_is_followed_to_failed(host, loop_emulator, blob_service, pipeline_env, samples_dir):
+def test_loop_status_4_is_followed_to_failed(host, loop_emulator, blob_service, pipeline_env, fec_file):
     loop_emulator.set_faults({"final_status_by_dossier": {"DEMO002": 4}})
-    drop_file(blob_service, pipeline_env["FEC_IMPORT_CONTAINER"], samples_dir / ODOO, dossier="DEMO002")
+    drop_file(blob_service, pipeline_env["FEC_IMPORT_CONTAINER"], fec_file, dossier="DEMO002")
     (record,) = run_until_final(host, count=1).values()
     assert (record.state, record.loop_status) == (states.FAILED, 4)
 
 
-def test_a_rescan_after_restart_does_not_send_again(host, loop_emulator, blob_service, pipeline_env, samples_dir):
-    drop_file(blob_service, pipeline_env["FEC_IMPORT_CONTAINER"], samples_dir / ODOO, dossier="DEMO001")
+def test_a_rescan_after_restart_does_not_send_again(host, loop_emulator, blob_service, pipeline_env, fec_file):
+    drop_file(blob_service, pipeline_env["FEC_IMPORT_CONTAINER"], fec_file, dossier="DEMO001")
     run_until_final(host, count=1)
     host.seen.clear()  # a restarted host has forgotten its receipts
     assert host.scan_blobs() == 1

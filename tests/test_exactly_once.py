@@ -5,29 +5,21 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import time
 from datetime import timedelta
 
 import pytest
 
-from shared import ledger as states
+from shared import states
 from shared import submit as submit_module
-from shared.ledger import utcnow
 from shared.operator_actions import OperatorError, cancel, find_import, resolve, resubmit
 from shared.poll import poll_imports
 from shared.submit import submit_blob
-from tests.conftest import poll_until_final, upload
-
-ODOO = "odoo_odoo_test_wizard_expected_542107651FEC20210502.txt"
+from tests.helpers import poll_until_final, upload
 
 
 class Crash(BaseException):
     """The process dying: not an Exception, so no handler of the pipeline catches it."""
 
-
-@pytest.fixture
-def fec_bytes(samples_dir) -> bytes:
-    return (samples_dir / ODOO).read_bytes()
 
 
 def posts(emulator) -> list[dict]:
@@ -66,8 +58,8 @@ def test_a_crash_before_the_post_is_recovered_with_exactly_one_post(
     assert only_record(pipeline).state == states.RECEIVED
     assert submit_blob(pipeline, blob) is None  # an immediate redelivery respects the lease
     assert posts(loop_emulator) == []
-    later = utcnow() + pipeline.claim_lease + timedelta(seconds=1)
-    assert poll_imports(pipeline, now=later).outcomes["redriven"] == 1
+    pipeline.clock.advance(pipeline.claim_lease + timedelta(seconds=1))
+    assert poll_imports(pipeline).outcomes["redriven"] == 1
     assert only_record(pipeline).state == states.PENDING
     assert len(posts(loop_emulator)) == 1
 
@@ -79,7 +71,7 @@ def test_a_redelivery_after_the_lease_takes_over(pipeline, loop_emulator, fec_by
         patch.setattr("shared.submit.resolve_dossier", crash)
         with pytest.raises(Crash):
             submit_blob(pipeline, blob)
-    time.sleep(1.2)
+    pipeline.clock.advance(timedelta(seconds=1.2))
     assert submit_blob(pipeline, blob).state == states.PENDING
     assert only_record(pipeline).attempts == 2
     assert len(posts(loop_emulator)) == 1
@@ -95,8 +87,8 @@ def test_a_crash_after_the_post_never_posts_again_and_an_operator_resolves_it(
             submit_blob(pipeline, blob)
     assert only_record(pipeline).state == states.SUBMITTING
     assert submit_blob(pipeline, blob) is None
-    later = utcnow() + pipeline.submit_timeout + timedelta(minutes=1)
-    assert poll_imports(pipeline, now=later).outcomes["unknown"] == 1
+    pipeline.clock.advance(pipeline.submit_timeout + timedelta(minutes=1))
+    assert poll_imports(pipeline).outcomes["unknown"] == 1
     assert submit_blob(pipeline, blob) is None
     assert len(posts(loop_emulator)) == 1
     (in_loop,) = loop_emulator.imports()
@@ -113,7 +105,8 @@ def test_an_unknown_outcome_waits_for_an_operator(pipeline, loop_emulator, fec_b
     record = submit_blob(pipeline, blob)
     assert pipeline.ledger.get(*record.keys).state == states.UNKNOWN
     assert submit_blob(pipeline, blob) is None
-    poll_imports(pipeline, now=utcnow() + timedelta(hours=1))
+    pipeline.clock.advance(timedelta(hours=1))
+    poll_imports(pipeline)
     assert len(posts(loop_emulator)) == 1
     assert only_record(pipeline).state == states.UNKNOWN
 
@@ -134,7 +127,7 @@ def test_the_same_bytes_under_another_name_are_not_sent_twice(pipeline, loop_emu
 def test_the_duplicate_window_is_configurable(pipeline, loop_emulator, fec_bytes):
     pipeline.settings = dataclasses.replace(pipeline.settings, duplicate_window_hours=0)
     submit_blob(pipeline, upload(pipeline, "DEMO001/a.txt", fec_bytes))
-    time.sleep(0.1)
+    pipeline.clock.advance(timedelta(seconds=0.1))
     assert submit_blob(pipeline, upload(pipeline, "DEMO001/b.txt", fec_bytes)).state == states.PENDING
 
 
@@ -210,7 +203,7 @@ def test_operator_actions_refuse_what_does_not_apply(pipeline, loop_emulator, fe
 
 
 def test_a_file_with_validation_errors_cannot_be_resubmitted(pipeline, loop_emulator, fec_bytes):
-    broken = fec_bytes.replace(b"|20210502|701100", b"|20210230|701100", 1)
+    broken = fec_bytes.replace(b"|20240202|401000", b"|20240230|401000", 1)
     record = submit_blob(pipeline, upload(pipeline, "DEMO001/broken.txt", broken))
     with pytest.raises(OperatorError, match="validation errors"):
         resubmit(pipeline, record)

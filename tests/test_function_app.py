@@ -8,12 +8,10 @@ import pytest
 
 import function_app
 from local.runner import LocalTimerRequest, registered_functions
-from shared import ledger as states
+from shared import states
 from shared.runtime import current_pipeline, reset_pipeline
 from shared.submit import SubmitRetryableError
-from tests.conftest import upload, wait_until_final_at_loop
-
-ODOO = "odoo_odoo_test_wizard_expected_542107651FEC20210502.txt"
+from tests.helpers import upload, wait_until_final_at_loop
 
 
 def functions_by_name():
@@ -63,11 +61,11 @@ def test_the_blob_function_never_takes_the_blob_bytes():
     assert "BlobClient" in str(call.__annotations__["client"])
 
 
-def test_invoking_the_functions_imports_a_file(app_env, loop_emulator, samples_dir):
+def test_invoking_the_functions_imports_a_file(app_env, loop_emulator, fec_bytes):
     functions = functions_by_name()
     pipeline = current_pipeline()
-    pipeline.ensure_import_container()
-    blob = upload(pipeline, "DEMO001/542107651FEC20210502.txt", (samples_dir / ODOO).read_bytes())
+    pipeline.ensure_resources()
+    blob = upload(pipeline, "DEMO001/542107651FEC20210502.txt", fec_bytes)
     functions["fec_blob_trigger"].get_user_function()(client=blob)
     (record,) = pipeline.ledger.all_records()
     assert record.state == states.PENDING
@@ -76,15 +74,15 @@ def test_invoking_the_functions_imports_a_file(app_env, loop_emulator, samples_d
     assert pipeline.ledger.get(*record.keys).state == states.COMPLETED
 
 
-def test_loop_unreachable_fails_the_invocation(app_env, samples_dir, monkeypatch):
+def test_loop_unreachable_fails_the_invocation(app_env, fec_bytes, monkeypatch):
     from local.azurite import free_port  # noqa: PLC0415
 
     monkeypatch.setenv("LOOP_API_BASE_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("LOOP_MAX_RETRIES", "0")
     reset_pipeline()
     pipeline = current_pipeline()
-    pipeline.ensure_import_container()
-    blob = upload(pipeline, "DEMO001/a.txt", (samples_dir / ODOO).read_bytes())
+    pipeline.ensure_resources()
+    blob = upload(pipeline, "DEMO001/a.txt", fec_bytes)
     with pytest.raises(SubmitRetryableError):
         functions_by_name()["fec_blob_trigger"].get_user_function()(client=blob)
     assert [r.state for r in pipeline.ledger.all_records()] == [states.RETRY_WAIT]

@@ -5,14 +5,25 @@ from datetime import timedelta
 
 import pytest
 
-from shared import ledger as states
+from shared import states
 from shared.ledger import ImportRecord, Ledger, LedgerConflictError
-from tests.conftest import unique_name
+from tests.helpers import MovableClock, unique_name
+
+REQUEST_ID = "11111111-2222-3333-4444-555555555555"
 
 
 @pytest.fixture
 def ledger(table_service):
-    return Ledger.from_service(table_service, unique_name("ledger"))
+    built = Ledger.from_service(table_service, unique_name("ledger"), MovableClock())
+    built.ensure()
+    return built
+
+
+def completed(ledger, record):
+    """Take a record through submitting and pending to completed, as the pipeline does."""
+    record = ledger.mark_submitting(record, None)
+    record = ledger.record_request_id(record, REQUEST_ID)
+    return ledger.move(record, states.COMPLETE)
 
 
 def new_record(name="DEMO001/a #1?.txt", etag='"0x8DC1"'):
@@ -49,25 +60,18 @@ def test_concurrent_claims_make_exactly_one_winner(ledger):
 def test_save_is_etag_guarded(ledger):
     record, _ = ledger.claim(new_record())
     stale = ledger.get(*record.keys)
-    record.state = states.SUBMITTING
-    ledger.save(record)
-    stale.state = states.SUBMITTING
+    ledger.mark_submitting(record, None)
     with pytest.raises(LedgerConflictError):
-        ledger.save(stale)
+        ledger.store.replace(stale)
 
 
 def test_update_reapplies_on_conflict_and_keeps_both_changes(ledger):
     record, _ = ledger.claim(new_record())
+    record = ledger.mark_submitting(record, None)
     stale = ledger.get(*record.keys)
-    record.add_flag("stale")
-    ledger.save(record)
+    ledger.move(record, states.MARK_UNKNOWN, lambda current: current.add_flag("stale"))
 
-    def set_pending(current):
-        current.state = states.PENDING
-        current.request_id = "11111111-2222-3333-4444-555555555555"
-        return True
-
-    saved = ledger.update(stale, set_pending)
+    saved = ledger.record_request_id(stale, REQUEST_ID)
     stored = ledger.get(*record.keys)
     assert saved.state == stored.state == states.PENDING
     assert stored.has_flag("stale")
@@ -77,16 +81,14 @@ def test_update_reapplies_on_conflict_and_keeps_both_changes(ledger):
 def test_pending_index_follows_the_state(ledger):
     record, _ = ledger.claim(new_record())
     assert [r.keys for _, r in ledger.watched()] == [record.keys]
-    record.state = states.COMPLETED
-    ledger.save(record)
+    completed(ledger, record)
     assert list(ledger.watched()) == []
 
 
 def test_listing_by_state_and_versions(ledger):
     _first, _ = ledger.claim(new_record(etag='"0x1"'))
     second, _ = ledger.claim(new_record(etag='"0x2"'))
-    second.state = states.REJECTED
-    ledger.save(second)
+    ledger.finish(second, states.REJECT, "invalid")
     assert {r.etag for r in ledger.all_records()} == {'"0x1"', '"0x2"'}
     assert [r.etag for r in ledger.all_records(states.REJECTED)] == ['"0x2"']
     assert [r.etag for r in ledger.versions_of("api-import-ecrit", "DEMO001/a #1?.txt")] == ['"0x1"', '"0x2"']
@@ -94,17 +96,18 @@ def test_listing_by_state_and_versions(ledger):
 
 def test_history_and_times_round_trip(ledger):
     record, _ = ledger.claim(new_record())
-    record.sas_expires_at = record.received_at + timedelta(hours=24)
-    record.state = states.PENDING
-    ledger.save(record, "posted")
+    expires = record.received_at + timedelta(hours=24)
+    record = ledger.mark_submitting(record, expires)
+    ledger.record_request_id(record, REQUEST_ID)
     stored = ledger.get(*record.keys)
-    assert stored.sas_expires_at == record.sas_expires_at
-    assert [entry["state"] for entry in stored.to_dict()["history"]] == [states.RECEIVED, states.PENDING]
+    assert stored.sas_expires_at == expires
+    assert [entry["state"] for entry in stored.to_dict()["history"]] == [
+        states.RECEIVED, states.SUBMITTING, states.PENDING
+    ]
 
 
 def test_a_second_claim_of_a_finished_import_leaves_nothing_to_watch(ledger):
     record, _ = ledger.claim(new_record())
-    record.state = states.COMPLETED
-    ledger.save(record)
+    completed(ledger, record)
     ledger.claim(new_record())
     assert list(ledger.watched()) == []

@@ -14,11 +14,10 @@ from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 
 from local.azurite import DEV_ACCOUNT_KEY
 from local.loop_emulator import start_emulator_process
-from tests.conftest import unique_name
 from tests.fixtures_loop import TEST_LOOP_API_KEY, TEST_LOOP_SUBSCRIPTION_KEY
+from tests.helpers import unique_name
 
 HEADERS = {"x-apikey": TEST_LOOP_API_KEY, "Ocp-Apim-Subscription-Key": TEST_LOOP_SUBSCRIPTION_KEY}
-ODOO = "odoo_odoo_test_wizard_expected_542107651FEC20210502.txt"
 
 
 @pytest.fixture
@@ -90,8 +89,8 @@ def test_documented_error_bodies_are_http_200(loop_emulator, body, fragment):
     assert loop_emulator.imports() == []
 
 
-def test_a_valid_file_goes_1_2_3_and_both_status_paths_answer(loop_emulator, signed_url, samples_dir):
-    data = (samples_dir / ODOO).read_bytes()
+def test_a_valid_file_goes_1_2_3_and_both_status_paths_answer(loop_emulator, signed_url, fec_bytes):
+    data = fec_bytes
     request_id = post(loop_emulator, {"codeIbs": "DEMO001", "URI": "", "URL": signed_url(data)}).json()[
         "accountingImportRequestId"]
     assert final_status(loop_emulator, request_id) == [1, 2, 3]
@@ -103,8 +102,8 @@ def test_a_valid_file_goes_1_2_3_and_both_status_paths_answer(loop_emulator, sig
 
 
 @pytest.mark.parametrize("case", ["not fec", "expired sas", "tampered sig"])
-def test_bad_downloads_and_non_fec_files_end_in_4(loop_emulator, signed_url, samples_dir, case):
-    data = (samples_dir / ODOO).read_bytes()
+def test_bad_downloads_and_non_fec_files_end_in_4(loop_emulator, signed_url, fec_bytes, case):
+    data = fec_bytes
     if case == "not fec":
         url = signed_url(b"this is not an accounting file\n")
     elif case == "expired sas":

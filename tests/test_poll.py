@@ -7,19 +7,11 @@ from datetime import timedelta
 
 import pytest
 
-from shared import ledger as states
-from shared.ledger import utcnow
+from shared import states
 from shared.operator_actions import cancel
 from shared.poll import poll_imports
 from shared.submit import submit_blob
-from tests.conftest import poll_until_final, upload, wait_until_final_at_loop
-
-ODOO = "odoo_odoo_test_wizard_expected_542107651FEC20210502.txt"
-
-
-@pytest.fixture
-def fec_bytes(samples_dir) -> bytes:
-    return (samples_dir / ODOO).read_bytes()
+from tests.helpers import poll_until_final, upload, wait_until_final_at_loop
 
 
 def submitted(pipeline, fec_bytes, name="DEMO001/a.txt"):
@@ -76,7 +68,7 @@ def test_a_bad_status_answer_affects_only_that_import(pipeline, loop_emulator, f
     failed = [r for r in records.values() if r.state == states.PENDING]
     assert len(failed) == 1
     assert failed[0].poll_failures == 1
-    assert failed[0].next_poll_at > utcnow()
+    assert failed[0].next_poll_at > pipeline.clock()
     assert {first.blob_name, second.blob_name} == set(records)
 
 
@@ -86,20 +78,27 @@ def test_backoff_skips_an_import_until_due_then_recovers(pipeline, loop_emulator
     poll_imports(pipeline)
     assert poll_imports(pipeline).outcomes["backing_off"] == 1
     wait_until_final_at_loop(loop_emulator)
-    later = utcnow() + timedelta(minutes=2)
-    assert poll_imports(pipeline, now=later).outcomes["completed"] == 1
+    pipeline.clock.advance(timedelta(minutes=2))
+    assert poll_imports(pipeline).outcomes["completed"] == 1
     final = pipeline.ledger.get(*record.keys)
     assert (final.state, final.poll_failures) == (states.COMPLETED, 0)
 
 
-def test_stuck_submitting_becomes_unknown(pipeline, loop_emulator, fec_bytes):
-    record = submitted(pipeline, fec_bytes)
-    stored = pipeline.ledger.get(*record.keys)
-    stored.state, stored.request_id = states.SUBMITTING, None
-    pipeline.ledger.save(stored)
+class Crash(BaseException):
+    """The process dying: no handler of the pipeline catches it."""
+
+
+def test_stuck_submitting_becomes_unknown(pipeline, loop_emulator, fec_bytes, monkeypatch):
+    def die(*_args, **_kwargs):
+        raise Crash
+
+    monkeypatch.setattr(pipeline.loop, "import_fec", die)
+    with pytest.raises(Crash):
+        submitted(pipeline, fec_bytes)
+    (record,) = pipeline.ledger.all_records()
     assert poll_imports(pipeline).outcomes["submitting"] == 1
-    later = utcnow() + pipeline.submit_timeout + timedelta(minutes=1)
-    assert poll_imports(pipeline, now=later).outcomes["unknown"] == 1
+    pipeline.clock.advance(pipeline.submit_timeout + timedelta(minutes=1))
+    assert poll_imports(pipeline).outcomes["unknown"] == 1
     assert pipeline.ledger.get(*record.keys).state == states.UNKNOWN
 
 
@@ -107,9 +106,10 @@ def test_sas_expiry_and_age_are_flagged_once(pipeline, loop_emulator, fec_bytes,
     caplog.set_level(logging.INFO, logger="fec_import")
     loop_emulator.set_faults({"waiting_seconds": 3600})
     record = submitted(pipeline, fec_bytes)
-    later = record.sas_expires_at - timedelta(minutes=30)
-    poll_imports(pipeline, now=later)
-    poll_imports(pipeline, now=later + timedelta(minutes=1))
+    pipeline.clock.advance(record.sas_expires_at - timedelta(minutes=30) - pipeline.clock())
+    poll_imports(pipeline)
+    pipeline.clock.advance(timedelta(minutes=1))
+    poll_imports(pipeline)
     flagged = pipeline.ledger.get(*record.keys)
     assert flagged.has_flag("sas_expiring")
     assert flagged.has_flag("stale")

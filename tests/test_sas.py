@@ -9,7 +9,7 @@ from azure.storage.blob import BlobServiceClient
 
 from local.azurite import DEV_ACCOUNT_KEY
 from shared.sas import SasSigner
-from tests.conftest import unique_name
+from tests.helpers import unique_name
 
 NAMES = ["plain.txt", "DEMO001/dir/with space #1 %41 ?x+y é.txt", "x" * 1000]
 

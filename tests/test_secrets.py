@@ -13,17 +13,15 @@ from local.azurite import DEV_ACCOUNT_KEY
 from shared.cli import main as cli_main
 from shared.poll import poll_imports
 from shared.submit import SubmitRetryableError, submit_blob
-from tests.conftest import upload, wait_until_final_at_loop
 from tests.fixtures_loop import TEST_LOOP_API_KEY, TEST_LOOP_SUBSCRIPTION_KEY
-
-ODOO = "odoo_odoo_test_wizard_expected_542107651FEC20210502.txt"
+from tests.helpers import upload, wait_until_final_at_loop
 
 
 def test_no_secret_anywhere_after_every_kind_of_flow(
-    pipeline, pipeline_env, loop_emulator, samples_dir, caplog, capsys, monkeypatch
+    pipeline, pipeline_env, loop_emulator, fec_bytes, caplog, capsys, monkeypatch
 ):
     caplog.set_level(logging.DEBUG)
-    data = (samples_dir / ODOO).read_bytes()
+    data = fec_bytes
     signatures: list[str] = []
     original_sign = pipeline.signer.sign
 

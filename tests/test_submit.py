@@ -8,16 +8,10 @@ import threading
 
 import pytest
 
-from shared import ledger as states
+from shared import states
+from shared.import_record import ImportRecord
 from shared.submit import SubmitRetryableError, process, submit_blob
-from tests.conftest import upload
-
-ODOO = "odoo_odoo_test_wizard_expected_542107651FEC20210502.txt"
-
-
-@pytest.fixture
-def fec_bytes(samples_dir) -> bytes:
-    return (samples_dir / ODOO).read_bytes()
+from tests.helpers import upload
 
 
 def posts(emulator) -> list[dict]:
@@ -109,7 +103,7 @@ def test_siren_mapping_finds_the_dossier(pipeline, loop_emulator, fec_bytes):
 
 def test_invalid_file_is_rejected_with_its_report(pipeline, loop_emulator, fec_bytes, caplog):
     caplog.set_level(logging.INFO, logger="fec_import")
-    broken = fec_bytes.replace(b"|20210502|701100", b"|20210231|701100", 1)
+    broken = fec_bytes.replace(b"|20240202|401000", b"|20240231|401000", 1)
     record = submit_blob(pipeline, upload(pipeline, "DEMO001/542107651FEC20210502.txt", broken))
     assert record.state == states.REJECTED
     assert "invalid_date" in record.error
@@ -133,7 +127,7 @@ def test_loop_error_body_ends_submit_failed_with_loops_message(pipeline, loop_em
 def test_overwritten_before_reading_is_superseded_and_the_new_version_goes(pipeline, loop_emulator, fec_bytes):
     blob = upload(pipeline, "DEMO001/a.txt", fec_bytes)
     props = blob.get_blob_properties()
-    record, _ = pipeline.ledger.claim(states.ImportRecord(blob.container_name, blob.blob_name, props.etag, size=props.size))
+    record, _ = pipeline.ledger.claim(ImportRecord(blob.container_name, blob.blob_name, props.etag, size=props.size))
     upload(pipeline, "DEMO001/a.txt", fec_bytes + b"\r\n")
     assert process(pipeline, blob, record, props).state == states.SUPERSEDED
     assert posts(loop_emulator) == []

@@ -1,0 +1,148 @@
+"""One blob version's import, and how it is stored as a Table Storage entity.
+
+Keys: PartitionKey `blob-<sha256(container/name)[:40]>`, RowKey the blob ETag without quotes.
+Blob names can hold characters that table keys forbid (`/`, `#`, `?`), hence the hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.data.tables import EdmType, EntityProperty
+
+from shared.states import INITIAL_STATE, ImportState
+
+RECORD_PARTITION_PREFIX = "blob-"
+HISTORY_LIMIT = 50
+LOOP_STATUS_LABELS = {1: "waiting", 2: "in progress", 3: "done", 4: "failed"}
+INT32_MAX = 2**31 - 1
+
+
+def record_keys(container: str, blob_name: str, etag: str) -> tuple[str, str]:
+    digest = hashlib.sha256(f"{container}/{blob_name}".encode()).hexdigest()[:40]
+    return RECORD_PARTITION_PREFIX + digest, etag.strip('"')
+
+
+@dataclass
+class ImportRecord:
+    """One blob version's import, from receipt to a final outcome.
+
+    `stored_state` and `table_etag` say what the ledger held when this copy was read: the store
+    checks the move from `stored_state` to `state` against the transition table, and writes only
+    if the entity still has `table_etag`.
+    """
+
+    container: str
+    blob_name: str
+    etag: str
+    state: ImportState = INITIAL_STATE
+    code_ibs: str | None = None
+    request_id: str | None = None
+    loop_status: int | None = None
+    error: str | None = None
+    received_at: datetime | None = None
+    submitted_at: datetime | None = None
+    updated_at: datetime | None = None
+    finished_at: datetime | None = None
+    sas_expires_at: datetime | None = None
+    snapshot: str | None = None
+    size: int | None = None
+    content_sha256: str | None = None
+    attempts: int = 0
+    poll_failures: int = 0
+    next_poll_at: datetime | None = None
+    flags: str = ""
+    validation: str | None = None
+    report_blob: str | None = None
+    history: str = "[]"
+    table_etag: str | None = field(default=None, repr=False, compare=False)
+    stored_state: ImportState | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def keys(self) -> tuple[str, str]:
+        return record_keys(self.container, self.blob_name, self.etag)
+
+    @property
+    def blob(self) -> str:
+        return f"{self.container}/{self.blob_name}"
+
+    @property
+    def loop_status_label(self) -> str:
+        return LOOP_STATUS_LABELS.get(self.loop_status or 0, "")
+
+    def dimensions(self) -> dict[str, Any]:
+        """The fixed telemetry dimensions of this record."""
+        return {
+            "blob": self.blob,
+            "etag": self.etag,
+            "codeIbs": self.code_ibs,
+            "requestId": self.request_id,
+            "state": str(self.state),
+            "loopStatus": self.loop_status,
+            "reason": self.error,
+        }
+
+    def history_entries(self) -> list[dict[str, Any]]:
+        return json.loads(self.history or "[]")
+
+    def add_history(self, state: str, note: str | None, when: datetime) -> None:
+        entries = self.history_entries()
+        entries.append({"at": when.isoformat(), "state": str(state), "note": note})
+        self.history = json.dumps(entries[-HISTORY_LIMIT:])
+
+    def has_flag(self, flag: str) -> bool:
+        return flag in self.flags.split(",")
+
+    def add_flag(self, flag: str) -> None:
+        self.flags = ",".join(sorted({*filter(None, self.flags.split(",")), flag}))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe view for the CLI."""
+        out: dict[str, Any] = {}
+        for name, value in asdict(self).items():
+            if name in ("table_etag", "stored_state", "history", "validation"):
+                continue
+            out[name] = value.isoformat() if isinstance(value, datetime) else value
+        out["state"] = str(self.state)
+        out["blob"] = self.blob
+        out["loop_status_label"] = self.loop_status_label
+        out["validation"] = json.loads(self.validation) if self.validation else None
+        out["history"] = self.history_entries()
+        return out
+
+
+_HIDDEN = ("table_etag", "stored_state")
+
+
+def to_entity(record: ImportRecord) -> dict[str, Any]:
+    """The entity to store. `size` is written as Int64: a file of 2 GiB or more must not fail."""
+    partition, row = record.keys
+    entity: dict[str, Any] = {"PartitionKey": partition, "RowKey": row}
+    for name, value in asdict(record).items():
+        if name in _HIDDEN or value is None:
+            continue
+        entity[name] = str(value) if isinstance(value, ImportState) else value
+    if record.size is not None:
+        entity["size"] = EntityProperty(record.size, EdmType.INT64)
+    return entity
+
+
+def from_entity(entity: Any) -> ImportRecord:
+    known = {f.name for f in fields(ImportRecord)} - set(_HIDDEN)
+    values = {name: entity[name] for name in known if name in entity and entity[name] is not None}
+    for name, value in values.items():
+        if isinstance(value, datetime):
+            values[name] = value.astimezone(UTC)
+        elif isinstance(value, EntityProperty):
+            values[name] = value.value
+    values["state"] = ImportState(values.get("state", INITIAL_STATE))
+    if "size" in values:
+        values["size"] = int(values["size"])
+    record = ImportRecord(**values)
+    record.table_etag = entity.metadata.get("etag") if hasattr(entity, "metadata") else None
+    record.stored_state = record.state
+    return record

@@ -1,0 +1,87 @@
+"""Helpers the tests share (fixtures stay in conftest.py)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from shared import states
+from shared.clock import utcnow
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class MovableClock:
+    """The real time plus an offset that tests move forward, instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        return utcnow() + self.offset
+
+    def advance(self, delta: timedelta) -> None:
+        with self._lock:
+            self.offset += delta
+
+
+def unique_name(prefix: str) -> str:
+    """A table or container name no other test uses (letters and digits only)."""
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+def upload(pipeline, name: str, data: bytes, **metadata: str):
+    """Upload into the pipeline's watched container; return the BlobClient the trigger would get."""
+    blob = pipeline.blob_service.get_blob_client(pipeline.settings.container, name)
+    blob.upload_blob(data, overwrite=True, metadata=metadata or None)
+    return blob
+
+
+def poll_until_final(pipeline, record, timeout: float = 15.0):
+    """Run timer ticks until the record is final; return it."""
+    from shared.poll import poll_imports  # noqa: PLC0415 - keeps this module light for non-pipeline tests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        poll_imports(pipeline)
+        current = pipeline.ledger.get(*record.keys)
+        if current.state in states.FINAL_STATES:
+            return current
+        time.sleep(0.2)
+    raise AssertionError(f"{record.blob} still {current.state} after {timeout}s")
+
+
+def wait_until_final_at_loop(emulator, timeout: float = 20.0) -> None:
+    """Wait until every import the emulator holds shows status 3 or 4 (no fixed sleeps)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(item["status"] in (3, 4) for item in emulator.imports()):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"imports not final at the emulator after {timeout}s")
+
+
+def run_together(count: int, action: Callable[[int], Any]) -> list[Any]:
+    """Run `action(i)` in `count` threads released at once by a barrier; return results (or errors)."""
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def run(index: int) -> None:
+        barrier.wait()
+        try:
+            results[index] = action(index)
+        except Exception as error:
+            results[index] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
