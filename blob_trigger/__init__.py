@@ -14,14 +14,27 @@ bp = func.Blueprint()
 
 # Event Grid on Azure (Flex Consumption requires it); container polling locally, where Azurite
 # cannot send Event Grid events. Read at indexing time, like every binding expression.
-_SOURCES = {
-    "eventgrid": func.BlobSource.EVENT_GRID,
-    "logsandcontainerscan": func.BlobSource.LOGS_AND_CONTAINER_SCAN,
+SOURCES = {
+    "EventGrid": (func.BlobSource.EVENT_GRID, "Azure, Flex Consumption"),
+    "LogsAndContainerScan": (func.BlobSource.LOGS_AND_CONTAINER_SCAN, "polling, local runs"),
 }
-TRIGGER_SOURCE = _SOURCES.get(
-    os.environ.get("BLOB_TRIGGER_SOURCE", "LogsAndContainerScan").strip().lower(),
-    func.BlobSource.LOGS_AND_CONTAINER_SCAN,
-)
+DEFAULT_SOURCE = "LogsAndContainerScan"
+
+
+def trigger_source(value: str | None) -> func.BlobSource:
+    """The BlobSource a BLOB_TRIGGER_SOURCE value names (case-insensitive; unset: polling).
+
+    An unknown value is a start-up error: falling back to polling on Flex Consumption would index a
+    trigger that never fires."""
+    wanted = (value or "").strip() or DEFAULT_SOURCE
+    for name, (source, _) in SOURCES.items():
+        if wanted.lower() == name.lower():
+            return source
+    accepted = ", ".join(f"{name} ({where})" for name, (_, where) in SOURCES.items())
+    raise ValueError(f"BLOB_TRIGGER_SOURCE={wanted!r} is not a blob trigger source: use one of {accepted}")
+
+
+TRIGGER_SOURCE = trigger_source(os.environ.get("BLOB_TRIGGER_SOURCE"))
 
 
 @bp.function_name("fec_blob_trigger")

@@ -9,7 +9,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from local.paths import AZURITE_WORKSPACE, PROJECT_ROOT
+
 AZURITE_BIN = PROJECT_ROOT / "node_modules" / ".bin" / "azurite"
 
 # The well-known development account of Azurite: public, documented, not a secret.
@@ -98,7 +99,7 @@ def start_azurite(
     if in_memory:
         args.append("--inMemoryPersistence")
     else:
-        workspace = location or PROJECT_ROOT / ".azurite"
+        workspace = location or AZURITE_WORKSPACE
         workspace.mkdir(parents=True, exist_ok=True)
         args += ["--location", str(workspace)]
     output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115

@@ -12,20 +12,20 @@ from pathlib import Path
 
 from azure.storage.blob import BlobServiceClient
 
-from local.azurite import PROJECT_ROOT, start_azurite
+from local.azurite import start_azurite
 from local.drop import drop_file
 from local.loop_emulator import start_emulator_process
+from local.paths import SAMPLES_DIR
 from local.settings import EMULATOR_API_KEY, EMULATOR_SUBSCRIPTION_KEY, configure_logging
 
-SAMPLES = PROJECT_ROOT.parent / "shared" / "fec-samples"
 CONTAINER = "api-import-ecrit"
 
 
 def demo_files(workdir: Path) -> list[tuple[Path, str, str | None]]:
     """(file, blob name, dossier): every sample for DEMO001, plus three that must not go through."""
-    files = [(path, path.name, "DEMO001") for path in sorted(SAMPLES.glob("*")) if path.suffix.lower() == ".txt"]
+    files = [(path, path.name, "DEMO001") for path in sorted(SAMPLES_DIR.glob("*")) if path.suffix.lower() == ".txt"]
     broken = workdir / "123456789FEC20231231.txt"
-    odoo = next(SAMPLES.glob("odoo_*"), None)
+    odoo = next(SAMPLES_DIR.glob("odoo_*"), None)
     if odoo is not None:
         broken.write_bytes(odoo.read_bytes().replace(b"|20210502|701100", b"|20210231|701100", 1))
         files.append((broken, "DEMO001/broken-date-123456789FEC20231231.txt", None))
@@ -36,8 +36,8 @@ def demo_files(workdir: Path) -> list[tuple[Path, str, str | None]]:
 
 def main() -> int:
     configure_logging(logging.WARNING)
-    if not SAMPLES.is_dir():
-        print(f"error: no samples at {SAMPLES}", file=sys.stderr)
+    if not SAMPLES_DIR.is_dir():
+        print(f"error: no samples at {SAMPLES_DIR}", file=sys.stderr)
         return 2
     azurite = start_azurite(in_memory=True)
     emulator = start_emulator_process(

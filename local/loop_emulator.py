@@ -25,6 +25,8 @@ POST /_emulator/faults with any of:
   transient status (with Retry-After: 0) and create nothing;
 - "final_status": 4, "final_status_by_dossier": {"DEMO002": 4};
 - "waiting_seconds", "processing_seconds".
+An unknown fault kind or key is refused with HTTP 400 naming the accepted ones (at start-up: the
+emulator exits with that message), rather than accepted and never applied.
 """
 
 from __future__ import annotations
@@ -50,12 +52,44 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
-from local.azurite import PROJECT_ROOT, free_port, stop_process
+from local.azurite import free_port, stop_process
+from local.paths import PROJECT_ROOT
 from shared.telemetry import redact_text
 
 log = logging.getLogger("loop_emulator")
 FEC_REQUIRED = ("journalcode", "ecrituredate", "comptenum")
 READY_LINE = "Loop emulator listening on"
+FAULT_ENDPOINTS = ("importFEC", "status")
+FAULT_KINDS = ("http", "hang", "reset", "error_body", "json", "raw", "large_body")
+FAULT_SETTINGS = (
+    "transient_rate", "transient_status", "seed", "final_status", "final_status_by_dossier",
+    "waiting_seconds", "processing_seconds",
+)
+
+
+class FaultError(ValueError):
+    """A fault description the emulator cannot apply; the message names what it accepts."""
+
+
+def check_faults(faults: Any) -> dict[str, Any]:
+    """The faults as given, or FaultError naming the first unknown key or kind."""
+    if not isinstance(faults, dict):
+        raise FaultError("faults must be a JSON object")
+    unknown = sorted(set(faults) - {*FAULT_ENDPOINTS, *FAULT_SETTINGS})
+    if unknown:
+        accepted = ", ".join(FAULT_ENDPOINTS + FAULT_SETTINGS)
+        raise FaultError(f"unknown fault setting {unknown[0]!r}: accepted are {accepted}")
+    for endpoint in FAULT_ENDPOINTS:
+        queued = faults.get(endpoint, [])
+        if not isinstance(queued, list):
+            raise FaultError(f"{endpoint} must be a list of faults")
+        for fault in queued:
+            kind = fault.get("kind") if isinstance(fault, dict) else None
+            if kind not in FAULT_KINDS:
+                raise FaultError(f"unknown fault kind {kind!r} for {endpoint}: accepted are {', '.join(FAULT_KINDS)}")
+            if kind == "http" and "status" not in fault:
+                raise FaultError(f"an http fault for {endpoint} needs a status")
+    return faults
 
 
 def _iso(moment: float) -> str:
@@ -127,7 +161,7 @@ class EmulatorState:
         self.subscription_key = env.get("LOOP_EMULATOR_SUBSCRIPTION_KEY", "local-dev-subscription")
         self.default_waiting = float(env.get("LOOP_EMULATOR_WAITING_SECONDS", "1"))
         self.default_processing = float(env.get("LOOP_EMULATOR_PROCESSING_SECONDS", "2"))
-        self.initial_faults = json.loads(env.get("LOOP_EMULATOR_FAULTS") or "{}")
+        self.initial_faults = check_faults(json.loads(env.get("LOOP_EMULATOR_FAULTS") or "{}"))
         self.lock = threading.Lock()
         self.reset()
 
@@ -146,6 +180,7 @@ class EmulatorState:
         self.set_faults(self.initial_faults)
 
     def set_faults(self, faults: dict[str, Any]) -> None:
+        check_faults(faults)
         with self.lock:
             for endpoint in ("importFEC", "status"):
                 for fault in faults.get(endpoint, []):
@@ -249,12 +284,19 @@ class Handler(BaseHTTPRequestHandler):
             self.state.reset()
             self._send(200, {"reset": True})
         elif parts.path == "/_emulator/faults":
-            self.state.set_faults(json.loads(raw or b"{}"))
-            self._send(200, {"ok": True})
+            self._set_faults(raw)
         elif parts.path == "/importFEC":
             self._import_fec(raw)
         else:
             self._send(404, {"error": {"message": f"no route {parts.path}"}})
+
+    def _set_faults(self, raw: bytes) -> None:
+        try:
+            self.state.set_faults(json.loads(raw or b"{}"))
+        except ValueError as error:  # FaultError, or a body that is not JSON
+            self._send(400, {"error": {"message": f"faults refused: {error}"}})
+            return
+        self._send(200, {"ok": True})
 
     def _control_get(self, path: str) -> None:
         now = time.time()
@@ -306,6 +348,9 @@ class Handler(BaseHTTPRequestHandler):
             entry["status"] = 200
             size = int(fault.get("bytes", 10 * 1024 * 1024))
             self._send(200, text='{"accountingImportRequestId": "' + "a" * size + '"}')
+        else:  # unreachable: check_faults refuses unknown kinds; never leave a request unanswered
+            entry["status"] = 500
+            self._send(500, {"error": {"message": f"unknown fault kind {kind!r}"}})
 
     # --- API ---------------------------------------------------------------------------------
 
@@ -429,7 +474,8 @@ class EmulatorProcess:
 
     def _control(self, method: str, path: str, body: Any = None) -> Any:
         response = requests.request(method, f"{self.base_url}/_emulator/{path}", json=body, timeout=10)
-        response.raise_for_status()
+        if response.status_code >= 400:  # the emulator's own message says what it refused
+            raise requests.HTTPError(f"HTTP {response.status_code}: {response.text[:500]}", response=response)
         return response.json()
 
     def requests(self) -> list[dict[str, Any]]:
@@ -442,6 +488,7 @@ class EmulatorProcess:
         self._control("POST", "reset")
 
     def set_faults(self, faults: dict[str, Any]) -> None:
+        """Raise requests.HTTPError (400, naming what is accepted) for a fault the emulator refuses."""
         self._control("POST", "faults", faults)
 
     def wait_for_download(self, request_id: str, timeout: float = 10.0) -> dict[str, Any]:
@@ -484,7 +531,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=7081)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="loop-emulator %(message)s", stream=sys.stdout)
-    server = EmulatorServer((args.host, args.port), EmulatorState(dict(os.environ)))
+    try:
+        state = EmulatorState(dict(os.environ))
+    except ValueError as error:
+        sys.stdout.write(f"LOOP_EMULATOR_FAULTS refused: {error}\n")
+        return 2
+    server = EmulatorServer((args.host, args.port), state)
     sys.stdout.write(f"{READY_LINE} http://{args.host}:{args.port}\n")
     sys.stdout.flush()
     with contextlib.suppress(KeyboardInterrupt):

@@ -6,6 +6,9 @@
   listens there; otherwise the given Loop is used with LOOP_API_KEY and LOOP_SUBSCRIPTION_KEY.
 - The app runs under `func start` when Azure Functions Core Tools is installed, otherwise under
   the local host runner (local/runner.py), which invokes the same registered functions.
+- Storage is probed once before anything else runs: a connection nothing answers, or that is
+  refused, stops the run with one line naming the endpoint and what to check (exit code 1), as do
+  bad settings and a trigger the local runner cannot run.
 """
 
 from __future__ import annotations
@@ -20,12 +23,20 @@ import sys
 from contextlib import ExitStack
 from urllib.parse import urlsplit
 
-from local.azurite import PROJECT_ROOT, start_azurite
+from local.azurite import start_azurite
+from local.paths import AZURITE_WORKSPACE, PROJECT_ROOT
+from local.runner import UnsupportedTriggerError
 from local.settings import EMULATOR_API_KEY, EMULATOR_SUBSCRIPTION_KEY, configure_logging, local_environment
+from shared.settings import SettingsError, load_settings
+from shared.storage import StorageUnavailableError, blob_service_client, check_storage
 
 log = logging.getLogger("local.run")
 AZURITE_PORTS = (10000, 10001, 10002)
 DEFAULT_EMULATOR_URL = "http://127.0.0.1:7081"
+
+
+class StartupError(RuntimeError):
+    """The app cannot start as configured; the message is the one line to show."""
 
 
 def _listening(host: str, port: int) -> bool:
@@ -43,8 +54,8 @@ def start_storage(stack: ExitStack, env: dict[str, str]) -> None:
     if _listening("127.0.0.1", AZURITE_PORTS[0]):
         log.info("storage: Azurite already listening on 127.0.0.1:%d, reusing it", AZURITE_PORTS[0])
         return
-    (PROJECT_ROOT / ".azurite").mkdir(exist_ok=True)
-    azurite = start_azurite(in_memory=False, ports=AZURITE_PORTS, log_file=PROJECT_ROOT / ".azurite" / "azurite.log")
+    AZURITE_WORKSPACE.mkdir(exist_ok=True)
+    azurite = start_azurite(in_memory=False, ports=AZURITE_PORTS, log_file=AZURITE_WORKSPACE / "azurite.log")
     stack.callback(azurite.stop)
     log.info("storage: Azurite started (data in .azurite/, log in .azurite/azurite.log)")
 
@@ -80,13 +91,14 @@ def run_app(env: dict[str, str]) -> int:
     if func_tool:
         log.info("app: running under Azure Functions Core Tools (func start)")
         return subprocess.call([func_tool, "start"], cwd=PROJECT_ROOT, env=env)
-    from azure.storage.blob import BlobServiceClient  # noqa: PLC0415
-
-    import function_app  # noqa: PLC0415
     from local.runner import LocalHost  # noqa: PLC0415
 
+    try:
+        import function_app  # noqa: PLC0415 - indexing reads the environment set above
+    except ValueError as error:  # a binding setting the functions refuse at indexing (BLOB_TRIGGER_SOURCE)
+        raise StartupError(str(error)) from None
     log.info("app: Core Tools not found, running the functions under the local host runner")
-    host = LocalHost(function_app.app, BlobServiceClient.from_connection_string(env["AzureWebJobsStorage"]), env)
+    host = LocalHost(function_app.app, blob_service_client(load_settings(env, require_loop=False)), env)
     signal.signal(signal.SIGTERM, lambda *_: host.stop_event.set())
     log.info("drop a file with: make drop FILE=../shared/fec-samples/<file> DOSSIER=DEMO001  (Ctrl-C to stop)")
     try:
@@ -98,11 +110,10 @@ def run_app(env: dict[str, str]) -> int:
     return 0
 
 
-def main() -> int:
-    configure_logging()
-    env = local_environment()
+def run(env: dict[str, str]) -> int:
     with ExitStack() as stack:
         start_storage(stack, env)
+        check_storage(load_settings(env, require_loop=False))
         start_loop(stack, env)
         try:
             return run_app(env)
@@ -110,6 +121,15 @@ def main() -> int:
             return 0
         finally:
             log.info("stopping")
+
+
+def main() -> int:
+    configure_logging()
+    try:
+        return run(local_environment())
+    except (SettingsError, StorageUnavailableError, UnsupportedTriggerError, StartupError) as error:
+        print(f"make run: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -5,6 +5,13 @@ trigger's container path, the timer's NCRONTAB schedule, with `%SETTING%` expres
 the environment like the host does) and invokes those same functions: the blob function once per
 new blob version seen in Azurite, the timer function when its schedule fires. Failed blob
 invocations are retried like the host does (up to the poison threshold of host.json).
+
+The blob function gets what the host gives it: the host sends model binding data (the connection
+name, container and blob name) and the binding extension's own converter turns it into the
+annotated SDK type, here through the same converter registry the Python worker uses. The converter
+reads the connection from the process environment, as on Azure.
+
+A trigger type missing from SUPPORTED_TRIGGERS is refused at start-up, never silently skipped.
 It is not a production host: no scale-out, receipts kept in memory only.
 """
 
@@ -16,6 +23,7 @@ import os
 import re
 import threading
 import time
+import typing
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,11 +33,27 @@ from typing import Any
 
 import azure.functions as func
 from azure.storage.blob import BlobServiceClient
+from azurefunctions.extensions.base import Datum, get_binding_registry
 from croniter import croniter
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from local.paths import HOST_JSON
+
 log = logging.getLogger("local.runner")
 _SETTING_EXPRESSION = re.compile(r"%([A-Za-z0-9_]+)%")
+
+
+class UnsupportedTriggerError(RuntimeError):
+    """A function whose trigger (or trigger argument type) the local runner cannot run."""
+
+
+@dataclass(frozen=True)
+class ModelBindingData:
+    """The fields of the worker's ModelBindingData message that SDK-type converters read."""
+
+    version: str
+    source: str
+    content_type: str
+    content: str
 
 
 class LocalTimerRequest(func.TimerRequest):
@@ -53,7 +77,7 @@ def resolve_expression(value: str, env: Mapping[str, str]) -> str:
     return _SETTING_EXPRESSION.sub(lookup, value)
 
 
-def host_blob_retries(host_json: Path = PROJECT_ROOT / "host.json") -> int:
+def host_blob_retries(host_json: Path = HOST_JSON) -> int:
     """The poison threshold of host.json (the host's default is 5)."""
     config = json.loads(host_json.read_text())
     return int(config.get("extensions", {}).get("blobs", {}).get("poisonBlobThreshold", 5))
@@ -65,6 +89,19 @@ class BlobFunction:
     arg_name: str
     container: str
     call: Callable[..., Any]
+    connection: str = "AzureWebJobsStorage"
+    pytype: type | None = None
+
+    def argument(self, blob_name: str) -> Any:
+        """What the host hands the function for this blob: the binding extension's converter,
+        found in the registry the worker reads, decoding the model binding data the host sends."""
+        converter = get_binding_registry().get("blobTrigger")
+        if converter is None:
+            raise UnsupportedTriggerError("no converter registered for blobTrigger: is azurefunctions-extensions-"
+                                          "bindings-blob imported by the function's module?")
+        content = {"Connection": self.connection, "ContainerName": self.container, "BlobName": blob_name}
+        data = ModelBindingData("1.0", "AzureStorageBlobs", "application/json", json.dumps(content))
+        return converter.decode(Datum(data, "model_binding_data"), trigger_metadata={}, pytype=self.pytype)
 
 
 @dataclass
@@ -90,22 +127,83 @@ def registered_functions(app: func.FunctionApp) -> list[func.Function]:
     return _indexed[id(app)]
 
 
-def discover(app: func.FunctionApp, env: Mapping[str, str]) -> tuple[list[BlobFunction], list[TimerFunction]]:
-    """The app's triggers, from the functions' own binding metadata."""
-    blobs: list[BlobFunction] = []
-    timers: list[TimerFunction] = []
+@dataclass
+class Triggers:
+    """The app's functions, grouped by how the local host runs them."""
+
+    blobs: list[BlobFunction] = field(default_factory=list)
+    timers: list[TimerFunction] = field(default_factory=list)
+
+
+def _trigger_binding(function: func.Function) -> dict[str, Any]:
+    bindings = json.loads(function.get_function_json())["bindings"]
+    return next(binding for binding in bindings if binding["type"].endswith("Trigger"))
+
+
+def _add_blob(found: Triggers, function: func.Function, trigger: dict[str, Any], env: Mapping[str, str]) -> None:
+    call = function.get_user_function()
+    pytype = typing.get_type_hints(call).get(trigger["name"])
+    converter = get_binding_registry().get("blobTrigger")
+    if converter is None or pytype is None or not converter.check_input_type_annotation(pytype):
+        raise UnsupportedTriggerError(
+            f"{function.get_function_name()}: the local runner hands blob triggers an SDK type built by the "
+            f"blob extension's converter (blob.BlobClient, ContainerClient, StorageStreamDownloader), not {pytype}"
+        )
+    _check_connection(function.get_function_name(), trigger.get("connection") or "", env)
+    container = resolve_expression(trigger["path"], env).split("/", 1)[0]
+    found.blobs.append(BlobFunction(
+        function.get_function_name(), trigger["name"], container, call, trigger.get("connection") or "", pytype,
+    ))
+
+
+def _check_connection(function_name: str, connection: str, env: Mapping[str, str]) -> None:
+    """The extension's converter reads the connection from the process environment, as on Azure:
+    it must be there, and be the one the runner was given (else it would read another account)."""
+    names = [connection, *(f"{connection}__{suffix}" for suffix in ("blobServiceUri", "serviceUri", "accountName"))]
+    present = [name for name in names if os.environ.get(name)]
+    if not present:
+        raise UnsupportedTriggerError(
+            f"{function_name}: its connection {connection!r} is not in the process environment, where the blob "
+            f"extension's converter reads it: set {connection} (or {connection}__accountName)"
+        )
+    differing = [name for name in present if env.get(name, os.environ[name]) != os.environ[name]]
+    if differing:
+        raise UnsupportedTriggerError(
+            f"{function_name}: {', '.join(differing)} differs between the runner's settings and the process "
+            "environment, where the blob extension's converter reads it"
+        )
+
+
+def _add_timer(found: Triggers, function: func.Function, trigger: dict[str, Any], env: Mapping[str, str]) -> None:
+    schedule = resolve_expression(trigger["schedule"], env)
+    timer = TimerFunction(function.get_function_name(), trigger["name"], schedule, function.get_user_function())
+    timer.schedule_next(datetime.now(UTC))
+    found.timers.append(timer)
+
+
+# The trigger types the local runner can run: the binding type of function.json and how it is read.
+# A new trigger (a queue trigger, say) is one row here, its dataclass and its loop in LocalHost.
+SUPPORTED_TRIGGERS: dict[str, Callable[[Triggers, func.Function, dict[str, Any], Mapping[str, str]], None]] = {
+    "blobTrigger": _add_blob,
+    "timerTrigger": _add_timer,
+}
+
+
+def discover(app: func.FunctionApp, env: Mapping[str, str]) -> Triggers:
+    """The app's triggers, from the functions' own binding metadata; an unknown trigger type is an
+    error (a function the runner silently skipped would look like a function that never fires)."""
+    found = Triggers()
     for function in registered_functions(app):
-        trigger = json.loads(function.get_function_json())["bindings"][0]
-        call = function.get_user_function()
-        if trigger["type"] == "blobTrigger":
-            container = resolve_expression(trigger["path"], env).split("/", 1)[0]
-            blobs.append(BlobFunction(function.get_function_name(), trigger["name"], container, call))
-        elif trigger["type"] == "timerTrigger":
-            schedule = resolve_expression(trigger["schedule"], env)
-            timer = TimerFunction(function.get_function_name(), trigger["name"], schedule, call)
-            timer.schedule_next(datetime.now(UTC))
-            timers.append(timer)
-    return blobs, timers
+        trigger = _trigger_binding(function)
+        add = SUPPORTED_TRIGGERS.get(trigger["type"])
+        if add is None:
+            raise UnsupportedTriggerError(
+                f"{function.get_function_name()} has a {trigger['type']} trigger, which the local runner cannot run "
+                f"(it runs {', '.join(SUPPORTED_TRIGGERS)}): add it to SUPPORTED_TRIGGERS in local/runner.py, "
+                "or run under Azure Functions Core Tools (func start)"
+            )
+        add(found, function, trigger, env)
+    return found
 
 
 class LocalHost:
@@ -122,7 +220,8 @@ class LocalHost:
         workers: int = 4,
     ) -> None:
         self.blob_service = blob_service
-        self.blob_functions, self.timer_functions = discover(app, env if env is not None else os.environ)
+        found = discover(app, env if env is not None else os.environ)
+        self.blob_functions, self.timer_functions = found.blobs, found.timers
         self.max_attempts = max_attempts or host_blob_retries()
         self.retry_delay = retry_delay
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blob-trigger")
@@ -145,10 +244,9 @@ class LocalHost:
         return started
 
     def _invoke_blob(self, function: BlobFunction, blob_name: str) -> None:
-        client = self.blob_service.get_blob_client(function.container, blob_name)
         for attempt in range(1, self.max_attempts + 1):
             try:
-                function.call(**{function.arg_name: client})
+                function.call(**{function.arg_name: function.argument(blob_name)})
                 return
             except Exception as error:
                 log.warning(

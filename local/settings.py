@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-from pathlib import Path
+import sys
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from local.paths import PROJECT_ROOT
+from shared.settings import environment_with_local_settings
+
 LOCAL_DEFAULTS = {
     "AzureWebJobsStorage": "UseDevelopmentStorage=true",
     "BLOB_TRIGGER_SOURCE": "LogsAndContainerScan",
@@ -21,16 +21,15 @@ EMULATOR_SUBSCRIPTION_KEY = "local-dev-subscription"
 
 
 def local_environment() -> dict[str, str]:
-    env = dict(LOCAL_DEFAULTS)
-    settings_file = PROJECT_ROOT / "local.settings.json"
-    if settings_file.exists():
-        env.update({k: str(v) for k, v in json.loads(settings_file.read_text()).get("Values", {}).items()})
-    env.update(os.environ)
-    return env
+    """Local defaults, completed by local.settings.json and the environment (which win)."""
+    return {**LOCAL_DEFAULTS, **environment_with_local_settings(PROJECT_ROOT)}
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    """Readable one-line logs; the Azure SDK's HTTP logging stays quiet (it would print URLs)."""
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S")
+    """Readable one-line logs on stdout, so that stderr holds only a run's fatal one-line error; the
+    Azure SDK's HTTP logging stays quiet (it would print URLs)."""
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S", stream=sys.stdout
+    )
     for noisy in ("azure", "urllib3", "azure.core.pipeline.policies.http_logging_policy"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
