@@ -10,6 +10,7 @@ EcritureDate, PieceDate, ValidDate, debit, credit): dates are valid AAAAMMJJ str
 from __future__ import annotations
 
 import re
+from bisect import bisect
 from collections.abc import Iterable, Sequence
 from itertools import accumulate, compress, count
 from operator import add, gt, lt, ne, or_, sub
@@ -76,6 +77,7 @@ class Checker:
         self.first_date, self.last_date = NO_DATE_YET
         self.last_valid = ""
         self.journals: set[str] = set()
+        self.unreadable_keys: list[int] = []  # lines of this batch whose entry key is unreadable
 
     def consume(self, batches: Iterable[tuple[int, list[str]]]) -> None:
         """Check every record of every batch (number of its first line, lines)."""
@@ -93,8 +95,23 @@ class Checker:
             for number, line, match in zip(count(start), batch, matches, strict=False)
         ]
         present = [row for row in rows if row is not None]
+        if self.unreadable_keys:
+            self._taint_neighbours(present)
         if present:
             self._book(*zip(*present, strict=True), scale=1)  # type: ignore[arg-type]
+
+    def _taint_neighbours(self, rows: list[Row]) -> None:
+        """A line whose entry key cannot be read belongs, most likely, to the entry of the record
+        before or after it: neither entry's balance can be known."""
+        numbers = [row[0] for row in rows]
+        for number in self.unreadable_keys:
+            after = bisect(numbers, number)
+            self.book.taint((rows[after - 1][1], rows[after - 1][2]) if after else self.book.key)
+            if after < len(rows):
+                self.book.taint((rows[after][1], rows[after][2]))
+            else:
+                self.book.taint_next = True
+        self.unreadable_keys.clear()
 
     def _book_matches(self, start: int, matches: list[re.Match[str]], fast: FastPath) -> None:
         """A batch the fast regex accepted whole: amounts in cents, columns straight from the groups."""
@@ -204,7 +221,7 @@ class Checker:
         self._account_and_currency(number, fields)
         journal, entry_number = fields[self.i_journal].strip(), fields[self.i_num].strip()
         if not entry_number or (self.journal_required and not journal):
-            self.book.taint_around()
+            self.unreadable_keys.append(number)
             return None
         if amounts is None:
             self.book.taint((journal, entry_number))
@@ -215,13 +232,14 @@ class Checker:
         if [fold(name) for name in fields] == self.layout.names:
             self.findings.add("repeated_header", number)
         elif not line.strip(" \t|"):
-            self.findings.add("empty_line" if not line.strip() else "only_separators", number)
+            blank = self.layout.separator not in line
+            self.findings.add("empty_line" if blank else "only_separators", number)
         else:
             self.findings.add("column_count", number, value=line, count=len(fields), width=self.width)
             if len(fields) > max(self.i_journal, self.i_num):
                 self.book.taint((fields[self.i_journal].strip(), fields[self.i_num].strip()))
             else:
-                self.book.taint_around()
+                self.unreadable_keys.append(number)
 
     def _line_dates(self, number: int, fields: list[str]) -> list[str | None]:
         """Each date column's valid AAAAMMJJ, or None (blank, all-zero optional, or reported)."""

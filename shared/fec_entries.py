@@ -140,11 +140,6 @@ class EntryBook:
         if key is not None and len(self.tainted) <= MAX_TAINTED:
             self.tainted.add(key)
 
-    def taint_around(self) -> None:
-        """A line whose entry key cannot be read belongs, most likely, to the entry before or after it."""
-        self.taint(self.key)
-        self.taint_next = True
-
     @property
     def distinct(self) -> int:
         if self.spill is None:

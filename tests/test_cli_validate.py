@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from shared.cli import main
-from tests.conftest import PROJECT_ROOT
 from tests.fec_factory import FecSpec
+from tests.helpers import PROJECT_ROOT
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
@@ -19,12 +22,37 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-def test_importable_file_exits_0_with_a_text_report(samples_dir, capsys):
-    code, out, err = run(capsys, str(samples_dir / "odoo_odoo_test_wizard_expected_542107651FEC20210502.txt"))
+def test_importable_file_exits_0_with_a_text_report(capsys):
+    code, out, err = run(capsys, str(FIXTURES / "542107651FEC20210502.txt"))
     assert code == 0
     assert "importable" in out
-    assert "5 records, 1 entries, debit 7760.45" in out
+    assert "3 records, 1 entries, debit 1724.54" in out
     assert err == ""
+
+
+def test_a_real_sample_exits_0(samples_dir, capsys):
+    code, out, _ = run(capsys, str(samples_dir / "odoo_odoo_test_wizard_expected_542107651FEC20210502.txt"))
+    assert code == 0
+    assert "5 records, 1 entries, debit 7760.45" in out
+
+
+def test_warnings_alone_exit_0_and_are_listed(capsys):
+    code, out, _ = run(capsys, str(FIXTURES / "123456789FEC20500930.txt"))
+    assert code == 0
+    assert "(0 errors, 1 warnings)" in out
+    assert "warning line_ending_cr_cr_lf: line 1:" in out
+
+
+def test_validate_imports_no_azure_sdk(tmp_path):
+    """The validate command is a small process: no storage or table SDK (issue 11)."""
+    probe = ("import sys, runpy; sys.argv = ['shared', 'validate', sys.argv[1]]\n"
+             "try:\n    runpy.run_module('shared', run_name='__main__')\n"
+             "except SystemExit:\n    pass\n"
+             "print(sorted(name for name in sys.modules if name.startswith(('azure', 'requests', 'urllib3'))))")
+    result = subprocess.run([sys.executable, "-c", probe, str(FIXTURES / "542107651FEC20210502.txt")],
+                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, check=True)
+    assert "importable" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_errors_exit_1_and_json_has_the_documented_shape(tmp_path, capsys):
