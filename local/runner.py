@@ -24,6 +24,7 @@ import re
 import threading
 import time
 import typing
+import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -116,15 +117,16 @@ class TimerFunction:
         self.next_run = croniter(self.schedule, after, second_at_beginning=True).get_next(datetime)
 
 
-_indexed: dict[int, list[func.Function]] = {}
+_indexed: weakref.WeakKeyDictionary[func.FunctionApp, list[func.Function]] = weakref.WeakKeyDictionary()
 
 
 def registered_functions(app: func.FunctionApp) -> list[func.Function]:
     """app.get_functions(), indexed once per app: like the host, since a second call raises
-    (azure-functions checks names against those it already indexed)."""
-    if id(app) not in _indexed:
-        _indexed[id(app)] = app.get_functions()
-    return _indexed[id(app)]
+    (azure-functions checks names against those it already indexed). Keyed by the app itself, not
+    its id(), which a later app may reuse."""
+    if app not in _indexed:
+        _indexed[app] = app.get_functions()
+    return _indexed[app]
 
 
 @dataclass

@@ -70,12 +70,16 @@ def check_storage(settings: Settings, credential: TokenCredential | None = None)
         raise StorageUnavailableError(
             f"storage unreachable at {endpoint}: nothing answered; {_what_to_check(settings)}"
         ) from None
-    except ClientAuthenticationError:
-        raise StorageUnavailableError(
-            f"storage at {endpoint} refused the credentials: {_what_to_check(settings)} (account name and key)"
-        ) from None
-    except HttpResponseError as error:
-        raise StorageUnavailableError(
-            f"storage at {endpoint} answered HTTP {error.status_code} ({error.error_code or error.reason}): "
-            f"is it a storage account's blob endpoint? {_what_to_check(settings)}"
-        ) from None
+    except (ClientAuthenticationError, HttpResponseError) as error:
+        raise StorageUnavailableError(_refusal(endpoint, error, settings)) from None
+
+
+def _refusal(endpoint: str, error: HttpResponseError, settings: Settings) -> str:
+    code = getattr(error.error_code, "value", error.error_code) or error.reason
+    answer = f"HTTP {error.status_code} {code}"
+    if isinstance(error, ClientAuthenticationError) or error.status_code in (401, 403):
+        what = "the account key" if settings.storage_connection_string else "the identity's storage data role"
+        return f"storage at {endpoint} refused the credentials ({answer}): {_what_to_check(settings)}, and {what}"
+    return (
+        f"storage at {endpoint} answered {answer}: is it a storage account's blob endpoint? {_what_to_check(settings)}"
+    )
