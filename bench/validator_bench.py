@@ -1,18 +1,22 @@
 """Validator benchmark: time and peak memory against a bare csv.reader pass, in the same run.
 
-Run: `make bench` (or `python -m bench.validator_bench --lines 1000000`).
-Generates (once, cached in .bench/) a realistic FEC of N lines (about 120 bytes a line), then
-runs each measurement in its own child process, best of --repeat, and prints ratios: the machine is
-shared and noisy, so only the ratio to the baseline measured in the same run means anything.
-Targets: validator time <= 2x the csv.reader pass (never above 3x); peak RSS < 100 MB at 1M lines
-and not growing with the file size.
+Run: `make bench` (or `python -m bench.validator_bench --lines 1000000 --big-mb 200`).
+Generates (once, cached in .bench/, git-ignored) a realistic FEC of N lines with accented text in
+every line, then measures, each in its own child process, best of --repeat:
+- in process: `validate_path` vs a bare `csv.reader` pass over the same file (time inside the child);
+- as a whole process: `python -m shared validate FILE` vs `python -c <csv.reader pass>` (wall time,
+  interpreter start-up and imports included), and the CLI's peak RSS;
+- peak RSS of the CLI on a file of --big-mb MB sorted by entry, and the same lines sorted by account
+  (every entry interleaved with the others), to show the per-entry state stays bounded.
+The machine is shared and noisy, so only ratios measured in the same run mean anything.
+Targets: <= 2x csv.reader (limit 3x) in process and as a process; CLI peak RSS < 60 MB at 1M lines;
+< 100 MB for the big files of either ordering.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
-import resource
 import subprocess
 import sys
 import time
@@ -24,49 +28,13 @@ HEADER = (
     "JournalCode\tJournalLib\tEcritureNum\tEcritureDate\tCompteNum\tCompteLib\tCompAuxNum\tCompAuxLib\t"
     "PieceRef\tPieceDate\tEcritureLib\tDebit\tCredit\tEcritureLet\tDateLet\tValidDate\tMontantdevise\tIdevise"
 )
-JOURNALS = [("ACH", "Achats"), ("VEN", "Ventes"), ("BQ1", "Banque BNP"), ("OD", "Operations diverses")]
+JOURNALS = [("ACH", "Achats"), ("VEN", "Ventes"), ("BQ1", "Banque BNP"), ("OD", "Opérations diverses")]
 ACCOUNTS = [
     ("401000", "Fournisseurs"), ("411000", "Clients"), ("512000", "Banque"), ("607000", "Achats de marchandises"),
-    ("706000", "Prestations de services"), ("445660", "TVA deductible"), ("445710", "TVA collectee"),
+    ("706000", "Prestations de services"), ("445660", "TVA déductible"), ("445710", "TVA collectée"),
 ]
-LABELS = ["Facture fournisseur", "Reglement client", "Prelevement SEPA", "Avoir n°", "Frais bancaires", "Loyer été"]
-
-
-def fec_path(lines: int) -> Path:
-    return CACHE / f"123456789FEC20241231-{lines}.txt"
-
-
-def generate(lines: int) -> Path:
-    """Balanced entries of 2 to 6 lines, contiguous as real exports are."""
-    path = fec_path(lines)
-    if path.exists():
-        return path
-    CACHE.mkdir(exist_ok=True)
-    rng = random.Random(42)
-    written = 0
-    number = 0
-    with path.open("w", encoding="utf-8", newline="") as out:
-        out.write(HEADER + "\r\n")
-        while written < lines:
-            number += 1
-            journal, journal_lib = rng.choice(JOURNALS)
-            day = f"2024{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
-            size = min(rng.randint(2, 6), lines - written) if lines - written > 1 else 1
-            amounts = [rng.randint(1, 10_000_000) for _ in range(max(size - 1, 1))]
-            debits = amounts[: size - 1]
-            rows = [*((amount, 0) for amount in debits), (0, sum(debits))] if size > 1 else [(0, 0)]
-            label = f"{rng.choice(LABELS)} {number}"
-            for debit, credit in rows:
-                account, account_lib = rng.choice(ACCOUNTS)
-                aux = f"F{rng.randint(1, 9999):04d}" if account in ("401000", "411000") else ""
-                out.write(
-                    f"{journal}\t{journal_lib}\t{journal}{number:08d}\t{day}\t{account}\t{account_lib}\t{aux}\t"
-                    f"{'Tiers ' + aux if aux else ''}\tP{number}\t{day}\t{label}\t{debit // 100},{debit % 100:02d}\t"
-                    f"{credit // 100},{credit % 100:02d}\t\t\t20250115\t\t\r\n"
-                )
-                written += 1
-    return path
-
+LABELS = ["Facture fournisseur été", "Règlement client", "Prélèvement SEPA", "Avoir n°", "Frais bancaires à payer",
+          "Loyer échu"]
 
 CHILD_CSV = """
 import csv, sys, time
@@ -84,53 +52,130 @@ elapsed = time.perf_counter() - started
 assert report.valid, report.to_text()
 print(elapsed, report.summary["records"])
 """
+# Runs argv[1:] as a child and prints that child's wall time and peak RSS (KB): a fresh parent per
+# measurement, so RUSAGE_CHILDREN holds that one child only.
+WRAPPER = """
+import resource, subprocess, sys, time
+started = time.perf_counter()
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
+print(time.perf_counter() - started, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
 
 
-def measure(code: str, path: Path) -> tuple[float, float]:
-    """(seconds, peak RSS in MB) of a child process running `code` on `path`."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def _lines(rng: random.Random, count: int):
+    """Balanced entries of 2 to 6 lines, numbered per journal, in date order, as real exports are."""
+    numbers = dict.fromkeys((code for code, _ in JOURNALS), 0)
+    written = 0
+    while written < count:
+        day_index = written * 336 // count  # 12 months of 28 days, in order
+        day = f"2024{day_index // 28 + 1:02d}{day_index % 28 + 1:02d}"
+        journal, journal_lib = rng.choice(JOURNALS)
+        numbers[journal] += 1
+        number = numbers[journal]
+        size = max(min(rng.randint(2, 6), count - written), 1)
+        debits = [rng.randint(1, 10_000_000) for _ in range(size - 1)] or [0]
+        rows = [*((amount, 0) for amount in debits), (0, sum(debits))][:size]
+        label = f"{rng.choice(LABELS)} {number}"
+        for debit, credit in rows:
+            account, account_lib = rng.choice(ACCOUNTS)
+            aux = f"F{rng.randint(1, 9999):04d}" if account in ("401000", "411000") else ""
+            yield account, (
+                f"{journal}\t{journal_lib}\t{journal}{number:08d}\t{day}\t{account}\t{account_lib}\t{aux}\t"
+                f"{'Tiers ' + aux if aux else ''}\tP{number}\t{day}\t{label}\t{debit // 100},{debit % 100:02d}\t"
+                f"{credit // 100},{credit % 100:02d}\t\t\t{day}\t\t\r\n"
+            )
+            written += 1
+
+
+def generate(lines: int, by_account: bool = False) -> Path:
+    """The file of `lines` records, cached; `by_account`: the same lines sorted by account."""
+    path = CACHE / f"123456789FEC20241231-{lines}{'-by-account' if by_account else ''}.txt"
+    if path.exists():
+        return path
+    CACHE.mkdir(exist_ok=True)
+    accounts = [account for account, _ in ACCOUNTS] if by_account else [None]
+    parts = {account: CACHE / f"part-{account}.tmp" for account in accounts}
+    handles = {account: part.open("w", encoding="utf-8", newline="") for account, part in parts.items()}
+    for account, line in _lines(random.Random(42), lines):
+        handles[account if by_account else None].write(line)
+    for handle in handles.values():
+        handle.close()
+    with path.open("wb") as out:
+        out.write(HEADER.encode() + b"\r\n")
+        for part in parts.values():
+            with part.open("rb") as source:
+                while block := source.read(1 << 20):
+                    out.write(block)
+            part.unlink()
+    return path
+
+
+def in_child(code: str, path: Path) -> float:
+    """Seconds measured inside a child running `code` on `path`."""
     result = subprocess.run([sys.executable, "-c", code, str(path)], cwd=PROJECT_ROOT, capture_output=True,
                             text=True, check=True)
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    seconds = float(result.stdout.split()[0])
-    return seconds, max(peak_kb, before) / 1024 if peak_kb > before else peak_kb / 1024
+    return float(result.stdout.split()[0])
 
 
-def peak_rss(code: str, path: Path) -> float:
-    """Peak RSS in MB of one child, read by /usr/bin/time-free means: the child reports it itself."""
-    probe = code + "\nimport resource\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
-    result = subprocess.run([sys.executable, "-c", probe, str(path)], cwd=PROJECT_ROOT, capture_output=True,
+def as_process(argv: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of the process `argv`."""
+    result = subprocess.run([sys.executable, "-c", WRAPPER, *argv], cwd=PROJECT_ROOT, capture_output=True,
                             text=True, check=True)
-    return int(result.stdout.split()[-1]) / 1024
+    seconds, peak_kb = result.stdout.split()
+    return float(seconds), int(peak_kb) / 1024
+
+
+def cli(path: Path) -> list[str]:
+    return [sys.executable, "-m", "shared", "validate", str(path)]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.validator_bench", description=__doc__)
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--big-mb", type=int, default=200, help="size of the two ordering files; 0 to skip")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     path = generate(args.lines)
-    print(f"file: {path.name}, {path.stat().st_size / 1e6:.0f} MB, {args.lines} lines "
-          f"(generated or cached in {time.perf_counter() - started:.1f}s)")
-    baseline = min(measure(CHILD_CSV, path)[0] for _ in range(args.repeat))
-    validator = min(measure(CHILD_VALIDATOR, path)[0] for _ in range(args.repeat))
-    half = generate(args.lines // 2)
-    rss = {
-        "csv.reader": peak_rss(CHILD_CSV, path),
-        "validator": peak_rss(CHILD_VALIDATOR, path),
-        "validator, half the lines": peak_rss(CHILD_VALIDATOR, half),
-    }
-    ratio = validator / baseline
-    print(f"{'bare csv.reader pass':32} {baseline:7.2f} s")
-    print(f"{'validator':32} {validator:7.2f} s   ratio {ratio:.2f}x (target <= 2x, limit 3x)")
-    print(f"{'validator throughput':32} {path.stat().st_size / 1e6 / validator:7.1f} MB/s")
-    for label, megabytes in rss.items():
-        print(f"{'peak RSS, ' + label:32} {megabytes:7.1f} MB")
-    within = ratio <= 3 and rss["validator"] < 100
-    verdict = "within limits" if within else "OUTSIDE limits"
-    print("RESULT:", verdict, f"(ratio {ratio:.2f}x, {rss['validator']:.0f} MB)")
+    print(f"file: {path.name}, {path.stat().st_size / 1e6:.0f} MB, {args.lines} lines, accented text in every line"
+          f" (generated or cached in {time.perf_counter() - started:.1f}s)")
+    csv_in = min(in_child(CHILD_CSV, path) for _ in range(args.repeat))
+    validator_in = min(in_child(CHILD_VALIDATOR, path) for _ in range(args.repeat))
+    csv_runs = [as_process([sys.executable, "-c", CHILD_CSV, str(path)]) for _ in range(args.repeat)]
+    cli_runs = [as_process(cli(path)) for _ in range(args.repeat)]
+    csv_process, csv_rss = min(csv_runs)
+    cli_process = min(seconds for seconds, _ in cli_runs)
+    cli_rss = max(rss for _, rss in cli_runs)
+    ratio_in, ratio_cli = validator_in / csv_in, cli_process / csv_process
+    print(f"{'in process: bare csv.reader pass':42} {csv_in:7.2f} s")
+    print(f"{'in process: validate_path':42} {validator_in:7.2f} s   ratio {ratio_in:.2f}x (target <= 2x, limit 3x)")
+    print(f"{'process: python -c <csv.reader pass>':42} {csv_process:7.2f} s   peak RSS {csv_rss:5.1f} MB")
+    print(f"{'process: python -m shared validate':42} {cli_process:7.2f} s   ratio {ratio_cli:.2f}x, "
+          f"peak RSS {cli_rss:5.1f} MB (target < 60 MB)")
+    print(f"{'validator throughput':42} {path.stat().st_size / 1e6 / validator_in:7.1f} MB/s")
+    within = ratio_in <= 3 and ratio_cli <= 3 and cli_rss < 60
+    if args.big_mb:
+        within &= big_files(args.big_mb, path)
+    print("RESULT:", "within limits" if within else "OUTSIDE limits",
+          f"(in process {ratio_in:.2f}x, CLI {ratio_cli:.2f}x, CLI {cli_rss:.0f} MB)")
     return 0 if within else 1
+
+
+def big_files(megabytes: int, sample: Path) -> bool:
+    """Peak RSS of the CLI on a file of `megabytes` sorted by entry, and sorted by account."""
+    per_line = sample.stat().st_size / max(sum(1 for _ in sample.open("rb")) - 1, 1)
+    lines = int(megabytes * 1e6 / per_line)
+    within = True
+    for by_account in (False, True):
+        started = time.perf_counter()
+        path = generate(lines, by_account)
+        generated = time.perf_counter() - started
+        seconds, rss = as_process(cli(path))
+        label = f"{path.stat().st_size / 1e6:.0f} MB sorted by {'account' if by_account else 'entry'}"
+        print(f"{'process: validate ' + label:42} {seconds:7.2f} s   peak RSS {rss:5.1f} MB (limit 100 MB)"
+              f"   [generated or cached in {generated:.0f}s]")
+        within &= rss < 100
+    return within
 
 
 if __name__ == "__main__":

@@ -156,13 +156,15 @@ class Checker:
         self._validation_order(numbers, valids)
         keys = list(zip(journals, nums, strict=True))
         if len(self.journals) < MAX_JOURNALS_LISTED:
-            self.journals.update(journal[:80] for journal in journals)
+            self.journals.update(journal[:80] for journal in set(journals))
         prefix = [0, *accumulate(map(sub, debits, credits))]
         size = len(keys)
         starts = [0, *compress(range(1, size), map(ne, keys[1:], keys[:-1]))]  # where the entry changes
-        book = self.book.book
-        for first, end in zip(starts, [*starts[1:], size], strict=True):
-            book(keys[first], numbers[first], (prefix[end] - prefix[first]) * scale)
+        ends = [*starts[1:], size]
+        sums = map(sub, map(prefix.__getitem__, ends), map(prefix.__getitem__, starts))
+        if scale != 1:
+            sums = map(scale.__mul__, sums)
+        self.book.book_runs(list(map(keys.__getitem__, starts)), list(map(numbers.__getitem__, starts)), sums)
 
     def _amount_pairs(self, numbers: Sequence[int], debits: Sequence[int], credits: Sequence[int]) -> None:
         if any(map(all, zip(debits, credits, strict=True))):

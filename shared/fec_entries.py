@@ -13,8 +13,7 @@ a file sorted by account is checked as exactly, at disk speed. See docs/fec-vali
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from shared.fec_layout import format_micro
@@ -24,21 +23,9 @@ MAX_OPEN = 50_000  # open entries kept in memory (about 250 bytes each)
 MAX_SEEN = 400_000  # key hashes kept in memory (about 60 bytes each)
 MAX_TAINTED = 10_000  # past this many unreadable entries, no entry's balance is reported
 MAX_JOURNALS = 10_000  # journals whose last EcritureNum is remembered for the sequence check
-TRAILING_NUMBER = re.compile(r"(.*?)(\d+)\s*$", re.DOTALL)
+DIGITS = "0123456789"
 
 Key = tuple[str, str]
-
-
-def continues(previous: str, number: str) -> bool:
-    """Whether `number` may follow `previous` in one journal: same prefix and the next number.
-
-    A number without digits, or a new prefix (a new series: another year, another sub-journal),
-    cannot be judged and passes."""
-    before = TRAILING_NUMBER.match(previous)
-    after = TRAILING_NUMBER.match(number)
-    if before is None or after is None or before[1].strip() != after[1].strip():
-        return True
-    return int(after[2]) - int(before[2]) in (0, 1)
 
 
 class _Spill:
@@ -88,45 +75,53 @@ class EntryBook:
         self.key: Key | None = None
         self.sum = 0
         self.line = 0
-        self.last_numbers: dict[str, str] = {}
+        self.last_numbers: dict[str, tuple[str, str, int]] = {}  # journal: (EcritureNum, prefix, number)
         self.tainted: set[Key] = set()
         self.taint_next = False
         self.balance_unknown = False
 
-    def book(self, key: Key, line: int, amount: int) -> None:
-        """Add a run of lines of one entry, starting at `line`, summing to `amount`."""
-        if key != self.key:
-            self.switch(key, line)
-        self.sum += amount
+    def book_runs(self, keys: Sequence[Key], lines: Sequence[int], sums: Iterable[int]) -> None:
+        """Add runs of lines: the run starting at `lines[i]` belongs to entry `keys[i]` and sums to
+        `sums[i]` (debit - credit, micro-units). The hot loop: one pass, local names only."""
+        open_entries, seen, last = self.open, self.seen, self.last_numbers
+        key, total, first = self.key, self.sum, self.line
+        for new, line, amount in zip(keys, lines, sums, strict=True):
+            if new != key:
+                if total:
+                    open_entries[key] = (total, first)  # type: ignore[index]
+                    if len(open_entries) > MAX_OPEN:
+                        self._spill().add_open(open_entries)
+                        open_entries.clear()
+                key = new
+                seen.add(hash(new))
+                if len(seen) > MAX_SEEN:
+                    self._spill().add_seen(seen)
+                    seen.clear()
+                total, first = open_entries.pop(new, (0, line)) if open_entries else (0, line)
+                if self.taint_next:
+                    self.taint_next = False
+                    self.taint(new)
+                journal, number = new
+                previous = last.get(journal)
+                if previous is None or previous[0] != number:
+                    self._sequence(journal, number, previous, line)
+            total += amount
+        self.key, self.sum, self.line = key, total, first
 
-    def switch(self, key: Key, line: int) -> None:
-        """A run of another entry starts at `line`."""
-        if self.sum:
-            self.open[self.key] = (self.sum, self.line)  # type: ignore[index]
-            if len(self.open) > MAX_OPEN:
-                self._spill().add_open(self.open)
-                self.open.clear()
-        self.key = key
-        self.seen.add(hash(key))
-        if len(self.seen) > MAX_SEEN:
-            self._spill().add_seen(self.seen)
-            self.seen.clear()
-        self.sum, self.line = self.open.pop(key, (0, line)) if self.open else (0, line)
-        if self.taint_next:
-            self.taint_next = False
-            self.taint(key)
-        self._sequence(key, line)
+    def _sequence(self, journal: str, number: str, previous: tuple[str, str, int] | None, line: int) -> None:
+        """EcritureNum continuous within a journal: same prefix, the next number (or the same).
 
-    def _sequence(self, key: Key, line: int) -> None:
-        journal, number = key
-        previous = self.last_numbers.get(journal)
-        if previous == number:
+        A number without digits, or a new prefix (a new series: another year, another sub-journal),
+        cannot be judged and passes."""
+        prefix = number.rstrip(DIGITS)
+        value = int(number[len(prefix):]) if len(prefix) < len(number) else -1
+        if previous is not None:
+            if value >= 0 and previous[2] >= 0 and prefix == previous[1] and value - previous[2] not in (0, 1):
+                self.findings.add("ecriturenum_gap", line, column="EcritureNum", value=number, previous=previous[0],
+                                  journal=journal)
+        elif len(self.last_numbers) >= MAX_JOURNALS:
             return
-        if previous is not None or len(self.last_numbers) < MAX_JOURNALS:
-            self.last_numbers[journal] = number
-        if previous is not None and not continues(previous, number):
-            self.findings.add("ecriturenum_gap", line, column="EcritureNum", value=number, previous=previous,
-                              journal=journal)
+        self.last_numbers[journal] = (number, prefix, value)
 
     def _spill(self) -> _Spill:
         if self.spill is None:

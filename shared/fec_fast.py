@@ -53,9 +53,9 @@ class _Builder:
         sep = re.escape(layout.separator)
         self.sep = sep
         self.text = f"[^{sep}]*"
-        blank = f"[^\\S{sep}]*"  # whitespace, but never the separator
-        self.blank = blank
-        self.required_text = f"{blank}[^{sep}\\s]{self.text}"
+        # Spaces only before a required value: other blanks (NBSP...) are left to the detailed path,
+        # which strips them too; refusing a valid line is always safe, accepting an invalid one never.
+        self.required_text = f" *[^{sep}\\s]{self.text}"
         self.groups = 0
         self.where: dict[str, int] = {}
         self.amounts: list[int] = []
@@ -83,11 +83,11 @@ class _Builder:
         if name == "comptenum":
             return f" *\\d{{3}}{self.text}" if required else f"(?: *\\d{{3}}{self.text})?"
         if name == "montantdevise" and following == "idevise":
-            zero_or_blank = f"{self.blank}(?:[+-]?0+(?:,0+)?{self.blank})?"
-            filled = f"{self.blank}{DEVISE_AMOUNT}{self.blank}"
+            zero_or_blank = " *(?:[+-]?0+(?:,0+)? *)?"
+            filled = f" *{DEVISE_AMOUNT} *"
             return f"(?:{zero_or_blank}{self.sep}{self.text}|{filled}{self.sep}{self.required_text})"
         if name == "montantdevise":
-            return f"{self.blank}{DEVISE_AMOUNT}?{self.blank}"
+            return f" *{DEVISE_AMOUNT}? *"
         return self.required_text if required else self.text
 
 

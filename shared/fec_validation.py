@@ -10,8 +10,10 @@ path), fec_checks (the rule bodies), fec_entries (entry balance and numbering, b
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import PurePath
@@ -68,7 +70,28 @@ def validate_stream(
     chunks: Iterable[bytes], file_name: str | None = None, *, max_examples_per_rule: int = 20
 ) -> ValidationReport:
     """Validate a FEC file given as byte chunks (any sizes); read once, in bounded memory."""
-    findings = Findings(max_examples_per_rule)
+    with _fewer_collections():
+        return _validate(chunks, file_name, Findings(max_examples_per_rule))
+
+
+@contextmanager
+def _fewer_collections(threshold: int = 100_000) -> Iterator[None]:
+    """Run the cyclic garbage collector less often while validating.
+
+    The validator allocates millions of short-lived tuples and lists but makes no reference cycles,
+    so refcounting frees everything; at the default threshold (700 allocations) the collector
+    rescans each batch's rows dozens of times, a quarter of the validator's time. Collection stays
+    on, every `threshold` allocations, and the previous setting is restored after.
+    """
+    previous = gc.get_threshold()
+    gc.set_threshold(max(previous[0], threshold), *previous[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
+
+
+def _validate(chunks: Iterable[bytes], file_name: str | None, findings: Findings) -> ValidationReport:
     if file_name and not FILE_NAME.match(PurePath(file_name).stem):
         findings.add("file_name", None, value=file_name)
     reader = Lines(findings)
