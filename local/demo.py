@@ -58,12 +58,12 @@ def main() -> int:
 def run_demo(service: BlobServiceClient) -> int:
     import function_app  # noqa: PLC0415 - after the environment is set
     from local.runner import LocalHost  # noqa: PLC0415
-    from shared import ledger as states  # noqa: PLC0415
+    from shared import states  # noqa: PLC0415
     from shared.cli_imports import print_table  # noqa: PLC0415
     from shared.runtime import current_pipeline  # noqa: PLC0415
 
     pipeline = current_pipeline()
-    pipeline.ensure_import_container()
+    pipeline.ensure_resources()
     host = LocalHost(function_app.app, service, os.environ, retry_delay=0.5)
     with tempfile.TemporaryDirectory() as workdir:
         files = demo_files(Path(workdir))

@@ -86,7 +86,7 @@ def run_app(env: dict[str, str]) -> int:
     os.environ.update(env)
     from shared.runtime import current_pipeline  # noqa: PLC0415 - after the environment is set
 
-    current_pipeline().ensure_import_container()
+    current_pipeline().ensure_resources()
     func_tool = shutil.which("func")
     if func_tool:
         log.info("app: running under Azure Functions Core Tools (func start)")
