@@ -19,8 +19,8 @@ from typing import Any
 from shared.fec_layout import format_micro
 from shared.fec_rules import Findings
 
-MAX_OPEN = 50_000  # open entries kept in memory (about 250 bytes each)
-MAX_SEEN = 400_000  # key hashes kept in memory (about 60 bytes each)
+MAX_OPEN = 25_000  # open entries kept in memory (about 250 bytes each)
+MAX_SEEN = 200_000  # key hashes kept in memory (about 60 bytes each)
 MAX_TAINTED = 10_000  # past this many unreadable entries, no entry's balance is reported
 MAX_JOURNALS = 10_000  # journals whose last EcritureNum is remembered for the sequence check
 DIGITS = "0123456789"
