@@ -201,3 +201,17 @@ def test_a_split_entry_counts_once_and_breaks_the_sequence_once():
     report = validate(data)
     assert report.summary["entries"] == 2
     assert report.counts == {"ecriturenum_gap": 1}
+
+
+def test_a_line_rule_the_fast_path_does_not_decide_turns_it_off(monkeypatch):
+    """A new `line` rule not yet in fec_fast.REFUSES: every line goes the detailed way, so nothing is missed."""
+    from shared import fec_fast  # noqa: PLC0415
+
+    monkeypatch.setattr(fec_fast, "REFUSES", REFUSES - {"account_number"})
+    calls = []
+    original = Checker.check
+    monkeypatch.setattr(Checker, "check", lambda self, number, line: calls.append(number) or original(
+        self, number, line))
+    report = validate(BREAKERS["account_number"][0])
+    assert report.counts == {"account_number": 1}
+    assert calls == [2, 3, 4]  # every record read field by field
