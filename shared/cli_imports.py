@@ -18,6 +18,7 @@ from shared.loop_client import LoopError
 from shared.operator_actions import OperatorError, cancel, find_import, resolve, resubmit
 from shared.pipeline import Pipeline
 from shared.record_store import LedgerMissingError
+from shared.redaction import shown
 from shared.settings import SettingsError, load_settings
 from shared.states import ImportState
 from shared.submit import SubmitRetryableError
@@ -79,17 +80,17 @@ def _guard(action: Any) -> int:
     try:
         return action()
     except (SettingsError, LedgerMissingError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {shown(str(error))}", file=sys.stderr)
         return 2
     except OperatorError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {shown(str(error))}", file=sys.stderr)
         return 1
     except (LoopError, SubmitRetryableError) as error:
-        print(f"error: Loop: {error}", file=sys.stderr)
+        print(f"error: Loop: {shown(str(error))}", file=sys.stderr)
         return 1
     except AzureError as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"error: storage: {reason} (check AzureWebJobsStorage; is Azurite running?)", file=sys.stderr)
+        print(f"error: storage: {shown(reason)} (check AzureWebJobsStorage; is Azurite running?)", file=sys.stderr)
         return 2
 
 
@@ -116,6 +117,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    rows = [tuple(shown(str(cell)) for cell in row) for row in rows]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
@@ -134,7 +136,7 @@ def run_show(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(details if len(details) > 1 else details[0], indent=1, ensure_ascii=False))
         else:
-            print("\n\n".join(_render(detail) for detail in details))
+            print("\n\n".join("\n".join(shown(line) for line in _render(detail)) for detail in details))
         return 0
 
     return _guard(action)
@@ -148,7 +150,7 @@ def _details(pipeline: Pipeline, record: ImportRecord) -> dict[str, Any]:
     return detail
 
 
-def _render(detail: dict[str, Any]) -> str:
+def _render(detail: dict[str, Any]) -> list[str]:
     loop = detail["loop_status"]
     loop_text = f"{loop} ({detail['loop_status_label']})" if loop else ""
     lines = [
@@ -181,14 +183,14 @@ def _render(detail: dict[str, Any]) -> str:
             lines.append("  counts: " + ", ".join(f"{rule}={count}" for rule, count in sorted(counts.items())))
     lines.append("history")
     lines += [f"  {entry['at']}  {entry['state']}  {entry.get('note') or ''}" for entry in detail["history"]]
-    return "\n".join(lines)
+    return lines
 
 
 def run_resubmit(args: argparse.Namespace) -> int:
     def action() -> int:
         pipeline = _pipeline(require_loop=True)
         record = resubmit(pipeline, find_import(pipeline, args.key), args.dossier)
-        print(f"{record.blob}: {record.state} {record.request_id or ''} {record.error or ''}".rstrip())
+        print(shown(f"{record.blob}: {record.state} {record.request_id or ''} {record.error or ''}".rstrip()))
         return 0 if record.state == ImportState.PENDING else 1
 
     return _guard(action)
@@ -198,7 +200,7 @@ def run_resolve(args: argparse.Namespace) -> int:
     def action() -> int:
         pipeline = _pipeline()
         record = resolve(pipeline, find_import(pipeline, args.key), args.request_id)
-        print(f"{record.blob}: pending with request id {record.request_id}")
+        print(shown(f"{record.blob}: pending with request id {record.request_id}"))
         return 0
 
     return _guard(action)
@@ -208,7 +210,7 @@ def run_cancel(args: argparse.Namespace) -> int:
     def action() -> int:
         pipeline = _pipeline()
         record = cancel(pipeline, find_import(pipeline, args.key))
-        print(f"{record.blob}: cancelled")
+        print(shown(f"{record.blob}: cancelled"))
         return 0
 
     return _guard(action)

@@ -14,10 +14,15 @@ from typing import Any
 
 from azure.data.tables import EdmType, EntityProperty
 
+from shared.redaction import redact_text
 from shared.states import INITIAL_STATE, ImportState
 
 RECORD_PARTITION_PREFIX = "blob-"
 HISTORY_LIMIT = 50
+# A string property holds 32K UTF-16 code units (64 KiB) and an entity 1 MiB in all: each text is
+# kept under 16K units, so even every text property at its limit leaves the entity well under 1 MiB.
+MAX_TEXT_UNITS = 16_000
+TRUNCATED = " [truncated]"
 LOOP_STATUS_LABELS = {1: "waiting", 2: "in progress", 3: "done", 4: "failed"}
 INT32_MAX = 2**31 - 1
 
@@ -91,8 +96,9 @@ class ImportRecord:
 
     def add_history(self, state: str, note: str | None, when: datetime) -> None:
         entries = self.history_entries()
+        note = fit_text(redact_text(note), MAX_TEXT_UNITS // 8) if note else note
         entries.append({"at": when.isoformat(), "state": str(state), "note": note})
-        self.history = json.dumps(entries[-HISTORY_LIMIT:])
+        self.history = json.dumps(entries[-HISTORY_LIMIT:], ensure_ascii=False)
 
     def has_flag(self, flag: str) -> bool:
         return flag in self.flags.split(",")
@@ -108,6 +114,7 @@ class ImportRecord:
                 continue
             out[name] = value.isoformat() if isinstance(value, datetime) else value
         out["state"] = str(self.state)
+        out["error"] = redact_text(self.error) if self.error else None
         out["blob"] = self.blob
         out["loop_status_label"] = self.loop_status_label
         out["validation"] = json.loads(self.validation) if self.validation else None
@@ -118,14 +125,64 @@ class ImportRecord:
 _HIDDEN = ("table_etag", "stored_state")
 
 
+def utf16_units(text: str) -> int:
+    """Length as Table Storage counts it: characters outside the BMP take two units."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def fit_text(text: str, limit: int = MAX_TEXT_UNITS) -> str:
+    """The text cut to at most `limit` UTF-16 units, marked as cut, never splitting a character."""
+    if utf16_units(text) <= limit:
+        return text
+    room = (limit - len(TRUNCATED)) * 2
+    return text.encode("utf-16-le")[:room].decode("utf-16-le", errors="ignore") + TRUNCATED
+
+
+def fit_history(history: str, limit: int = MAX_TEXT_UNITS) -> str:
+    """The history as valid JSON under the limit: the oldest entries dropped, and how many said."""
+    entries = json.loads(history or "[]")
+    dropped = 0
+    text = history
+    while utf16_units(text) > limit and entries:
+        entries.pop(0)
+        dropped += 1
+        marker = {"at": entries[0]["at"] if entries else "", "state": "", "note": f"{dropped} older entries dropped"}
+        text = json.dumps([marker, *entries], ensure_ascii=False)
+    return text
+
+
+def fit_validation(validation: str, limit: int = MAX_TEXT_UNITS) -> str:
+    """The validation summary as valid JSON under the limit: the summary dropped first (the full
+    report is in its own blob), then the counts."""
+    if utf16_units(validation) <= limit:
+        return validation
+    stored = json.loads(validation)
+    kept = {key: stored.get(key) for key in ("valid", "counts", "warnings", "snapshot")}
+    kept["truncated"] = True
+    text = json.dumps(kept)
+    if utf16_units(text) > limit:
+        text = json.dumps({"valid": stored.get("valid"), "snapshot": stored.get("snapshot"), "truncated": True})
+    return text
+
+
+_FITTERS = {"history": fit_history, "validation": fit_validation, "error": lambda text: fit_text(redact_text(text))}
+
+
 def to_entity(record: ImportRecord) -> dict[str, Any]:
-    """The entity to store. `size` is written as Int64: a file of 2 GiB or more must not fail."""
+    """The entity to store, every text fitted to Table Storage's limits and free of secrets.
+
+    `size` is written as Int64: a file of 2 GiB or more must not fail its claim."""
     partition, row = record.keys
     entity: dict[str, Any] = {"PartitionKey": partition, "RowKey": row}
     for name, value in asdict(record).items():
         if name in _HIDDEN or value is None:
             continue
-        entity[name] = str(value) if isinstance(value, ImportState) else value
+        if isinstance(value, ImportState):
+            entity[name] = str(value)
+        elif isinstance(value, str):
+            entity[name] = _FITTERS.get(name, fit_text)(value)
+        else:
+            entity[name] = value
     if record.size is not None:
         entity["size"] = EntityProperty(record.size, EdmType.INT64)
     return entity

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 from urllib3.util.retry import Retry
 
+from shared.redaction import redact_text, register_secret
 from shared.settings import Settings
 
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -32,6 +34,7 @@ class LoopError(Exception):
     """Base of every Loop client error. Messages never contain keys or SAS signatures."""
 
     def __init__(self, message: str, http_status: int | None = None) -> None:
+        message = redact_text(message)
         super().__init__(message)
         self.message = message
         self.http_status = http_status
@@ -112,7 +115,19 @@ def _not_sent(error: requests.ConnectionError) -> bool:
 
 
 class LoopClient:
-    """A pooled requests.Session with both auth headers and bounded, safe retries."""
+    """A pooled requests.Session with both auth headers and bounded, safe retries.
+
+    Every failure, while connecting, sending or reading the answer's body, is one of this module's
+    errors, never a raw transport exception:
+
+    Raises:
+        LoopUnavailableError: not sent (connection refused, DNS, connect timeout, 429/503 after retries),
+            or a status call that failed in any way that may be retried.
+        LoopOutcomeUnknownError: importFEC may have been processed (timeout or reset after sending,
+            5xx, an unreadable answer).
+        LoopRejectedError, LoopAuthError: Loop said no (error body, 4xx; 401/403 for the keys).
+        LoopBadResponseError: a status answer that makes no sense.
+    """
 
     def __init__(
         self,
@@ -126,6 +141,8 @@ class LoopClient:
         retry: Retry | None = None,
         pool_size: int = 16,
     ) -> None:
+        register_secret(api_key)
+        register_secret(subscription_key)
         self.base_url = base_url.rstrip("/")
         self.status_path = status_path
         self.timeout = (connect_timeout, read_timeout)
@@ -182,7 +199,11 @@ class LoopClient:
         except requests.RequestException as error:
             raise LoopOutcomeUnknownError(f"importFEC failed: {type(error).__name__}") from None
         with response:
-            return self._request_id_from(response)
+            try:
+                return self._request_id_from(response)
+            except _BodyReadError as error:
+                message = f"connection lost while reading Loop's answer to importFEC: {error}"
+                raise LoopOutcomeUnknownError(message) from None
 
     def _request_id_from(self, response: requests.Response) -> str:
         status = response.status_code
@@ -221,7 +242,10 @@ class LoopClient:
         except requests.RequestException as error:
             raise LoopUnavailableError(f"status call failed: {type(error).__name__}") from None
         with response:
-            return self._status_from(request_id, response)
+            try:
+                return self._status_from(request_id, response)
+            except _BodyReadError as error:
+                raise LoopUnavailableError(f"connection lost while reading the status answer: {error}") from None
 
     def _status_from(self, request_id: str, response: requests.Response) -> LoopStatus:
         status = response.status_code
@@ -249,9 +273,20 @@ class LoopClient:
 _UNREADABLE = object()
 
 
+class _BodyReadError(Exception):
+    """The connection failed while the body was being read (timeout, reset, truncated)."""
+
+
 def _read_json(response: requests.Response) -> Any:
-    """The JSON body, read up to MAX_RESPONSE_BYTES; _UNREADABLE if too big or not JSON."""
-    raw = response.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
+    """The JSON body, read up to MAX_RESPONSE_BYTES; _UNREADABLE if too big or not JSON.
+
+    Raises:
+        _BodyReadError: the transport failed mid-body; the caller maps it to its own error.
+    """
+    try:
+        raw = response.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
+    except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as error:
+        raise _BodyReadError(type(error).__name__) from None
     if len(raw) > MAX_RESPONSE_BYTES:
         return _UNREADABLE
     try:

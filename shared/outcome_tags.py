@@ -8,6 +8,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 
 from shared.import_record import ImportRecord
+from shared.redaction import printable
 
 log = logging.getLogger(__name__)
 
@@ -27,4 +28,4 @@ def write_outcome_tags(blob_service: BlobServiceClient, record: ImportRecord) ->
             return
         blob.set_blob_tags(tags)
     except (ResourceNotFoundError, HttpResponseError) as error:
-        log.warning("could not tag %s with its outcome: %s", record.blob, type(error).__name__)
+        log.warning("could not tag %s with its outcome: %s", printable(record.blob), type(error).__name__)

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from azure.storage.blob import BlobSasPermissions, BlobServiceClient, UserDelegationKey, generate_blob_sas
 
 from shared.clock import utcnow
+from shared.redaction import register_secret
 
 CLOCK_SKEW = timedelta(minutes=15)
 
@@ -39,6 +40,7 @@ class SasSigner:
         self._delegation_key: UserDelegationKey | None = None
         self._delegation_expiry: datetime | None = None
         self._lock = threading.Lock()
+        register_secret(self.account_key)
 
     @property
     def account_key(self) -> str | None:

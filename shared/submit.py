@@ -30,6 +30,7 @@ from shared.import_record import ImportRecord
 from shared.loop_client import LoopAuthError, LoopOutcomeUnknownError, LoopRejectedError, LoopUnavailableError
 from shared.outcome_tags import write_outcome_tags
 from shared.pipeline import Pipeline
+from shared.redaction import printable
 from shared.states import ImportState, Transition
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,27 @@ def submit_blob(pipeline: Pipeline, blob: BlobClient) -> ImportRecord | None:
         record = take_over(pipeline, record)
         if record is None:
             return None
-    return process(pipeline, blob, record, props)
+    return process_recording_failures(pipeline, blob, record, props)
+
+
+def process_recording_failures(
+    pipeline: Pipeline, blob: BlobClient, record: ImportRecord, props: BlobProperties
+) -> ImportRecord:
+    """`process`, with an unexpected failure before the POST written on the record (its reason, and
+    when the timer may try again by the backoff) before it is raised to the host."""
+    try:
+        return process(pipeline, blob, record, props)
+    except SubmitRetryableError:
+        raise
+    except Exception as error:
+        reason = f"{type(error).__name__}: {error}"[:500]
+
+        def change(current: ImportRecord) -> None:
+            current.error = reason
+            current.next_poll_at = pipeline.clock() + pipeline.backoff.delay(current.attempts)
+
+        pipeline.ledger.move(record, states.RECORD_ATTEMPT_FAILURE, change, reason)
+        raise
 
 
 def take_over(pipeline: Pipeline, record: ImportRecord) -> ImportRecord | None:
@@ -251,7 +272,7 @@ def _store_request_id(pipeline: Pipeline, record: ImportRecord, request_id: str)
     """Write the request id even if the timer marked the record unknown meanwhile: we know now."""
     saved = pipeline.ledger.record_request_id(record, request_id)
     if saved is None:
-        log.error("request id %s for %s could not be stored: record changed state", request_id, record.blob)
+        log.error("request id %s for %s could not be stored: record changed state", request_id, printable(record.blob))
         return stored_state_of(pipeline, record)
     return saved
 
@@ -292,4 +313,4 @@ def redrive(pipeline: Pipeline, record: ImportRecord) -> ImportRecord | None:
     taken = take_over(pipeline, record)
     if taken is None:
         return None
-    return process(pipeline, blob, taken, props)
+    return process_recording_failures(pipeline, blob, taken, props)

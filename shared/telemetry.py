@@ -8,9 +8,12 @@ dimensions; `extra={"custom_dimensions": ...}` carries them as columns where the
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from typing import Any
+
+from shared.redaction import redact_text, shown
+
+__all__ = ["emit", "redact_text"]
 
 logger = logging.getLogger("fec_import")
 
@@ -27,6 +30,7 @@ VALIDATED = "import.validated"
 SUBMITTING = "import.submitting"
 SUBMITTED = "import.submitted"
 SUBMIT_RETRY = "import.submit_retry"
+ATTEMPT_FAILED = "import.attempt_failed"
 SUBMIT_FAILED = "import.submit_failed"
 AUTH_FAILED = "import.auth_failed"
 OUTCOME_UNKNOWN = "import.outcome_unknown"
@@ -41,19 +45,8 @@ RESUBMIT_REQUESTED = "import.resubmit_requested"
 RESOLVED = "import.resolved"
 CANCELLED = "import.cancelled"
 
-_SECRETS_IN_TEXT = re.compile(r"(?i)\b(sig|code|x-apikey|subscription-key)=([^&\s\"']+)")
-
-
-def redact_text(text: str) -> str:
-    """Text (a reason, an error message, a URL) with every `sig=`, `code=`... value replaced.
-
-    The one place secrets are cleaned: the pipeline never logs a SAS URL, and every event reason
-    goes through here in case a library put one in an error message."""
-    return _SECRETS_IN_TEXT.sub(lambda match: f"{match.group(1)}=REDACTED", text)
-
-
 def _format_value(value: Any) -> str:
-    text = "" if value is None else str(value)
+    text = shown("" if value is None else str(value))
     return f'"{text}"' if (" " in text or not text) else text
 
 

@@ -14,7 +14,7 @@ from shared import submit as submit_module
 from shared.operator_actions import OperatorError, cancel, find_import, resolve, resubmit
 from shared.poll import poll_imports
 from shared.submit import submit_blob
-from tests.helpers import poll_until_final, upload
+from tests.helpers import poll_until_final, upload, wait_until_final_at_loop
 
 
 class Crash(BaseException):
@@ -152,7 +152,12 @@ HOSTILE_NAMES = [
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES, ids=lambda n: n[:30])
 def test_odd_names_still_give_loop_the_right_bytes(pipeline, loop_emulator, fec_bytes, name):
-    data = fec_bytes + name.encode()[:0]
+    """Bytes unique to this name, and a decoy with other bytes where a badly encoded URL would point."""
+    data = fec_bytes.replace(b"Facture", b"Facture " + hashlib.sha256(name.encode()).hexdigest()[:8].encode())
+    assert data != fec_bytes
+    decoy = name.split("#")[0].split("?")[0].replace("%41", "A").replace("+", " ")
+    if decoy != name:
+        upload(pipeline, decoy, fec_bytes)
     record = submit_blob(pipeline, upload(pipeline, name, data))
     assert record.state == states.PENDING
     downloaded = loop_emulator.wait_for_download(record.request_id)
@@ -195,7 +200,9 @@ def test_operator_actions_refuse_what_does_not_apply(pipeline, loop_emulator, fe
         resolve(pipeline, record, "11111111-1111-1111-1111-111111111111")
     cancelled = cancel(pipeline, record)
     assert cancelled.state == states.CANCELLED
+    wait_until_final_at_loop(loop_emulator)  # Loop finished it: the timer must still leave it cancelled
     assert poll_imports(pipeline).outcomes.get("completed", 0) == 0
+    assert pipeline.ledger.get(*record.keys).state == states.CANCELLED
     with pytest.raises(OperatorError, match="already cancelled"):
         cancel(pipeline, cancelled)
     with pytest.raises(OperatorError, match="no import found"):

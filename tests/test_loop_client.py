@@ -166,3 +166,61 @@ def test_errors_and_repr_never_carry_keys_or_sig(client, loop_emulator):
     text = f"{caught.value!r} {caught.value} {client!r}"
     for secret in ("SIGNATURE-SECRET", TEST_LOOP_API_KEY, TEST_LOOP_SUBSCRIPTION_KEY):
         assert secret not in text
+
+
+class _StallingBody:
+    """A real HTTP server that sends its headers and part of a body, then stops sending."""
+
+    def __init__(self) -> None:
+        import socket  # noqa: PLC0415
+        import threading  # noqa: PLC0415
+
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return
+            with connection:
+                connection.recv(65536)
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                                   b'{"accountingImportRequestId": "')
+                self.stop.wait(5)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.server.close()
+
+
+@pytest.mark.parametrize("call", ["import", "status"])
+def test_a_timeout_while_reading_the_body_is_one_of_the_clients_errors(call):
+    server = _StallingBody()
+    loop = LoopClient(f"http://127.0.0.1:{server.port}", TEST_LOOP_API_KEY, TEST_LOOP_SUBSCRIPTION_KEY,
+                      connect_timeout=1, read_timeout=0.5, retry=build_retry(0))
+    try:
+        if call == "import":
+            with pytest.raises(LoopOutcomeUnknownError, match="while reading Loop's answer"):
+                loop.import_fec("DEMO001", URL)
+        else:
+            with pytest.raises(LoopUnavailableError, match="while reading the status answer"):
+                loop.get_import_status("11111111-2222-3333-4444-555555555555")
+    finally:
+        loop.close()
+        server.close()
+
+
+def test_loop_error_messages_never_carry_the_keys_or_a_signature(client, loop_emulator):
+    quoted = f"cannot read {URL}; x-apikey: {TEST_LOOP_API_KEY}; Ocp-Apim-Subscription-Key={TEST_LOOP_SUBSCRIPTION_KEY}"
+    loop_emulator.set_faults({"importFEC": [{"kind": "error_body", "message": quoted}]})
+    with pytest.raises(LoopRejectedError) as refused:
+        client.import_fec("DEMO001", URL)
+    text = f"{refused.value} {refused.value.message} {refused.value!r}"
+    for secret in ("SIGNATURE-SECRET", TEST_LOOP_API_KEY, TEST_LOOP_API_KEY.split(":")[1], TEST_LOOP_SUBSCRIPTION_KEY):
+        assert secret not in text
+    assert "cannot read https://acct.blob.core.windows.net/c/file.txt?sp=r&sig=REDACTED" in text

@@ -25,9 +25,15 @@ def test_no_secret_anywhere_after_every_kind_of_flow(
     signatures: list[str] = []
     original_sign = pipeline.signer.sign
 
+    quote_back = {"on": False}
+
     def recording_sign(*args, **kwargs):
         signed = original_sign(*args, **kwargs)
         signatures.append(parse_qs(urlsplit(signed.url).query)["sig"][0])
+        if quote_back["on"]:  # Loop (or a gateway) quotes the URL and our headers back in its error
+            message = (f"Impossible de télécharger {signed.url} (x-apikey: {TEST_LOOP_API_KEY}, "
+                       f"Ocp-Apim-Subscription-Key: {TEST_LOOP_SUBSCRIPTION_KEY})")
+            loop_emulator.set_faults({"importFEC": [{"kind": "error_body", "message": message}]})
         return signed
 
     monkeypatch.setattr(pipeline.signer, "sign", recording_sign)
@@ -48,6 +54,9 @@ def test_no_secret_anywhere_after_every_kind_of_flow(
     attempt("DEMO001/busy.txt", data + b"\r\n\r\n\r\n")
     attempt("DEMO999/unknown-dossier.txt", data + b" ")
     attempt("nodossier.txt", data)
+    quote_back["on"] = True
+    attempt("DEMO001/quoted.txt", data + b"\r\n\r\n\r\n\r\n")
+    quote_back["on"] = False
     wait_until_final_at_loop(loop_emulator)
     loop_emulator.set_faults({"status": [{"kind": "http", "status": 500}]})
     poll_imports(pipeline)
@@ -56,6 +65,7 @@ def test_no_secret_anywhere_after_every_kind_of_flow(
         monkeypatch.setenv(name, value)
     cli_main(["imports", "list", "--json"])
     cli_main(["imports", "show", "DEMO001/ok.txt", "--json"])
+    cli_main(["imports", "show", "DEMO001/quoted.txt"])
 
     assert len(signatures) >= 4
     secrets = [TEST_LOOP_API_KEY, TEST_LOOP_SUBSCRIPTION_KEY, TEST_LOOP_API_KEY.split(":")[1], DEV_ACCOUNT_KEY,
@@ -73,6 +83,9 @@ def test_no_secret_anywhere_after_every_kind_of_flow(
     }
     assert "import.submitted" in logged
     assert "import.auth_failed" in logged
+    assert "Impossible de t" in ledger_rows
+    assert "sig=REDACTED" in ledger_rows
+    assert "Impossible de télécharger" in printed.out
     for place, text in places.items():
         for secret in secrets:
             if secret in text:
