@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from collections.abc import Mapping
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from azure.core.exceptions import AzureError
@@ -19,20 +16,11 @@ from shared.operator_actions import OperatorError, cancel, find_import, resolve,
 from shared.pipeline import Pipeline
 from shared.record_store import LedgerMissingError
 from shared.redaction import shown
-from shared.settings import SettingsError, load_settings
+from shared.settings import SettingsError, environment_with_local_settings, load_settings
 from shared.states import ImportState
 from shared.submit import SubmitRetryableError
 
 STATES = [str(state) for state in ImportState]
-
-
-def command_environment(cwd: Path | None = None) -> Mapping[str, str]:
-    """The environment, completed by ./local.settings.json when present (as Core Tools does)."""
-    settings_file = (cwd or Path.cwd()) / "local.settings.json"
-    if not settings_file.exists():
-        return os.environ
-    values = json.loads(settings_file.read_text()).get("Values", {})
-    return {**{key: str(value) for key, value in values.items()}, **os.environ}
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -65,7 +53,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _pipeline(require_loop: bool = False) -> Pipeline:
-    return Pipeline.from_settings(load_settings(command_environment(), require_loop=require_loop))
+    return Pipeline.from_settings(load_settings(environment_with_local_settings(), require_loop=require_loop))
 
 
 def _when(value: datetime | None) -> str:

@@ -15,7 +15,8 @@ from shared.dossier import CODE_IBS_PATTERN
 from shared.import_record import ImportRecord
 from shared.loop_client import REQUEST_ID_PATTERN
 from shared.pipeline import Pipeline
-from shared.submit import download_client, finish, send, validation_of
+from shared.snapshot_validation import download_client, validation_of
+from shared.submit import finish, send
 
 
 class OperatorError(ValueError):

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from local.azurite import Azurite, start_azurite
-from tests.helpers import PROJECT_ROOT, MovableClock, unique_name
+from local.paths import SAMPLES_DIR
+from tests.helpers import MovableClock, unique_name
 
 pytest_plugins = ["tests.fixtures_loop"]
 
-SAMPLES_DIR = PROJECT_ROOT.parent / "shared" / "fec-samples"
 
 
 @pytest.fixture(scope="session")

@@ -7,13 +7,13 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
+from local.paths import PROJECT_ROOT
 from shared import states
 from shared.clock import utcnow
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["PROJECT_ROOT", "MovableClock", "poll_until_final", "run_together", "unique_name", "upload"]
 
 
 class MovableClock:

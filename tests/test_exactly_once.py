@@ -39,7 +39,7 @@ def crash(*_args, **_kwargs):
     "where",
     [
         "shared.submit.resolve_dossier",      # right after the claim
-        "shared.submit.validate_stream",      # while reading the file
+        "shared.snapshot_validation.validate_stream",  # while reading the file
         "signer",                             # after signing, before marking submitting
     ],
 )

@@ -203,7 +203,7 @@ def test_a_delivery_that_keeps_failing_before_the_post_gives_up_with_its_reason(
 ):
     pipeline.settings = dataclasses.replace(pipeline.settings, submit_max_attempts=3)
     validations = []
-    import shared.submit as submit_module  # noqa: PLC0415
+    import shared.snapshot_validation as submit_module  # noqa: PLC0415
 
     original_validate = submit_module.validate_stream
     monkeypatch.setattr(submit_module, "validate_stream",
