@@ -1,10 +1,12 @@
-"""Entry point loaded by the Functions host: the app and its two blueprints, nothing else."""
+"""Entry point loaded by the Functions host: telemetry, the app and its two blueprints, nothing else."""
 
 import logging
 
 import azure.functions as func
 
 from blob_trigger import bp as blob_trigger_bp
+from shared.observability import configure_telemetry
+from shared.settings import environment_with_local_settings
 from status_timer import bp as status_timer_bp
 
 
@@ -17,6 +19,9 @@ class _NoUnusedAuthLevelWarning(logging.Filter):
 
 
 logging.getLogger().addFilter(_NoUnusedAuthLevelWarning())
+# On Azure the Python worker has configured OpenTelemetry already and this keeps it; elsewhere it
+# makes the worker's call itself when APPLICATIONINSIGHTS_CONNECTION_STRING is set (shared/observability.py).
+configure_telemetry(environment_with_local_settings())
 
 app = func.FunctionApp()
 app.register_functions(blob_trigger_bp)

@@ -63,6 +63,9 @@ class ImportRecord:
     flags: str = ""
     validation: str | None = None
     report_blob: str | None = None
+    # W3C traceparent of the delivery that claimed the version: the timer's poll spans link to that
+    # trace (shared/tracing.py), so one query follows a file from its upload to Loop's answer.
+    trace_parent: str | None = None
     history: str = "[]"
     table_etag: str | None = field(default=None, repr=False, compare=False)
     stored_state: ImportState | None = field(default=None, repr=False, compare=False)

@@ -22,6 +22,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 from urllib3.util.retry import Retry
 
+from shared import tracing
 from shared.redaction import redact_text, register_secret
 from shared.settings import Settings
 
@@ -179,6 +180,7 @@ class LoopClient:
 
     # --- importFEC -------------------------------------------------------------------------
 
+    @tracing.http_dependency("importFEC", lambda self, *_: f"{self.base_url}/importFEC")
     def import_fec(self, code_ibs: str, file_url: str) -> str:
         """POST /importFEC; return the accountingImportRequestId."""
         try:
@@ -231,6 +233,7 @@ class LoopClient:
 
     # --- status ----------------------------------------------------------------------------
 
+    @tracing.http_dependency("getImportStatus", lambda self, *_: f"{self.base_url}{self.status_path}")
     def get_import_status(self, request_id: str) -> LoopStatus:
         try:
             response = self.session.get(

@@ -12,13 +12,14 @@ that were validated, even if the uploader overwrites the blob while Loop is stil
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, BlobProperties
 
-from shared import states, telemetry
+from shared import metrics, states, telemetry, tracing
 from shared.dossier import DossierError, resolve_dossier
 from shared.import_record import ImportRecord
 from shared.loop_client import LoopAuthError, LoopOutcomeUnknownError, LoopRejectedError, LoopUnavailableError
@@ -45,6 +46,17 @@ def is_ignored(blob_name: str, metadata: dict[str, str] | None = None) -> bool:
 
 
 def submit_blob(pipeline: Pipeline, blob: BlobClient) -> ImportRecord | None:
+    """`deliver` in the span `import.submit`: the root of the import's trace (under the host's
+    invocation span on Azure), with the outcome as attributes."""
+    with tracing.span("import.submit", blob=f"{blob.container_name}/{blob.blob_name}"):
+        record = deliver(pipeline, blob)
+        if record is not None:
+            tracing.annotate(etag=record.etag, size=record.size, codeIbs=record.code_ibs, state=str(record.state),
+                             requestId=record.request_id)
+        return record
+
+
+def deliver(pipeline: Pipeline, blob: BlobClient) -> ImportRecord | None:
     """Handle one delivery of a blob; return its record, or None when there was nothing to do.
 
     Raises:
@@ -65,7 +77,9 @@ def submit_blob(pipeline: Pipeline, blob: BlobClient) -> ImportRecord | None:
     if is_ignored(name, props.metadata):
         telemetry.emit(telemetry.IGNORED, {"blob": f"{container}/{name}", "reason": "folder"})
         return None
-    record, created = pipeline.ledger.claim(ImportRecord(container, name, props.etag, size=props.size))
+    with tracing.span("import.claim"):
+        record, created = pipeline.ledger.claim(ImportRecord(container, name, props.etag, size=props.size,
+                           trace_parent=tracing.current_traceparent()))
     if created:
         telemetry.emit(telemetry.RECEIVED, record.dimensions(), size=props.size)
     else:
@@ -127,14 +141,16 @@ def process(pipeline: Pipeline, blob: BlobClient, record: ImportRecord, props: B
     if not props.size:
         return finish(pipeline, record, states.REJECT, "empty file (0 bytes)")
     try:
-        dossier = resolve_dossier(record.blob_name, props.metadata or {}, pipeline.dossiers.lookup)
+        with tracing.span("import.resolve_dossier"):
+            dossier = resolve_dossier(record.blob_name, props.metadata or {}, pipeline.dossiers.lookup)
     except DossierError as error:
         return finish(pipeline, record, states.REJECT, str(error))
     record.code_ibs = dossier.code_ibs
-    snapshot = _snapshot(pipeline, blob, record)
+    with tracing.span("import.snapshot"):
+        snapshot = _snapshot(pipeline, blob, record)
     if snapshot is None:
         return stored_state_of(pipeline, record)
-    report = validation_of(pipeline, snapshot, record)
+    report = _validate(pipeline, snapshot, record)
     if not report["valid"]:
         return finish(pipeline, record, states.REJECT, report["reason"], rules=report["rules"])
     telemetry.emit(telemetry.VALIDATED, record.dimensions(), warnings=report["warnings"])
@@ -167,6 +183,16 @@ def _snapshot(pipeline: Pipeline, blob: BlobClient, record: ImportRecord) -> Blo
     return download_client(pipeline, record)
 
 
+def _validate(pipeline: Pipeline, snapshot: BlobClient, record: ImportRecord) -> dict:
+    """`validation_of` in its span, timed into `fec.validation.duration` and `.throughput`."""
+    started = time.perf_counter()
+    with tracing.span("import.validate", size=record.size) as current:
+        report = validation_of(pipeline, snapshot, record)
+        current.set_attribute("valid", bool(report["valid"]))
+    metrics.record_validation(time.perf_counter() - started, record.size, bool(report["valid"]))
+    return report
+
+
 def _holder(pipeline: Pipeline, keys: tuple[str, str]) -> ImportRecord | None:
     """The import a content row points at, if it still holds those bytes: on its way to Loop (not
     sent yet), or sent (active or completed) within DUPLICATE_WINDOW_HOURS."""
@@ -184,7 +210,8 @@ def _holder(pipeline: Pipeline, keys: tuple[str, str]) -> ImportRecord | None:
 
 def send(pipeline: Pipeline, record: ImportRecord) -> ImportRecord:
     """Sign, mark submitting (the one guarded step that permits a POST), POST, store the id."""
-    signed = pipeline.signer.sign(record.container, record.blob_name, snapshot=record.snapshot)
+    with tracing.span("import.sign"):
+        signed = pipeline.signer.sign(record.container, record.blob_name, snapshot=record.snapshot)
     marked = pipeline.ledger.mark_submitting(record, signed.expires_at)
     if marked is None:
         telemetry.emit(telemetry.DUPLICATE_DELIVERY, record.dimensions())

@@ -1,6 +1,13 @@
+"""Events as structured records, spans and their stored context, in process (no exporter: see
+tests/test_telemetry_export.py for what leaves the process)."""
+
+import json
 import logging
 
-from shared import telemetry
+from opentelemetry.sdk.trace import TracerProvider
+
+from shared import observability, telemetry, tracing
+from shared.redaction import register_secret
 
 
 def test_redact_text_hides_sig_and_keys_and_keeps_the_rest():
@@ -24,3 +31,80 @@ def test_emit_has_fixed_dimensions_and_redacts_reasons(caplog):
     dims = record.custom_dimensions
     assert set(dims) == {"event", *telemetry.DIMENSIONS}
     assert dims["requestId"] is None
+
+
+def test_the_fields_are_the_records_own_attributes_as_the_exporter_reads_them(caplog):
+    """The OpenTelemetry handler exports `vars(record)` minus the standard LogRecord fields: those
+    are the event's fields, flat, typed, redacted; the in-process views are slots, not exported."""
+    register_secret("SuperSecretLoopKey42")
+    caplog.set_level(logging.INFO, logger="fec_import")
+    telemetry.emit(
+        telemetry.REJECTED,
+        {"blob": "c/x.txt", "etag": "0x1", "state": "rejected", "loopStatus": 4,
+         "reason": "Loop said SuperSecretLoopKey42 is wrong"},
+        rules={"invalid_date": 2}, warnings=0,
+    )
+    (record,) = caplog.records
+    standard = {*logging.makeLogRecord({}).__dict__, "message", "asctime"}  # the last two: set by formatting
+    exported = {k: v for k, v in vars(record).items() if k not in standard}
+    assert exported == {
+        "event": "import.rejected", "blob": "c/x.txt", "etag": "0x1", "state": "rejected", "loopStatus": 4,
+        "reason": "Loop said REDACTED is wrong", "rules": '{"invalid_date": 2}', "warnings": 0,
+    }
+    assert json.loads(exported["rules"]) == {"invalid_date": 2}
+    assert record.custom_dimensions["rules"] == {"invalid_date": 2}
+    assert record.event_name == "import.rejected"
+
+
+def test_a_silenced_logger_still_counts_but_builds_no_record(caplog):
+    caplog.set_level(logging.ERROR, logger="fec_import")
+    telemetry.emit(telemetry.STATUS_CHANGED, {"blob": "c/x.txt"})
+    assert caplog.records == []
+
+
+def test_without_an_sdk_spans_are_no_ops_and_there_is_no_context_to_store():
+    assert not observability.sdk_configured()
+    with tracing.span("import.submit", blob="c/x.txt") as current:
+        assert not current.is_recording()
+        assert tracing.current_traceparent() is None
+    assert tracing.links_to(None) == []
+    assert tracing.links_to("not a traceparent") == []
+
+
+def test_a_stored_traceparent_becomes_a_link_to_the_same_span():
+    provider = TracerProvider()
+    with provider.get_tracer("test").start_as_current_span("submit") as submit:
+        stored = tracing.current_traceparent()
+    (link,) = tracing.links_to(stored)
+    assert link.context.trace_id == submit.get_span_context().trace_id
+    assert link.context.span_id == submit.get_span_context().span_id
+
+
+def test_attributes_are_cleaned_for_export():
+    register_secret("AnotherSecretValue99")
+    cleaned = tracing.clean_attributes({"a": None, "b": 3, "c": "x AnotherSecretValue99 y", "d": ("t",), "e": True})
+    assert cleaned == {"b": 3, "c": "x REDACTED y", "d": "('t',)", "e": True}
+    assert tracing.without_query("https://h/p/importFEC?sig=abc&x=1#f") == "https://h/p/importFEC"
+
+
+def test_the_export_filter_cleans_other_loggers_records_and_their_exceptions():
+    register_secret("ThirdSecretValue77")
+    try:
+        raise RuntimeError("GET https://a/b?sig=ThirdSecretValue77 failed")
+    except RuntimeError as error:
+        record = logging.LogRecord("urllib3", logging.WARNING, __file__, 1, "retrying %s", ("x?sig=abc",),
+                                   (type(error), error, error.__traceback__))
+    assert observability.RedactedLogFilter().filter(record)
+    assert record.exc_info is None
+    assert "ThirdSecretValue77" not in record.getMessage()
+    assert "sig=abc" not in record.getMessage()
+    assert "RuntimeError" in record.getMessage()
+
+
+def test_no_connection_string_means_console_only_with_one_line(caplog, monkeypatch):
+    monkeypatch.setattr(observability, "_mode", None)
+    caplog.set_level(logging.INFO, logger="shared.observability")
+    assert observability.configure_telemetry({}) == "console"
+    assert observability.configure_telemetry({}) == "console"
+    assert [r.getMessage() for r in caplog.records] == [observability.CONSOLE_ONLY]
+    assert not observability.sdk_configured()
