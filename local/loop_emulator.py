@@ -8,19 +8,32 @@ Settings (environment):
 - LOOP_EMULATOR_SUBSCRIPTION_KEY: expected `Ocp-Apim-Subscription-Key` (default local-dev-subscription)
 - LOOP_EMULATOR_WAITING_SECONDS / LOOP_EMULATOR_PROCESSING_SECONDS: time in status 1 / 2 (1 / 2)
 - LOOP_EMULATOR_FAULTS: JSON, the same as POST /_emulator/faults (below)
+- LOOP_EMULATOR_DEPOSIT_STORAGE: connection string of the storage holding deposits (default
+  UseDevelopmentStorage=true, the Azurite of `make run`); LOOP_EMULATOR_DEPOSIT_CONTAINER, its
+  container (default loop-deposits); LOOP_EMULATOR_DEPOSIT_TTL_SECONDS, a deposit URL's life (600)
 
-API: POST /importFEC, GET /getImportStatus and GET /importStatus (?accountingImportRequestId=).
-An accepted import is downloaded from its URL in the background (so a bad or expired SAS fails
-it) and checked to parse as FEC; it then shows status 1, 2, then 3 (or 4 on any failure).
+API: POST /importFEC, GET /getImportStatus and GET /importStatus (?accountingImportRequestId=),
+GET /getFileUrlDeposit?filename=. An accepted import is read in the background, from its URL (so a
+bad or expired SAS fails it) or from the deposit its URI names, hashed (sha256 in
+/_emulator/imports) and checked to parse as FEC; it then shows status 1, 2, then 3 (or 4 on any
+failure). getFileUrlDeposit answers `depositUrl`, a real write-only SAS URL (create+write, short
+lived) on a blob of its own in the deposit container of Azurite, and `uri`, to give importFEC.
 
 Control (no auth): GET /_emulator/health, GET /_emulator/requests (every API request, with `sig`
-values and keys never recorded), GET /_emulator/imports, POST /_emulator/reset,
+values and keys never recorded), GET /_emulator/imports, GET /_emulator/deposits (each deposit
+URL given: its uri, whether a file was uploaded, its size and sha256), POST /_emulator/reset,
 POST /_emulator/faults with any of:
-- "importFEC" / "status": a list of one-shot faults used by the next calls, in order, each with an
+- "importFEC" / "status" / "getFileUrlDeposit": a list of one-shot faults used by the next calls, in order, each with an
   optional "times": {"kind": "http", "status": 503, "retry_after": 1, "body": {...}},
   {"kind": "hang", "seconds": 30}, {"kind": "reset"} (for importFEC the import IS created first:
   the dangerous real case), {"kind": "error_body", "message": "..."}, {"kind": "json", "status": 200,
   "body": ...}, {"kind": "raw", "status": 200, "text": "..."}, {"kind": "large_body", "bytes": N};
+- "upload": a list of one-shot faults for the next deposit URLs given, each making the upload fail
+  at Azurite as it would at Cegid: {"kind": "expired"} (the URL expired an hour ago),
+  {"kind": "read_only"} (signed for reading only), {"kind": "bad_signature"} (signed with another
+  key), {"kind": "missing_container"} (a container that does not exist);
+- "deposit_answer": "both" (default), "depositUrl" (that field only) or "uri" (only `uri`, holding
+  the signed URL): the shapes of answer the app must read;
 - "transient_rate": 0.1, "transient_status": 503, "seed": 1: that share of API calls answer the
   transient status (with Retry-After: 0) and create nothing;
 - "final_status": 4, "final_status_by_dossier": {"DEMO002": 4};
@@ -32,6 +45,7 @@ emulator exits with that message), rather than accepted and never applied.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import hashlib
 import json
@@ -44,13 +58,16 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import requests
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
 
 from local.azurite import free_port, stop_process
 from local.paths import PROJECT_ROOT
@@ -59,12 +76,14 @@ from shared.telemetry import redact_text
 log = logging.getLogger("loop_emulator")
 FEC_REQUIRED = ("journalcode", "ecrituredate", "comptenum")
 READY_LINE = "Loop emulator listening on"
-FAULT_ENDPOINTS = ("importFEC", "status")
+FAULT_ENDPOINTS = ("importFEC", "status", "getFileUrlDeposit", "upload")
 FAULT_KINDS = ("http", "hang", "reset", "error_body", "json", "raw", "large_body")
+UPLOAD_FAULT_KINDS = ("expired", "read_only", "bad_signature", "missing_container")
 FAULT_SETTINGS = (
     "transient_rate", "transient_status", "seed", "final_status", "final_status_by_dossier",
-    "waiting_seconds", "processing_seconds",
+    "waiting_seconds", "processing_seconds", "deposit_answer",
 )
+DEPOSIT_ANSWERS = ("both", "depositUrl", "uri")
 
 
 class FaultError(ValueError):
@@ -83,12 +102,15 @@ def check_faults(faults: Any) -> dict[str, Any]:
         queued = faults.get(endpoint, [])
         if not isinstance(queued, list):
             raise FaultError(f"{endpoint} must be a list of faults")
+        kinds = UPLOAD_FAULT_KINDS if endpoint == "upload" else FAULT_KINDS
         for fault in queued:
             kind = fault.get("kind") if isinstance(fault, dict) else None
-            if kind not in FAULT_KINDS:
-                raise FaultError(f"unknown fault kind {kind!r} for {endpoint}: accepted are {', '.join(FAULT_KINDS)}")
+            if kind not in kinds:
+                raise FaultError(f"unknown fault kind {kind!r} for {endpoint}: accepted are {', '.join(kinds)}")
             if kind == "http" and "status" not in fault:
                 raise FaultError(f"an http fault for {endpoint} needs a status")
+    if faults.get("deposit_answer", "both") not in DEPOSIT_ANSWERS:
+        raise FaultError(f"deposit_answer must be one of {', '.join(DEPOSIT_ANSWERS)}")
     return faults
 
 
@@ -107,6 +129,7 @@ class Import:
     downloaded_bytes: int | None = None
     sha256: str | None = None
     failure: str | None = None
+    by: str = "URL"
     object_id: str = field(default_factory=lambda: uuid.uuid4().hex[:24])
 
     def status(self, now: float, waiting: float, processing: float) -> int:
@@ -119,7 +142,7 @@ class Import:
 
     def view(self, now: float, waiting: float, processing: float) -> dict[str, Any]:
         return {
-            "id": self.id, "codeIbs": self.code_ibs, "url": redact_text(self.url),
+            "id": self.id, "codeIbs": self.code_ibs, "url": redact_text(self.url), "by": self.by,
             "status": self.status(now, waiting, processing), "downloaded_bytes": self.downloaded_bytes,
             "sha256": self.sha256, "failure": self.failure, "done": self.done,
         }
@@ -153,6 +176,89 @@ def check_fec(lines: list[bytes]) -> str | None:
     return None
 
 
+@dataclass
+class Deposit:
+    """One deposit URL given by getFileUrlDeposit: where the file goes and the URI that names it."""
+
+    id: str
+    filename: str
+    container: str
+    blob_name: str
+    blob_url: str
+    uri: str
+    created: float
+    expires: float
+    upload_fault: str | None = None
+
+    def names(self, uri: str) -> bool:
+        """importFEC may name a deposit by its `uri`, or by its URL (with or without signature)."""
+        return uri == self.uri or uri.split("?", 1)[0] == self.blob_url
+
+
+class DepositStore:
+    """Cegid's side of a deposit, in Azurite: a container of its own, a write-only SAS URL per file."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.connection = env.get("LOOP_EMULATOR_DEPOSIT_STORAGE") or "UseDevelopmentStorage=true"
+        self.container = env.get("LOOP_EMULATOR_DEPOSIT_CONTAINER", "loop-deposits")
+        self.ttl = float(env.get("LOOP_EMULATOR_DEPOSIT_TTL_SECONDS", "600"))
+        self._service: BlobServiceClient | None = None
+
+    @property
+    def service(self) -> BlobServiceClient:
+        if self._service is None:
+            service = BlobServiceClient.from_connection_string(self.connection)
+            with contextlib.suppress(ResourceExistsError):
+                service.create_container(self.container)
+            self._service = service
+        return self._service
+
+    def create(self, filename: str, upload_fault: str | None) -> tuple[Deposit, str]:
+        """A new deposit and its signed URL (the URL is returned, never kept)."""
+        deposit_id = uuid.uuid4().hex
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in filename)[-100:] or "file"
+        container = self.container + ("-missing" if upload_fault == "missing_container" else "")
+        blob_name = f"{deposit_id}/{safe}"
+        blob_url = self.service.get_blob_client(container, blob_name).url
+        now = time.time()
+        deposit = Deposit(deposit_id, filename, container, blob_name, blob_url, f"loop-deposit:{blob_name}", now,
+                          now + self.ttl, upload_fault)
+        return deposit, f"{blob_url}?{self._sign(deposit, upload_fault)}"
+
+    def _sign(self, deposit: Deposit, upload_fault: str | None) -> str:
+        now = datetime.now(UTC)
+        start, expiry = now - timedelta(minutes=5), now + timedelta(seconds=self.ttl)
+        permission = BlobSasPermissions(create=True, write=True)  # write-only: the depositor reads nothing
+        key = self.service.credential.account_key
+        if upload_fault == "expired":
+            start, expiry = now - timedelta(hours=2), now - timedelta(hours=1)
+        elif upload_fault == "read_only":
+            permission = BlobSasPermissions(read=True)
+        elif upload_fault == "bad_signature":
+            key = base64.b64encode(b"not the account key, not at all" * 2).decode()
+        return generate_blob_sas(self.service.account_name, deposit.container, deposit.blob_name, account_key=key,
+                                 permission=permission, start=start, expiry=expiry)
+
+    def chunks(self, deposit: Deposit) -> Iterable[bytes]:
+        """The deposited file, streamed (ResourceNotFoundError: nothing was uploaded)."""
+        client = self.service.get_blob_client(deposit.container, deposit.blob_name)
+        return client.download_blob(max_concurrency=1).chunks()
+
+    def describe(self, deposit: Deposit) -> dict[str, Any]:
+        view: dict[str, Any] = {"id": deposit.id, "filename": deposit.filename, "uri": deposit.uri,
+                                "created": deposit.created, "expires": deposit.expires,
+                                "upload_fault": deposit.upload_fault, "uploaded": False, "size": None,
+                                "sha256": None}
+        digest, size = hashlib.sha256(), 0
+        try:
+            for chunk in self.chunks(deposit):
+                digest.update(chunk)
+                size += len(chunk)
+        except (ResourceNotFoundError, AzureError):
+            return view
+        return {**view, "uploaded": True, "size": size, "sha256": digest.hexdigest()}
+
+
 class EmulatorState:
     def __init__(self, env: dict[str, str]) -> None:
         known = env.get("LOOP_EMULATOR_DOSSIERS", "DEMO001,DEMO002")
@@ -162,6 +268,7 @@ class EmulatorState:
         self.default_waiting = float(env.get("LOOP_EMULATOR_WAITING_SECONDS", "1"))
         self.default_processing = float(env.get("LOOP_EMULATOR_PROCESSING_SECONDS", "2"))
         self.initial_faults = check_faults(json.loads(env.get("LOOP_EMULATOR_FAULTS") or "{}"))
+        self.deposit_store = DepositStore(env)
         self.lock = threading.Lock()
         self.reset()
 
@@ -169,7 +276,9 @@ class EmulatorState:
         with self.lock:
             self.requests: list[dict[str, Any]] = []
             self.imports: dict[str, Import] = {}
-            self.queues: dict[str, list[dict[str, Any]]] = {"importFEC": [], "status": []}
+            self.deposits: dict[str, Deposit] = {}
+            self.deposit_answer = "both"
+            self.queues: dict[str, list[dict[str, Any]]] = {endpoint: [] for endpoint in FAULT_ENDPOINTS}
             self.transient_rate = 0.0
             self.transient_status = 503
             self.random = random.Random(0)
@@ -182,7 +291,7 @@ class EmulatorState:
     def set_faults(self, faults: dict[str, Any]) -> None:
         check_faults(faults)
         with self.lock:
-            for endpoint in ("importFEC", "status"):
+            for endpoint in FAULT_ENDPOINTS:
                 for fault in faults.get(endpoint, []):
                     self.queues[endpoint] += [fault] * int(fault.get("times", 1))
             self.transient_rate = float(faults.get("transient_rate", self.transient_rate))
@@ -193,35 +302,68 @@ class EmulatorState:
             self.final_by_dossier.update(faults.get("final_status_by_dossier", {}))
             self.waiting = float(faults.get("waiting_seconds", self.waiting))
             self.processing = float(faults.get("processing_seconds", self.processing))
+            self.deposit_answer = faults.get("deposit_answer", self.deposit_answer)
 
     def next_fault(self, endpoint: str) -> dict[str, Any] | None:
         with self.lock:
             if self.queues[endpoint]:
                 return self.queues[endpoint].pop(0)
-            if self.transient_rate and self.random.random() < self.transient_rate:
+            if endpoint != "upload" and self.transient_rate and self.random.random() < self.transient_rate:
                 return {"kind": "http", "status": self.transient_status, "retry_after": 0, "transient": True}
         return None
 
 
+class _Reading:
+    """The bytes of one import as they are read: hashed, counted, split into lines for check_fec."""
+
+    def __init__(self) -> None:
+        self.digest, self.size, self.lines, self.pending = hashlib.sha256(), 0, [], b""
+
+    def feed(self, chunks: Iterable[bytes]) -> None:
+        for chunk in chunks:
+            self.digest.update(chunk)
+            self.size += len(chunk)
+            self.pending += chunk
+            *complete, self.pending = self.pending.split(b"\n")
+            self.lines += complete
+
+    def finish(self, record: Import, failure: str | None) -> None:
+        if failure is None:
+            record.failure = check_fec([*self.lines, self.pending])
+        else:
+            record.failure = failure
+        record.downloaded_bytes, record.sha256, record.done = self.size, self.digest.hexdigest(), True
+        log.info("import %s read %d bytes by %s: %s", record.id, self.size, record.by, record.failure or "FEC ok")
+
+
 def download_and_check(state: EmulatorState, record: Import) -> None:
     """Really download the file from the URL Loop was given, like Loop does, and parse it."""
-    digest, size, lines, pending = hashlib.sha256(), 0, [], b""
+    reading, failure = _Reading(), None
     try:
         with requests.get(record.url, stream=True, timeout=30) as response:
             if response.status_code != 200:
                 raise OSError(f"download answered HTTP {response.status_code}")
-            for chunk in response.iter_content(64 * 1024):
-                digest.update(chunk)
-                size += len(chunk)
-                pending += chunk
-                *complete, pending = pending.split(b"\n")
-                lines += complete
-        lines.append(pending)
-        record.failure = check_fec(lines)
+            reading.feed(response.iter_content(64 * 1024))
     except (OSError, requests.RequestException) as error:
-        record.failure = f"download failed: {redact_text(str(error))[:200]}"
-    record.downloaded_bytes, record.sha256, record.done = size, digest.hexdigest(), True
-    log.info("import %s downloaded %d bytes: %s", record.id, size, record.failure or "FEC ok")
+        failure = f"download failed: {redact_text(str(error))[:200]}"
+    reading.finish(record, failure)
+
+
+def read_deposit_and_check(state: EmulatorState, record: Import) -> None:
+    """Read the file deposited under the URI importFEC was given, hash it and parse it."""
+    with state.lock:
+        deposit = next((d for d in state.deposits.values() if d.names(record.url)), None)
+    reading, failure = _Reading(), None
+    if deposit is None:
+        failure = "no deposit has this URI"
+    else:
+        try:
+            reading.feed(state.deposit_store.chunks(deposit))
+        except ResourceNotFoundError:
+            failure = "nothing was uploaded to this deposit"
+        except AzureError as error:
+            failure = f"deposit unreadable: {type(error).__name__}"
+    reading.finish(record, failure)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -274,6 +416,8 @@ class Handler(BaseHTTPRequestHandler):
             self._control_get(parts.path)
         elif parts.path in ("/getImportStatus", "/importStatus"):
             self._status(parts.path, parse_qs(parts.query))
+        elif parts.path == "/getFileUrlDeposit":
+            self._deposit(parse_qs(parts.query))
         else:
             self._send(404, {"error": {"message": f"no route {parts.path}"}})
 
@@ -300,6 +444,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def _control_get(self, path: str) -> None:
         now = time.time()
+        if path == "/_emulator/deposits":  # reads Azurite: outside the lock
+            with self.state.lock:
+                deposits = list(self.state.deposits.values())
+            self._send(200, [self.state.deposit_store.describe(deposit) for deposit in deposits])
+            return
         with self.state.lock:
             if path == "/_emulator/requests":
                 self._send(200, list(self.state.requests))
@@ -415,11 +564,44 @@ class Handler(BaseHTTPRequestHandler):
             final = int(self.state.final_by_dossier.get(code, self.state.final_status))
             record = Import(str(uuid.uuid4()), code, body.get("URL") or body.get("URI"), time.time(), final)
             self.state.imports[record.id] = record
-        if body.get("URL"):
-            threading.Thread(target=download_and_check, args=(self.state, record), daemon=True).start()
-        else:
-            record.failure, record.done = "URI imports are not emulated", True
+        if not body.get("URL"):
+            record.by = "URI"
+        reader = download_and_check if body.get("URL") else read_deposit_and_check
+        threading.Thread(target=reader, args=(self.state, record), daemon=True).start()
         return record.id
+
+    def _deposit(self, query: dict[str, list[str]]) -> None:
+        """getFileUrlDeposit: a write-only, short-lived SAS URL on a new blob, and the URI naming it."""
+        auth = self._auth()
+        filename = (query.get("filename") or [""])[0]
+        entry = self._record("/getFileUrlDeposit", {"filename": filename}, None, auth)
+        if auth != "ok":
+            entry["status"] = 401
+            self._unauthorized(auth)
+            return
+        fault = self.state.next_fault("getFileUrlDeposit")
+        if fault:  # after a hang, nothing: the caller has given up, and a late deposit would linger
+            entry["fault"] = fault.get("kind")
+            self._apply_fault(fault, entry)
+            return
+        if not filename.strip():
+            entry["status"] = 200
+            message = "Le nom du fichier est obligatoire."
+            self._send(200, {"error": {"instanceId": str(uuid.uuid4()), "message": message}})
+            return
+        upload_fault = self.state.next_fault("upload")
+        try:
+            deposit, url = self.state.deposit_store.create(filename, upload_fault and upload_fault["kind"])
+        except AzureError as error:
+            entry["status"] = 500
+            self._send(500, {"error": {"message": f"deposit storage unavailable: {type(error).__name__}"}})
+            return
+        with self.state.lock:
+            self.state.deposits[deposit.id] = deposit
+        entry["status"], entry["deposit"] = 200, deposit.id
+        answer = {"both": {"depositUrl": url, "uri": deposit.uri}, "depositUrl": {"depositUrl": url},
+                  "uri": {"uri": url}}[self.state.deposit_answer]
+        self._send(200, answer)
 
     def _status(self, path: str, query: dict[str, list[str]]) -> None:
         auth = self._auth()
@@ -483,6 +665,10 @@ class EmulatorProcess:
 
     def imports(self) -> list[dict[str, Any]]:
         return self._control("GET", "imports")
+
+    def deposits(self) -> list[dict[str, Any]]:
+        """Every deposit URL given, with whether a file was uploaded there, its size and sha256."""
+        return self._control("GET", "deposits")
 
     def reset(self) -> None:
         self._control("POST", "reset")

@@ -10,6 +10,7 @@ from typing import Any
 
 from azure.core.exceptions import AzureError
 
+from shared.deposit import DepositError
 from shared.import_record import ImportRecord
 from shared.loop_client import LoopError
 from shared.operator_actions import OperatorError, cancel, find_import, resolve, resubmit
@@ -37,7 +38,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=run_show)
 
-    again = actions.add_parser("resubmit", help="new SAS URL and new importFEC call (history kept)")
+    again = actions.add_parser(
+        "resubmit", help="new SAS URL (or new deposit, in deposit mode) and new importFEC call (history kept)"
+    )
     again.add_argument("key")
     again.add_argument("--dossier", help="send to this dossier code instead")
     again.set_defaults(handler=run_resubmit)
@@ -73,7 +76,7 @@ def _guard(action: Any) -> int:
     except OperatorError as error:
         print(f"error: {shown(str(error))}", file=sys.stderr)
         return 1
-    except (LoopError, SubmitRetryableError) as error:
+    except (LoopError, SubmitRetryableError, DepositError) as error:
         print(f"error: Loop: {shown(str(error))}", file=sys.stderr)
         return 1
     except AzureError as error:
@@ -153,7 +156,10 @@ def _render(detail: dict[str, Any]) -> list[str]:
         f"updated      {detail['updated_at'] or ''}",
         f"finished     {detail['finished_at'] or ''}",
         f"error        {detail['error'] or ''}",
+        f"transfer     {detail.get('transfer_mode') or ''}",
     ]
+    if detail.get("deposit_uri"):
+        lines.append(f"deposit URI  {detail['deposit_uri']}")
     if detail.get("flags"):
         lines.append(f"flags        {detail['flags']}")
     report = detail.get("report")

@@ -54,6 +54,10 @@ class ImportRecord:
     updated_at: datetime | None = None
     finished_at: datetime | None = None
     sas_expires_at: datetime | None = None
+    # How Loop got the file (settings.TRANSFER_MODES) and, for `deposit`, the URI passed to importFEC
+    # (stored redacted, never a deposit URL's signature).
+    transfer_mode: str | None = None
+    deposit_uri: str | None = None
     snapshot: str | None = None
     size: int | None = None
     content_sha256: str | None = None

@@ -1,4 +1,4 @@
-"""Client for Cegid Loop's public import API (importFEC and the import status).
+"""Client for Cegid Loop's public import API (importFEC, the import status, getFileUrlDeposit).
 
 Errors say whether the request may have reached Loop, because that decides what is safe:
 - LoopUnavailableError: it certainly did not get through (connection refused, DNS, 429/503 after
@@ -7,6 +7,9 @@ Errors say whether the request may have reached Loop, because that decides what 
   sending, 5xx, an unreadable 200). Never retried blindly: Loop has no idempotency key.
 - LoopRejectedError / LoopAuthError: Loop answered no, definitively.
 - LoopBadResponseError: a status answer that makes no sense (only for the status call).
+getFileUrlDeposit has no effect in Loop worth guarding (an unused deposit URL expires), so any
+failure of it that may pass is LoopUnavailableError; an answer without a usable URL is
+LoopRejectedError carrying Loop's message.
 """
 
 from __future__ import annotations
@@ -23,22 +26,27 @@ from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnection
 from urllib3.util.retry import Retry
 
 from shared import tracing
-from shared.redaction import redact_text, register_secret
+from shared.redaction import redact_text, register_secret, without_query
 from shared.settings import Settings
 
 MAX_RESPONSE_BYTES = 64 * 1024
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 FINAL_STATUSES = frozenset({3, 4})
+DEPOSIT_PATH = "/getFileUrlDeposit"
+# Field names of getFileUrlDeposit's answer, compared case-insensitively (docs/loop-api.md).
+DEPOSIT_URL_FIELDS = ("depositurl", "uploadurl")
+DEPOSIT_URI_FIELDS = ("uri",)
 
 
 class LoopError(Exception):
     """Base of every Loop client error. Messages never contain keys or SAS signatures."""
 
-    def __init__(self, message: str, http_status: int | None = None) -> None:
+    def __init__(self, message: str, http_status: int | None = None, retry_after: float | None = None) -> None:
         message = redact_text(message)
         super().__init__(message)
         self.message = message
         self.http_status = http_status
+        self.retry_after = retry_after  # seconds Loop asked us to wait (Retry-After), if it said
 
 
 class LoopUnavailableError(LoopError):
@@ -103,6 +111,23 @@ class LoopStatus:
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+
+@dataclass(frozen=True)
+class DepositTarget:
+    """Where to upload one file (`upload_url`, signed: never logged, stored or shown) and the URI
+    importFEC takes for it."""
+
+    upload_url: str
+    uri: str
+
+    @property
+    def shown_uri(self) -> str:
+        """The URI as it may be stored and printed: without query string, redacted."""
+        return redact_text(without_query(self.uri))
+
+    def __repr__(self) -> str:
+        return f"DepositTarget(uri={self.shown_uri!r})"
 
 
 def _not_sent(error: requests.ConnectionError) -> bool:
@@ -181,12 +206,15 @@ class LoopClient:
     # --- importFEC -------------------------------------------------------------------------
 
     @tracing.http_dependency("importFEC", lambda self, *_: f"{self.base_url}/importFEC")
-    def import_fec(self, code_ibs: str, file_url: str) -> str:
-        """POST /importFEC; return the accountingImportRequestId."""
+    def import_fec(self, code_ibs: str, file_url: str = "", *, uri: str = "") -> str:
+        """POST /importFEC with exactly one of `file_url` (a SAS URL Loop downloads from) and `uri`
+        (from getFileUrlDeposit, the file uploaded there); return the accountingImportRequestId."""
+        if bool(file_url) == bool(uri):
+            raise ValueError("importFEC takes exactly one of a URL and a URI")
         try:
             response = self.session.post(
                 f"{self.base_url}/importFEC",
-                json={"codeIbs": code_ibs, "URI": "", "URL": file_url},
+                json={"codeIbs": code_ibs, "URI": uri, "URL": file_url},
                 timeout=self.timeout,
                 stream=True,
             )
@@ -231,6 +259,40 @@ class LoopClient:
             )
         return request_id
 
+    # --- getFileUrlDeposit -----------------------------------------------------------------
+
+    def get_file_url_deposit(self, filename: str) -> DepositTarget:
+        """GET /getFileUrlDeposit?filename=: where to upload a file and the URI to import it by."""
+        try:
+            response = self.session.get(
+                f"{self.base_url}{DEPOSIT_PATH}", params={"filename": filename}, timeout=self.timeout, stream=True
+            )
+        except requests.RequestException as error:
+            raise LoopUnavailableError(f"getFileUrlDeposit failed: {type(error).__name__}") from None
+        with response:
+            try:
+                return self._deposit_from(response)
+            except _BodyReadError as error:
+                message = f"connection lost while reading Loop's answer to getFileUrlDeposit: {error}"
+                raise LoopUnavailableError(message) from None
+
+    def _deposit_from(self, response: requests.Response) -> DepositTarget:
+        status = response.status_code
+        if status in (429, 503):
+            raise LoopUnavailableError(f"Loop is busy (HTTP {status}) after retries", status)
+        raw = _read_raw(response)
+        body = _parse_json(raw)
+        if status in (401, 403):
+            raise LoopAuthError(_message(body) or f"Loop refused the keys (HTTP {status})", status)
+        if 400 <= status < 500:
+            raise LoopRejectedError(_message(body) or f"Loop refused getFileUrlDeposit (HTTP {status})", status)
+        if status != 200:
+            raise LoopUnavailableError(f"Loop answered HTTP {status} to getFileUrlDeposit", status)
+        if body is _UNREADABLE and raw is not None:
+            text = raw.decode("utf-8", errors="replace").strip()  # a bare URL as text is still an answer
+            body = text or _UNREADABLE
+        return parse_deposit_answer(body, status)
+
     # --- status ----------------------------------------------------------------------------
 
     @tracing.http_dependency("getImportStatus", lambda self, *_: f"{self.base_url}{self.status_path}")
@@ -258,7 +320,9 @@ class LoopClient:
         if status == 404:
             raise LoopBadResponseError(_message(body) or "Loop does not know this request id", status)
         if status != 200:
-            raise LoopUnavailableError(f"Loop answered HTTP {status} to the status call", status)
+            raise LoopUnavailableError(
+                f"Loop answered HTTP {status} to the status call", status, _retry_after(response)
+            )
         if not isinstance(body, dict):
             raise LoopBadResponseError("Loop answered a status that is not a JSON object", status)
         if "error" in body:
@@ -276,12 +340,23 @@ class LoopClient:
 _UNREADABLE = object()
 
 
+def _retry_after(response: requests.Response) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP date), None if absent or unreadable."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(float(Retry().parse_retry_after(value)), 0.0)
+    except urllib3.exceptions.InvalidHeader:
+        return None
+
+
 class _BodyReadError(Exception):
     """The connection failed while the body was being read (timeout, reset, truncated)."""
 
 
-def _read_json(response: requests.Response) -> Any:
-    """The JSON body, read up to MAX_RESPONSE_BYTES; _UNREADABLE if too big or not JSON.
+def _read_raw(response: requests.Response) -> bytes | None:
+    """The body, read up to MAX_RESPONSE_BYTES; None if longer.
 
     Raises:
         _BodyReadError: the transport failed mid-body; the caller maps it to its own error.
@@ -290,7 +365,20 @@ def _read_json(response: requests.Response) -> Any:
         raw = response.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
     except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as error:
         raise _BodyReadError(type(error).__name__) from None
-    if len(raw) > MAX_RESPONSE_BYTES:
+    return None if len(raw) > MAX_RESPONSE_BYTES else raw
+
+
+def _read_json(response: requests.Response) -> Any:
+    """The JSON body, read up to MAX_RESPONSE_BYTES; _UNREADABLE if too big or not JSON.
+
+    Raises:
+        _BodyReadError: the transport failed mid-body; the caller maps it to its own error.
+    """
+    return _parse_json(_read_raw(response))
+
+
+def _parse_json(raw: bytes | None) -> Any:
+    if raw is None:
         return _UNREADABLE
     try:
         return json.loads(raw.decode("utf-8-sig"))
@@ -310,3 +398,47 @@ def _message(body: Any) -> str | None:
     if body.get("message"):
         return str(body["message"])[:500]
     return None
+
+
+def _is_url(value: Any) -> bool:
+    return isinstance(value, str) and value.lower().startswith(("https://", "http://")) and len(value) < 8192
+
+
+def _field(body: dict[str, Any], names: tuple[str, ...]) -> str:
+    """The first non-empty text among `names` (case-insensitive), at the top level or one level down
+    (an answer wrapped in `data` or `result`)."""
+    scopes = [body, *(value for value in body.values() if isinstance(value, dict))]
+    for scope in scopes:
+        for key, value in scope.items():
+            if isinstance(key, str) and key.lower() in names and isinstance(value, str) and value.strip():
+                return value.strip()
+    return ""
+
+
+def parse_deposit_answer(body: Any, http_status: int = 200) -> DepositTarget:
+    """A DepositTarget from getFileUrlDeposit's answer, read tolerantly: `depositUrl` and/or `uri`
+    (any case, possibly wrapped one level down), or a bare URL. With only `depositUrl`, the URI is
+    that URL without its signature; with only a `uri` that is a URL, the file is uploaded there.
+
+    Raises:
+        LoopRejectedError: an error answer, or no usable URL in it (the message says what came).
+    """
+    if _is_url(body):
+        return DepositTarget(body, without_query(body))
+    if isinstance(body, str):
+        raise LoopRejectedError(f"the answer is text, not a deposit URL: {body[:200]!r}", http_status)
+    if not isinstance(body, dict):
+        kind = "unreadable" if body is _UNREADABLE else f"a JSON {type(body).__name__}"
+        raise LoopRejectedError(f"the answer is {kind}, not a deposit URL", http_status)
+    if "error" in body:
+        raise LoopRejectedError(_message(body) or "the answer is an error without a message", http_status)
+    deposit_url, uri = _field(body, DEPOSIT_URL_FIELDS), _field(body, DEPOSIT_URI_FIELDS)
+    upload_url = deposit_url or (uri if _is_url(uri) else "")
+    if not _is_url(upload_url):
+        said = _message(body)
+        fields = ", ".join(sorted(str(key) for key in body)[:10]) or "none"
+        raise LoopRejectedError(
+            f"the answer has no deposit URL (fields: {fields})" + (f": {said}" if said else ""),
+            http_status,
+        )
+    return DepositTarget(upload_url, uri or without_query(upload_url))

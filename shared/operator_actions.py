@@ -11,6 +11,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
 from shared import states
+from shared.deposit import DepositError
 from shared.dossier import CODE_IBS_PATTERN
 from shared.import_record import ImportRecord
 from shared.loop_client import REQUEST_ID_PATTERN
@@ -62,7 +63,8 @@ def _snapshot_of_version(pipeline: Pipeline, record: ImportRecord) -> str:
 
 
 def resubmit(pipeline: Pipeline, record: ImportRecord, code_ibs: str | None = None) -> ImportRecord:
-    """A new SAS and a new POST for the same version; the history keeps the earlier try.
+    """A new SAS (or, with LOOP_TRANSFER_MODE=deposit, a new deposit of the bytes) and a new POST for
+    the same version; the history keeps the earlier try.
 
     What is sent is exactly the snapshot of the recorded version, validated (again, if it never
     was): a file rejected before validation (no dossier, say) is validated before any POST.
@@ -71,6 +73,8 @@ def resubmit(pipeline: Pipeline, record: ImportRecord, code_ibs: str | None = No
         OperatorError: the import is in flight, invalid, without a dossier, overwritten or deleted,
             or changed meanwhile.
         SubmitRetryableError: Loop could not be reached (the import waits in retry_wait).
+        DepositError: the deposit failed before any POST; recorded on the import, which the timer
+            tries again by the backoff.
     """
     _check_resubmittable(record, code_ibs)
     snapshot = _snapshot_of_version(pipeline, record)
@@ -82,7 +86,22 @@ def resubmit(pipeline: Pipeline, record: ImportRecord, code_ibs: str | None = No
         finish(pipeline, reopened, states.REJECT, verdict["reason"], rules=verdict["rules"])
         raise OperatorError(f"{record.blob} is not a valid FEC file: {verdict['reason']}")
     pipeline.ledger.contents.take(reopened)
-    return send(pipeline, reopened)
+    try:
+        return send(pipeline, reopened)
+    except DepositError as error:
+        _record_deposit_failure(pipeline, reopened, error)
+        raise
+
+
+def _record_deposit_failure(pipeline: Pipeline, record: ImportRecord, error: DepositError) -> None:
+    """The reason on the record, and when the timer may try again (as for a delivery's failure)."""
+    reason = f"{type(error).__name__}: {error}"[:500]
+
+    def change(current: ImportRecord) -> None:
+        current.error = reason
+        current.next_poll_at = pipeline.clock() + pipeline.backoff.delay(current.attempts)
+
+    pipeline.ledger.move(record, states.RECORD_ATTEMPT_FAILURE, change, reason)
 
 
 def resolve(pipeline: Pipeline, record: ImportRecord, request_id: str) -> ImportRecord:

@@ -4,11 +4,16 @@
 (errors, history notes), CLI output and Loop error messages. It removes SAS signatures and other
 secrets in query strings or `name=value` pairs, secret headers quoted as `name: value`, and the
 secret values the app was configured with (Loop keys, account key), wherever they appear.
+Signed URLs of other clouds are covered too (a Loop deposit URL need not be Azure's): S3's
+`X-Amz-Signature` / `X-Amz-Credential` / `X-Amz-Security-Token`, GCS's `X-Goog-Signature`, a plain
+`signature=`. `RedactingFilter` applies the same cleaning to records of libraries' loggers that
+print request URLs (urllib3 logs every request line at DEBUG, query string included).
 `printable` escapes control characters so a blob name cannot forge a second log or output line.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import unicodedata
@@ -18,6 +23,8 @@ REDACTED = "REDACTED"
 _SECRET_NAMES = "|".join((
     "sig", "code", "x-apikey", "api-key", "apikey", "subscription-key", "ocp-apim-subscription-key", "accountkey",
     "sharedaccesssignature", "password", "secret", "client_secret", "token", "access_token",
+    "signature", "x-amz-signature", "x-amz-credential", "x-amz-security-token", "x-goog-signature",
+    "x-goog-credential",
 ))
 _NAME_VALUE = re.compile(rf"(?i)\b({_SECRET_NAMES})=([^&\s\"';,]+)")
 _HEADER = re.compile(r"(?i)\b(x-apikey|api-key|ocp-apim-subscription-key|authorization)(\s*:\s*)([^\r\n\"',;]+)")
@@ -60,3 +67,32 @@ def printable(text: str) -> str:
 def shown(text: str | None) -> str:
     """What may be printed for people: redacted, then made printable."""
     return printable(redact_text(text)) if text else ""
+
+
+def without_query(url: str) -> str:
+    """The URL without its query string and fragment (where signed URLs carry their signature)."""
+    return url.split("?", 1)[0].split("#", 1)[0]
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites a record's message through `redact_text` before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact_text(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+_protected: set[str] = set()
+
+
+def protect_logger(name: str) -> None:
+    """Clean every record logged on `name` (a logger's filters see only its own records: attach it
+    to the logger that writes the URL, e.g. `urllib3.connectionpool`). Idempotent."""
+    with _lock:
+        if name in _protected:
+            return
+        _protected.add(name)
+    logging.getLogger(name).addFilter(RedactingFilter())

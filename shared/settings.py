@@ -12,6 +12,9 @@ from pathlib import Path
 DEFAULT_CONTAINER = "api-import-ecrit"
 DEFAULT_LOOP_BASE_URL = "https://api.cegid.com/loop-api-publiques"
 DEFAULT_STATUS_PATH = "/getImportStatus"
+# How Loop gets each file (README, "Transfer mode"): `sas`, Loop downloads it from our storage through
+# a read-only SAS URL; `deposit`, the app uploads it to a URL Loop gives (getFileUrlDeposit).
+TRANSFER_MODES = ("sas", "deposit")
 LOOP_MINIMUM_SAS_HOURS = 24
 # A user delegation key lives at most 7 days from its start, and the SAS starts 15 minutes in the
 # past (clock skew): the longest SAS the app can sign on Azure ends an hour short of 7 days.
@@ -48,6 +51,7 @@ class Settings:
     loop_api_key: str
     loop_subscription_key: str
     loop_status_path: str
+    loop_transfer_mode: str
     sas_ttl_hours: int
     ledger_table: str
     dossier_table: str
@@ -208,6 +212,17 @@ def _sas_ttl_hours(read: _Reader) -> int:
     return value
 
 
+def _transfer_mode(read: _Reader) -> str:
+    value = read.text("LOOP_TRANSFER_MODE", TRANSFER_MODES[0]).lower()
+    if value not in TRANSFER_MODES:
+        read.problems.append(
+            f"LOOP_TRANSFER_MODE must be one of {', '.join(TRANSFER_MODES)}, got {value!r}: sas (Loop downloads "
+            "from a SAS URL on this storage account) or deposit (the app uploads to Loop's deposit URL)"
+        )
+        return TRANSFER_MODES[0]
+    return value
+
+
 def load_settings(env: Mapping[str, str] | None = None, *, require_loop: bool = True) -> Settings:
     """Read and validate the settings; raise SettingsError naming every missing or bad one.
 
@@ -246,6 +261,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_loop: bool = 
         loop_api_key=api_key,
         loop_subscription_key=subscription_key,
         loop_status_path=status_path,
+        loop_transfer_mode=_transfer_mode(read),
         sas_ttl_hours=_sas_ttl_hours(read),
         ledger_table=read.text("IMPORT_LEDGER_TABLE", "fecimports"),
         dossier_table=read.text("DOSSIER_MAP_TABLE", "fecdossiers"),

@@ -20,6 +20,7 @@ from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, BlobProperties
 
 from shared import metrics, states, telemetry, tracing
+from shared.deposit import DepositRefusedError, prepare_transfer
 from shared.dossier import DossierError, resolve_dossier
 from shared.import_record import ImportRecord
 from shared.loop_client import LoopAuthError, LoopOutcomeUnknownError, LoopRejectedError, LoopUnavailableError
@@ -209,15 +210,26 @@ def _holder(pipeline: Pipeline, keys: tuple[str, str]) -> ImportRecord | None:
 
 
 def send(pipeline: Pipeline, record: ImportRecord) -> ImportRecord:
-    """Sign, mark submitting (the one guarded step that permits a POST), POST, store the id."""
-    with tracing.span("import.sign"):
-        signed = pipeline.signer.sign(record.container, record.blob_name, snapshot=record.snapshot)
+    """Sign a SAS URL or deposit the file (LOOP_TRANSFER_MODE), mark submitting (the one guarded
+    step that permits a POST), POST, store the id. A deposit is made before the mark: uploading
+    again is harmless, a second POST is not.
+
+    Raises:
+        DepositError: the deposit failed before any POST; the caller records it and it is retried.
+    """
+    try:
+        with tracing.span("import.sign"):
+            signed = prepare_transfer(pipeline, record)
+    except DepositRefusedError as error:
+        pipeline.ledger.contents.release(record)
+        return finish(pipeline, record, error.transition, error.message)
+    record.transfer_mode, record.deposit_uri = signed.mode, signed.shown_uri
     marked = pipeline.ledger.mark_submitting(record, signed.expires_at)
     if marked is None:
         telemetry.emit(telemetry.DUPLICATE_DELIVERY, record.dimensions())
         return stored_state_of(pipeline, record)
     try:
-        request_id = pipeline.loop.import_fec(marked.code_ibs or "", signed.url)
+        request_id = pipeline.loop.import_fec(marked.code_ibs or "", signed.url, uri=signed.uri)
     except LoopUnavailableError as error:
         pipeline.ledger.contents.release(marked)
         retry_at = lambda current: pipeline.clock() + pipeline.backoff.delay(current.attempts)  # noqa: E731
