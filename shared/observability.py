@@ -44,6 +44,8 @@ LOCAL_QUIET = {
     "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
     "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
 }
+# Cloud role name of a local run (on Azure the resource detector names the function app).
+LOCAL_SERVICE_NAME = "fec-import-local"
 CONSOLE_ONLY = "telemetry: console only (APPLICATIONINSIGHTS_CONNECTION_STRING is not set)"
 
 _lock = threading.Lock()
@@ -109,6 +111,7 @@ def _configure_azure_monitor(env: dict[str, str]) -> None:
     if local:
         for name, value in LOCAL_QUIET.items():
             os.environ.setdefault(name, value)
+        os.environ.setdefault("OTEL_SERVICE_NAME", LOCAL_SERVICE_NAME)
     os.environ.setdefault("OTEL_EXPERIMENTAL_RESOURCE_DETECTORS", "azure_functions")
     configure_azure_monitor(
         connection_string=env[CONNECTION_SETTING],

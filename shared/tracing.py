@@ -101,7 +101,7 @@ def http_dependency(operation: str, url: Callable[..., str]) -> Callable[[Callab
         def call(self: Any, *args: Any, **kwargs: Any) -> Any:
             target = without_query(url(self, *args))
             with metrics.timed_loop_call(operation) as outcome, span(
-                f"Loop {operation}", **{"loop.operation": operation, "url.full": target},
+                f"Loop {operation}", **{"loop.operation": operation, "loop.url": target},
             ) as current:
                 try:
                     result = method(self, *args, **kwargs)
