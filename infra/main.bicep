@@ -40,6 +40,11 @@ param loopApiBaseUrl string = 'https://api.cegid.com/loop-api-publiques'
 @description('NCRONTAB schedule of the status timer (6 fields)')
 param statusPollSchedule string = '0 */1 * * * *'
 
+@description('Most instances Flex Consumption may run: with host.json queues.batchSize 16 (+ newBatchThreshold 8), at most 24 status calls in flight per instance, so this caps the status calls in flight toward Loop at 24 x this value')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
 var tags = { 'azd-env-name': environmentName }
 var uploaders = empty(uploaderPrincipalIds) ? [] : split(replace(uploaderPrincipalIds, ' ', ''), ',')
 
@@ -63,6 +68,7 @@ module resources 'modules/resources.bicep' = {
     loopSubscriptionKey: loopSubscriptionKey
     loopApiBaseUrl: loopApiBaseUrl
     statusPollSchedule: statusPollSchedule
+    maximumInstanceCount: maximumInstanceCount
   }
 }
 

@@ -15,6 +15,8 @@ param loopApiKey string
 param loopSubscriptionKey string
 param loopApiBaseUrl string
 param statusPollSchedule string
+param maximumInstanceCount int = 40
+param statusCheckQueueName string = 'fec-status-checks'
 param importContainerName string = 'api-import-ecrit'
 param reportContainerName string = 'fec-import-reports'
 param ledgerTableName string = 'fecimports'
@@ -88,6 +90,12 @@ resource otherContainers 'Microsoft.Storage/storageAccounts/blobServices/contain
 resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
   parent: storage
   name: 'default'
+}
+
+// One message per due status check (status_timer/): the queue worker scales out with it.
+resource statusCheckQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: statusCheckQueueName
 }
 
 resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
@@ -224,7 +232,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
           authentication: { type: 'UserAssignedIdentity', userAssignedIdentityResourceId: identity.id }
         }
       }
-      scaleAndConcurrency: { maximumInstanceCount: 40, instanceMemoryMB: 2048 }
+      scaleAndConcurrency: { maximumInstanceCount: maximumInstanceCount, instanceMemoryMB: 2048 }
       runtime: { name: 'python', version: '3.11' }
     }
     siteConfig: {
@@ -244,6 +252,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'IMPORT_LEDGER_TABLE', value: ledgerTableName }
         { name: 'DOSSIER_MAP_TABLE', value: dossierTableName }
         { name: 'STATUS_POLL_SCHEDULE', value: statusPollSchedule }
+        { name: 'STATUS_CHECK_QUEUE', value: statusCheckQueueName }
         { name: 'LOOP_API_BASE_URL', value: loopApiBaseUrl }
         { name: 'LOOP_STATUS_PATH', value: '/getImportStatus' }
         { name: 'SAS_TTL_HOURS', value: '24' }
@@ -253,7 +262,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       ]
     }
   }
-  dependsOn: [importContainer, otherContainers, tables, storageRoles, vaultRole, monitoringRole]
+  dependsOn: [importContainer, otherContainers, tables, statusCheckQueue, storageRoles, vaultRole, monitoringRole]
 }
 
 // --- people: the deploying principal operates the pipeline; uploaders only drop files.
@@ -303,6 +312,7 @@ resource systemTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
   }
 }
 
+output appInsightsId string = appInsights.id
 output functionAppName string = app.name
 output storageAccountName string = storage.name
 output systemTopicName string = systemTopic.name
