@@ -17,6 +17,7 @@ It is not a production host: no scale-out, receipts kept in memory only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -33,7 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import azure.functions as func
+from azure.core.exceptions import ResourceExistsError
+from azure.functions import meta
+from azure.functions.queue import QueueMessageInConverter
 from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy, QueueClient
+from azure.storage.queue import QueueMessage as QueueMessageItem
 from azurefunctions.extensions.base import Datum, get_binding_registry
 from croniter import croniter
 
@@ -84,6 +90,25 @@ def host_blob_retries(host_json: Path = HOST_JSON) -> int:
     return int(config.get("extensions", {}).get("blobs", {}).get("poisonBlobThreshold", 5))
 
 
+@dataclass(frozen=True)
+class QueueOptions:
+    """host.json's `extensions.queues`, with the host's defaults."""
+
+    batch_size: int = 16
+    max_dequeue_count: int = 5
+    visibility_timeout: float = 0.0
+
+    @classmethod
+    def from_host_json(cls, host_json: Path = HOST_JSON) -> QueueOptions:
+        queues = json.loads(host_json.read_text()).get("extensions", {}).get("queues", {})
+        hours, minutes, seconds = (float(part) for part in queues.get("visibilityTimeout", "00:00:00").split(":"))
+        return cls(
+            batch_size=int(queues.get("batchSize", 16)),
+            max_dequeue_count=int(queues.get("maxDequeueCount", 5)),
+            visibility_timeout=hours * 3600 + minutes * 60 + seconds,
+        )
+
+
 @dataclass
 class BlobFunction:
     name: str
@@ -117,6 +142,36 @@ class TimerFunction:
         self.next_run = croniter(self.schedule, after, second_at_beginning=True).get_next(datetime)
 
 
+def queue_trigger_argument(message: QueueMessageItem) -> func.QueueMessage:
+    """What the worker hands a queue-triggered function: built by azure-functions' own converter
+    from the payload and trigger metadata, as the host sends them."""
+    metadata = {
+        "Id": meta.Datum(message.id, "string"),
+        "DequeueCount": meta.Datum(message.dequeue_count, "int"),
+        "PopReceipt": meta.Datum(message.pop_receipt, "string"),
+    }
+    return QueueMessageInConverter.decode(meta.Datum(message.content, "bytes"), trigger_metadata=metadata)
+
+
+@dataclass
+class QueueFunction:
+    """A queue-triggered function: its messages are received, handed over as func.QueueMessage,
+    deleted on success, made visible again after a failure, and moved to `<queue>-poison` after
+    maxDequeueCount attempts, as the host does."""
+
+    name: str
+    arg_name: str
+    queue: QueueClient
+    call: Callable[..., Any]
+
+    @property
+    def poison(self) -> QueueClient:
+        return QueueClient.from_queue_url(
+            f"{self.queue.url}-poison", credential=self.queue.credential,
+            message_encode_policy=BinaryBase64EncodePolicy(),
+        )
+
+
 _indexed: weakref.WeakKeyDictionary[func.FunctionApp, list[func.Function]] = weakref.WeakKeyDictionary()
 
 
@@ -135,6 +190,7 @@ class Triggers:
 
     blobs: list[BlobFunction] = field(default_factory=list)
     timers: list[TimerFunction] = field(default_factory=list)
+    queues: list[QueueFunction] = field(default_factory=list)
 
 
 def _trigger_binding(function: func.Function) -> dict[str, Any]:
@@ -183,11 +239,29 @@ def _add_timer(found: Triggers, function: func.Function, trigger: dict[str, Any]
     found.timers.append(timer)
 
 
+def _add_queue(found: Triggers, function: func.Function, trigger: dict[str, Any], env: Mapping[str, str]) -> None:
+    connection = trigger.get("connection") or "AzureWebJobsStorage"
+    if not env.get(connection):
+        raise UnsupportedTriggerError(
+            f"{function.get_function_name()}: the local runner reads queues through a connection string in "
+            f"{connection}; identity-based connections run on Azure only"
+        )
+    queue = QueueClient.from_connection_string(
+        env[connection], resolve_expression(trigger["queueName"], env),
+        message_decode_policy=BinaryBase64DecodePolicy(),
+    )
+    with contextlib.suppress(ResourceExistsError):
+        queue.create_queue()
+    found.queues.append(QueueFunction(function.get_function_name(), trigger["name"], queue,
+                                      function.get_user_function()))
+
+
 # The trigger types the local runner can run: the binding type of function.json and how it is read.
-# A new trigger (a queue trigger, say) is one row here, its dataclass and its loop in LocalHost.
+# A new trigger is one row here, its dataclass and its loop in LocalHost.
 SUPPORTED_TRIGGERS: dict[str, Callable[[Triggers, func.Function, dict[str, Any], Mapping[str, str]], None]] = {
     "blobTrigger": _add_blob,
     "timerTrigger": _add_timer,
+    "queueTrigger": _add_queue,
 }
 
 
@@ -224,6 +298,8 @@ class LocalHost:
         self.blob_service = blob_service
         found = discover(app, env if env is not None else os.environ)
         self.blob_functions, self.timer_functions = found.blobs, found.timers
+        self.queue_functions = found.queues
+        self.queue_options = QueueOptions.from_host_json()
         self.max_attempts = max_attempts or host_blob_retries()
         self.retry_delay = retry_delay
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blob-trigger")
@@ -267,6 +343,40 @@ class LocalHost:
             future.result(timeout=max(deadline - time.monotonic(), 0.01))
         self.in_flight = [future for future in self.in_flight if not future.done()]
 
+    def drain_queues(self, max_batches: int | None = None) -> int:
+        """Receive and handle queue messages (batchSize at a time, handled in the pool) until the
+        queues are empty or `max_batches` batches were taken; return how many were handled."""
+        handled = 0
+        for function in self.queue_functions:
+            batches = 0
+            while max_batches is None or batches < max_batches:
+                messages = list(function.queue.receive_messages(
+                    messages_per_page=self.queue_options.batch_size, max_messages=self.queue_options.batch_size,
+                    visibility_timeout=max(int(self.queue_options.visibility_timeout), 30),
+                ))
+                if not messages:
+                    break
+                batches += 1
+                list(self.pool.map(lambda message, f=function: self._invoke_queue(f, message), messages))
+                handled += len(messages)
+        return handled
+
+    def _invoke_queue(self, function: QueueFunction, message: QueueMessageItem) -> None:
+        argument = queue_trigger_argument(message)
+        try:
+            function.call(**{function.arg_name: argument})
+        except Exception as error:
+            log.warning("%s failed for message %s (attempt %d of %d): %s", function.name, message.id,
+                        message.dequeue_count, self.queue_options.max_dequeue_count, error)
+            if message.dequeue_count >= self.queue_options.max_dequeue_count:
+                function.poison.send_message(message.content)
+                function.queue.delete_message(message)
+                log.error("%s moved message %s to %s-poison", function.name, message.id, function.queue.queue_name)
+            else:
+                function.queue.update_message(message, visibility_timeout=int(self.queue_options.visibility_timeout))
+            return
+        function.queue.delete_message(message)
+
     def fire_due_timers(self, now: datetime | None = None) -> int:
         now = now or datetime.now(UTC)
         fired = 0
@@ -291,12 +401,14 @@ class LocalHost:
             ", ".join(
                 [f"{f.name} on container {f.container}" for f in self.blob_functions]
                 + [f"{t.name} on schedule '{t.schedule}'" for t in self.timer_functions]
+                + [f"{q.name} on queue {q.queue.queue_name}" for q in self.queue_functions]
             ),
         )
         while not self.stop_event.is_set():
             try:
                 self.scan_blobs()
                 self.fire_due_timers()
+                self.drain_queues(max_batches=4)
             except Exception as error:
                 log.warning("scan failed: %s", error)
             self.stop_event.wait(scan_interval)

@@ -15,7 +15,7 @@ from typing import Any
 from azure.data.tables import EdmType, EntityProperty
 
 from shared.redaction import redact_text
-from shared.states import INITIAL_STATE, ImportState
+from shared.states import INITIAL_STATE, WATCHED_STATES, ImportState
 
 RECORD_PARTITION_PREFIX = "blob-"
 HISTORY_LIMIT = 50
@@ -36,9 +36,10 @@ def record_keys(container: str, blob_name: str, etag: str) -> tuple[str, str]:
 class ImportRecord:
     """One blob version's import, from receipt to a final outcome.
 
-    `stored_state` and `table_etag` say what the ledger held when this copy was read: the store
-    checks the move from `stored_state` to `state` against the transition table, and writes only
-    if the entity still has `table_etag`.
+    `stored_state`, `stored_due` and `table_etag` say what the ledger held when this copy was read:
+    the store checks the move from `stored_state` to `state` against the transition table and
+    writes only if the entity still has `table_etag`; the ledger moves the due-index row from
+    `stored_due` to `next_poll_at`.
     """
 
     container: str
@@ -73,6 +74,7 @@ class ImportRecord:
     history: str = "[]"
     table_etag: str | None = field(default=None, repr=False, compare=False)
     stored_state: ImportState | None = field(default=None, repr=False, compare=False)
+    stored_due: datetime | None = field(default=None, repr=False, compare=False)
 
     @property
     def keys(self) -> tuple[str, str]:
@@ -117,7 +119,7 @@ class ImportRecord:
         """JSON-safe view for the CLI."""
         out: dict[str, Any] = {}
         for name, value in asdict(self).items():
-            if name in ("table_etag", "stored_state", "history", "validation"):
+            if name in (*_HIDDEN, "history", "validation"):
                 continue
             out[name] = value.isoformat() if isinstance(value, datetime) else value
         out["state"] = str(self.state)
@@ -129,7 +131,7 @@ class ImportRecord:
         return out
 
 
-_HIDDEN = ("table_etag", "stored_state")
+_HIDDEN = ("table_etag", "stored_state", "stored_due")
 
 
 def utf16_units(text: str) -> int:
@@ -209,4 +211,5 @@ def from_entity(entity: Any) -> ImportRecord:
     record = ImportRecord(**values)
     record.table_etag = entity.metadata.get("etag") if hasattr(entity, "metadata") else None
     record.stored_state = record.state
+    record.stored_due = record.next_poll_at if record.state in WATCHED_STATES else None
     return record

@@ -19,7 +19,7 @@ from azure.data.tables import TableClient, TableServiceClient
 from shared import states, telemetry
 from shared.clock import Clock, utcnow
 from shared.import_record import RECORD_PARTITION_PREFIX, ImportRecord, record_keys
-from shared.ledger_indexes import ContentIndex, IndexEntry, RequestIndex, WatchIndex
+from shared.ledger_indexes import ContentIndex, IndexEntry, RequestIndex, WatchIndex, due_row
 from shared.record_store import LedgerConflictError, LedgerMissingError, RecordStore
 from shared.states import Transition
 
@@ -114,17 +114,22 @@ class Ledger:
         return self.apply(record, step, note, **extra)
 
     def _write(self, record: ImportRecord, note: str) -> None:
+        """Write the record and keep its indexes in step: a watched record always has a due-index row
+        at its `next_poll_at`, written before the record (a crash leaves it watched); the row of its
+        previous due time is deleted after."""
         now = self.clock()
         record.updated_at = now
         record.add_history(record.state, note, now)
-        becomes_watched = record.state in states.WATCHED_STATES and record.stored_state not in states.WATCHED_STATES
-        if becomes_watched:  # watched before the state says so: a crash right after leaves it watched
-            self.watch_index.watch(record)
+        watched = record.state in states.WATCHED_STATES
+        previous_due = record.stored_due
+        if watched:
+            record.next_poll_at = record.next_poll_at or now
+            if record.next_poll_at != previous_due:
+                self.watch_index.watch(record)
         self.store.replace(record)
-        if becomes_watched:  # and after, so a drop decided on an older read cannot win
-            self.watch_index.watch(record)
-        elif record.state not in states.WATCHED_STATES:
-            self.unwatch_if_done(self.watch_index.entry_of(record))
+        record.stored_due = record.next_poll_at if watched else None
+        if previous_due is not None and previous_due != record.stored_due:
+            self.watch_index.drop_row(due_row(previous_due, record.keys))
         self.requests.record(record)
 
     # --- records ---------------------------------------------------------------------------
@@ -134,38 +139,31 @@ class Ledger:
         now = self.clock()
         record.received_at = record.received_at or now
         record.updated_at = now
+        record.next_poll_at = record.next_poll_at or now
         record.attempts = 1
         record.add_history(record.state, "received", now)
         self.watch_index.watch(record)  # first: a crash right after leaves it watched
         if self.store.create(record):
+            record.stored_due = record.next_poll_at
             return record, True
         existing = self.get(*record.keys)
+        if existing is None or existing.next_poll_at != record.next_poll_at:
+            self.watch_index.drop_row(self.watch_index.row_of(record))  # ours, not the stored record's
         if existing is None:  # deleted between the two calls: treat as a conflict
             raise LedgerConflictError(f"record {record.blob} vanished during claim")
-        if existing.state not in states.WATCHED_STATES:
-            self.unwatch_if_done(self.watch_index.entry_of(existing))
         return existing, False
 
     def get(self, partition: str, row: str) -> ImportRecord | None:
         return self.store.get(partition, row)
 
-    def watched_entries(self) -> list[IndexEntry]:
-        """The imports the timer looks after, read in one query."""
-        return self.watch_index.entries()
+    def watched_entries(self, due_by: datetime | None = None, limit: int | None = None) -> list[IndexEntry]:
+        """The imports the timer looks after, in due order: those due by `due_by` (all if None)."""
+        return self.watch_index.entries(due_by, limit)
 
     def watched(self) -> Iterator[tuple[str, ImportRecord | None]]:
         """(index row, record or None if it is gone) for every watched import."""
         for entry in self.watched_entries():
             yield entry.row, self.get(*entry.keys)
-
-    def unwatch_if_done(self, entry: IndexEntry | None) -> bool:
-        """Drop a watch row if the record, read after the row, is gone or no longer watched."""
-        if entry is None:
-            return False
-        record = self.get(*entry.keys)
-        if record is not None and record.state in states.WATCHED_STATES:
-            return False
-        return self.watch_index.drop(entry)
 
     # --- named transitions -----------------------------------------------------------------
 
@@ -193,17 +191,21 @@ class Ledger:
 
         return self.move(record, transition, change, reason, **extra)
 
-    def mark_submitting(self, record: ImportRecord, sas_expires_at: datetime | None) -> ImportRecord | None:
-        """The one guarded step that permits a POST: None if anyone wrote the record since it was read."""
+    def mark_submitting(self, record: ImportRecord, sas_expires_at: datetime | None,
+                        give_up_at: datetime | None = None) -> ImportRecord | None:
+        """The one guarded step that permits a POST: None if anyone wrote the record since it was read.
+
+        `give_up_at` is when the timer will call the outcome unknown if no request id was stored."""
 
         def change(current: ImportRecord) -> None:
             current.error, current.sas_expires_at = None, sas_expires_at
+            current.next_poll_at = give_up_at or self.clock()
 
         return self.move(record, states.MARK_SUBMITTING, change, "posting importFEC", once=True)
 
     def record_request_id(self, record: ImportRecord, request_id: str,
-                          transition: Transition = states.RECORD_REQUEST_ID, note: str | None = None
-                          ) -> ImportRecord | None:
+                          transition: Transition = states.RECORD_REQUEST_ID, note: str | None = None,
+                          first_check_in: timedelta = timedelta(0)) -> ImportRecord | None:
         """Loop's request id is known (from the POST, or found by an operator): the import is pending."""
         now = self.clock()
 
@@ -211,7 +213,7 @@ class Ledger:
             current.request_id, current.error = request_id, None
             keeps_first_submission = transition is states.RESOLVE and current.submitted_at is not None
             current.submitted_at = current.submitted_at if keeps_first_submission else now
-            current.next_poll_at, current.poll_failures = now, 0
+            current.next_poll_at, current.poll_failures = now + first_check_in, 0
 
         return self.move(record, transition, change, note or f"request id {request_id}")
 
@@ -226,10 +228,13 @@ class Ledger:
         return self.move(record, states.WAIT_FOR_RETRY, change, reason)
 
     def reopen(self, record: ImportRecord, code_ibs: str | None, snapshot: str | None,
-               previous_request_id: str | None) -> ImportRecord | None:
-        """An operator asks for a new POST of the same version: back to received, history kept."""
+               previous_request_id: str | None, redrive_at: datetime | None = None) -> ImportRecord | None:
+        """An operator asks for a new POST of the same version: back to received, history kept.
+
+        `redrive_at` is when the timer takes it over if the operator's command stops half-way."""
 
         def change(current: ImportRecord) -> None:
+            current.next_poll_at = redrive_at or self.clock()
             current.code_ibs = code_ibs or current.code_ibs
             current.snapshot = snapshot or current.snapshot
             current.request_id, current.loop_status, current.finished_at, current.flags = None, None, None, ""

@@ -1,7 +1,8 @@
 """The ledger's small index partitions, each pointing at a record by its keys.
 
-- `pending` (WatchIndex): one row per import the timer looks after, RowKey `<PartitionKey>|<RowKey>`,
-  so a tick reads a small partition instead of scanning the history.
+- `due` (WatchIndex): one row per import the timer looks after, RowKey
+  `<next check time>|<PartitionKey>|<RowKey>`, so rows sort by when they are due and a tick reads
+  only the imports that are due, never the whole set in flight.
 - `request` (RequestIndex): RowKey a Loop request id (`imports show <request id>`).
 - `content-<codeIbs>` (ContentIndex): RowKey the sha256 of the file, pointing at the import that
   holds those bytes for that dossier (duplicate detection).
@@ -15,7 +16,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -24,7 +25,7 @@ from azure.data.tables import TableClient, UpdateMode
 from shared.import_record import ImportRecord
 from shared.record_store import table_must_exist
 
-PENDING_PARTITION = "pending"
+DUE_PARTITION = "due"
 REQUEST_PARTITION = "request"
 CONTENT_PARTITION_PREFIX = "content-"
 Keys = tuple[str, str]
@@ -37,14 +38,28 @@ class IndexEntry:
     etag: str | None
 
 
-def _row_entity(partition: str, row: str, record: ImportRecord, now: datetime) -> dict[str, object]:
-    record_partition, record_row = record.keys
+def due_key(when: datetime) -> str:
+    """A fixed-width UTC time that sorts as text in time order (microseconds, so two writes of one
+    record never share a key)."""
+    return when.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
+def due_row(when: datetime, keys: Keys) -> str:
+    return "|".join((due_key(when), *keys))
+
+
+def keys_of_due_row(row: str) -> Keys:
+    _, partition, record_row = row.split("|", 2)
+    return partition, record_row
+
+
+def _row_entity(partition: str, row: str, keys: Keys, now: datetime, blob: str = "") -> dict[str, object]:
     return {
         "PartitionKey": partition,
         "RowKey": row,
-        "record_partition": record_partition,
-        "record_row": record_row,
-        "blob": record.blob,
+        "record_partition": keys[0],
+        "record_row": keys[1],
+        "blob": blob,
         "indexed_at": now,
     }
 
@@ -56,9 +71,9 @@ class _Partition:
         self.table = table
         self.clock = clock
 
-    def _upsert(self, partition: str, row: str, record: ImportRecord) -> None:
+    def _upsert(self, partition: str, row: str, keys: Keys, blob: str = "") -> None:
         with table_must_exist(self.table):
-            self.table.upsert_entity(_row_entity(partition, row, record, self.clock()), mode=UpdateMode.REPLACE)
+            self.table.upsert_entity(_row_entity(partition, row, keys, self.clock(), blob), mode=UpdateMode.REPLACE)
 
     def _read(self, partition: str, row: str) -> IndexEntry | None:
         try:
@@ -82,35 +97,59 @@ class _Partition:
 
 
 class WatchIndex(_Partition):
-    """The imports the timer looks after.
+    """The imports the timer looks after, ordered by when each is next due.
 
-    A watched write upserts the row before the record (a crash leaves it watched) and again after
-    (so a concurrent drop read before the write cannot win); a row is dropped only when a read made
-    after reading the row shows the record no longer watched, and only if the row is unchanged.
+    The ledger writes a record's row (at its `next_poll_at`) before the record itself, so a crash
+    leaves it watched, and deletes the row of the previous due time after. A row whose key is not the
+    record's current one (a lease the scheduler moved, a leftover) is dropped by whoever reads it:
+    the live row always has another key, so dropping an old one can never unwatch a live import.
     """
 
     @staticmethod
     def row_of(record: ImportRecord) -> str:
-        return "|".join(record.keys)
+        if record.next_poll_at is None:
+            raise ValueError(f"{record.blob} is watched without a next check time")
+        return due_row(record.next_poll_at, record.keys)
 
     def watch(self, record: ImportRecord) -> None:
-        self._upsert(PENDING_PARTITION, self.row_of(record), record)
+        self._upsert(DUE_PARTITION, self.row_of(record), record.keys, record.blob)
 
-    def entries(self) -> list[IndexEntry]:
-        query = f"PartitionKey eq '{PENDING_PARTITION}'"
+    def entries(self, due_by: datetime | None = None, limit: int | None = None) -> list[IndexEntry]:
+        """Rows in due order: those due by `due_by` (all if None), at most `limit` of them."""
+        query = f"PartitionKey eq '{DUE_PARTITION}'"
+        if due_by is not None:
+            query += f" and RowKey lt '{due_key(due_by)}~'"
+        found: list[IndexEntry] = []
         with table_must_exist(self.table):
-            rows = self.table.query_entities(query, select=["RowKey", "record_partition", "record_row"])
-            return [
-                IndexEntry(row["RowKey"], (row["record_partition"], row["record_row"]), row.metadata.get("etag"))
-                for row in rows
-            ]
+            rows = self.table.query_entities(
+                query, select=["RowKey", "record_partition", "record_row"],
+                results_per_page=min(limit or 1000, 1000),
+            )
+            for row in rows:
+                found.append(
+                    IndexEntry(row["RowKey"], (row["record_partition"], row["record_row"]), row.metadata.get("etag"))
+                )
+                if limit is not None and len(found) >= limit:
+                    break
+        return found
 
     def entry_of(self, record: ImportRecord) -> IndexEntry | None:
-        return self._read(PENDING_PARTITION, self.row_of(record))
+        return self._read(DUE_PARTITION, self.row_of(record)) if record.next_poll_at else None
 
     def drop(self, entry: IndexEntry) -> bool:
-        """Drop a row read earlier, unless it was rewritten since (the import is watched again)."""
-        return self._delete_if_unchanged(PENDING_PARTITION, entry)
+        """Drop a row read earlier, unless it was rewritten since."""
+        return self._delete_if_unchanged(DUE_PARTITION, entry)
+
+    def drop_row(self, row: str) -> None:
+        with contextlib.suppress(ResourceNotFoundError):
+            self.table.delete_entity(DUE_PARTITION, row)
+
+    def postpone(self, entry: IndexEntry, until: datetime) -> IndexEntry:
+        """Move a row to a later time (the scheduler's lease while its message is in flight)."""
+        moved = due_row(until, entry.keys)
+        self._upsert(DUE_PARTITION, moved, entry.keys)
+        self.drop_row(entry.row)
+        return IndexEntry(moved, entry.keys, None)
 
 
 class RequestIndex(_Partition):
@@ -118,7 +157,7 @@ class RequestIndex(_Partition):
 
     def record(self, record: ImportRecord) -> None:
         if record.request_id:
-            self._upsert(REQUEST_PARTITION, record.request_id, record)
+            self._upsert(REQUEST_PARTITION, record.request_id, record.keys, record.blob)
 
     def find(self, request_id: str) -> Keys | None:
         entry = self._read(REQUEST_PARTITION, request_id)
@@ -143,7 +182,7 @@ class ContentIndex(_Partition):
         deliveries of the same bytes at once, exactly one becomes the holder.
         """
         partition, sha = self.partition_of(record), record.content_sha256 or ""
-        entity = _row_entity(partition, sha, record, self.clock())
+        entity = _row_entity(partition, sha, record.keys, self.clock(), record.blob)
         for _ in range(attempts):
             try:
                 with table_must_exist(self.table):
@@ -168,7 +207,7 @@ class ContentIndex(_Partition):
 
     def take(self, record: ImportRecord) -> None:
         """Point the row at `record` whatever held it (an operator or force=true asked for it)."""
-        self._upsert(self.partition_of(record), record.content_sha256 or "", record)
+        self._upsert(self.partition_of(record), record.content_sha256 or "", record.keys, record.blob)
 
     def release(self, record: ImportRecord) -> None:
         """Drop the row if, and only if, it points at `record` and is unchanged since read."""

@@ -78,7 +78,8 @@ def resubmit(pipeline: Pipeline, record: ImportRecord, code_ibs: str | None = No
     """
     _check_resubmittable(record, code_ibs)
     snapshot = _snapshot_of_version(pipeline, record)
-    reopened = pipeline.ledger.reopen(record, code_ibs, snapshot, record.request_id)
+    redrive_at = pipeline.clock() + pipeline.claim_lease
+    reopened = pipeline.ledger.reopen(record, code_ibs, snapshot, record.request_id, redrive_at)
     if reopened is None:
         raise OperatorError(f"{record.blob} changed state meanwhile; look again")
     verdict = validation_of(pipeline, download_client(pipeline, reopened), reopened)

@@ -13,6 +13,7 @@ from datetime import timedelta
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueClient
 
 from shared.backoff import Backoff
 from shared.clock import Clock, utcnow
@@ -22,7 +23,7 @@ from shared.loop_client import LoopClient
 from shared.reports import ReportStore
 from shared.sas import SasSigner
 from shared.settings import Settings
-from shared.storage import blob_service_client, table_service_client
+from shared.storage import blob_service_client, status_queue_client, table_service_client
 
 
 @dataclass
@@ -34,6 +35,7 @@ class Pipeline:
     signer: SasSigner
     dossiers: SirenTable
     reports: ReportStore
+    status_queue: QueueClient
     clock: Clock = utcnow
     backoff: Backoff = field(default_factory=Backoff)
 
@@ -45,6 +47,7 @@ class Pipeline:
         blob_service: BlobServiceClient | None = None,
         table_service: TableServiceClient | None = None,
         loop: LoopClient | None = None,
+        status_queue: QueueClient | None = None,
         clock: Clock = utcnow,
     ) -> Pipeline:
         """Clients only: no request is made until a step runs."""
@@ -58,12 +61,13 @@ class Pipeline:
             signer=SasSigner(blobs, settings.sas_ttl_hours, clock),
             dossiers=SirenTable(tables.get_table_client(settings.dossier_table)),
             reports=ReportStore(blobs, settings.report_container),
+            status_queue=status_queue or status_queue_client(settings),
             clock=clock,
             backoff=Backoff.from_settings(settings),
         )
 
     def ensure_resources(self) -> None:
-        """Create the ledger and dossier tables and the report and import containers if missing.
+        """Create the ledger and dossier tables, the status queue, the report and import containers.
 
         On Azure the infrastructure creates the import container; creating it here is harmless.
         """
@@ -72,6 +76,8 @@ class Pipeline:
         self.reports.ensure()
         with contextlib.suppress(ResourceExistsError):
             self.blob_service.create_container(self.settings.container)
+        with contextlib.suppress(ResourceExistsError):
+            self.status_queue.create_queue()
 
     @property
     def claim_lease(self) -> timedelta:

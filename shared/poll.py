@@ -1,22 +1,29 @@
-"""The poll flow: follow every watched import to its final Loop status.
+"""The poll flow: follow every watched import to its final Loop status, paying only for what is due.
 
-Reads only the `pending` index partition. Each import is handled on its own (bounded thread pool):
-a failure for one import is logged against it and never stops the others. Status changes are
-written with ETag-guarded updates that re-read and re-apply on conflict, so an operator action
-or a second poller never loses an update.
+Each watched import has a row in the due index at its next check time (`shared.ledger_indexes`):
+soon after submission, then less and less often as it ages, up to a ceiling; failures push it back
+by the one backoff, and a Loop `Retry-After` further still. On Azure the timer is a scheduler: it
+reads only the rows that are due (a bounded number, within a time budget), moves each one a lease
+ahead and enqueues one message per import; a queue-triggered function checks one import
+(`check_import`). The queue gives retries and a poison queue; a message for an import already
+checked, or finished, does nothing: the ETag-guarded ledger is the judge. `poll_imports` runs the
+same checks in process, for tests and tools.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from shared import states
 from shared.import_record import ImportRecord
-from shared.ledger_indexes import IndexEntry
+from shared.ledger_indexes import keys_of_due_row
 from shared.loop_client import LoopAuthError, LoopError, LoopStatus
 from shared.outcome_tags import write_outcome_tags
 from shared.pipeline import Pipeline
@@ -42,63 +49,125 @@ class PollSummary:
         return ", ".join(f"{name}={count}" for name, count in sorted(self.outcomes.items())) or "nothing to do"
 
 
-def poll_imports(pipeline: Pipeline) -> PollSummary:
-    """One timer tick over every watched import: one query for the index, then each import on
-    its own in a bounded pool (its record read, its status asked, its change written).
+def check_message(row: str) -> str:
+    """The queue message for one due-index row (JSON, so the format can grow)."""
+    return json.dumps({"row": row})
+
+
+def row_of_message(body: str) -> str:
+    """The due-index row a queue message names; ValueError if the message is not one of ours."""
+    try:
+        row = json.loads(body)["row"]
+        keys_of_due_row(row)
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"not a status check message: {body[:80]!r}") from error
+    return row
+
+
+def schedule_due_checks(pipeline: Pipeline, send: Callable[[str], None]) -> PollSummary:
+    """The timer's tick: enqueue one message per due import, within a time and a count budget.
+
+    Each due row is first moved a lease ahead (STATUS_CHECK_LEASE_SECONDS), then its message sent:
+    if the message is lost (a crash, a poison message), the row is due again when the lease ends.
+    What the budget did not reach stays due for the next tick.
 
     Raises:
         LedgerMissingError: the ledger table does not exist.
-        azure.core.exceptions.AzureError: the watch index could not be read. A failure while
+        azure.core.exceptions.AzureError: the index or the queue could not be reached.
+    """
+    settings = pipeline.settings
+    now = pipeline.clock()
+    deadline = time.monotonic() + settings.status_tick_budget_seconds
+    lease = timedelta(seconds=settings.status_check_lease_seconds)
+    summary = PollSummary()
+    for entry in pipeline.ledger.watched_entries(due_by=now, limit=settings.status_tick_max_messages):
+        if time.monotonic() > deadline:
+            summary.add("left_for_next_tick")
+            continue
+        leased = pipeline.ledger.watch_index.postpone(entry, now + lease)
+        send(check_message(leased.row))
+        summary.add("enqueued")
+    return summary
+
+
+def poll_imports(pipeline: Pipeline) -> PollSummary:
+    """Check every due import in process, in a bounded pool (what the queue workers do on Azure).
+
+    Raises:
+        LedgerMissingError: the ledger table does not exist.
+        azure.core.exceptions.AzureError: the due index could not be read. A failure while
             handling one import is logged against it and counted, never raised.
     """
     now = pipeline.clock()
     summary = PollSummary()
-    entries = pipeline.ledger.watched_entries()
+    entries = pipeline.ledger.watched_entries(due_by=now, limit=pipeline.settings.status_tick_max_messages)
     with ThreadPoolExecutor(max_workers=pipeline.settings.poll_concurrency) as pool:
-        for outcome in pool.map(lambda entry: _tick_one(pipeline, entry, now), entries):
+        for outcome in pool.map(lambda entry: _guarded_check(pipeline, entry.row), entries):
             summary.add(outcome)
     return summary
 
 
-def _tick_one(pipeline: Pipeline, entry: IndexEntry, now: datetime) -> str:
+def _guarded_check(pipeline: Pipeline, row: str) -> str:
     """Whatever goes wrong with one import is logged against it and never stops the others."""
     try:
-        record = pipeline.ledger.get(*entry.keys)
-        if record is None or record.state not in states.WATCHED_STATES:
-            pipeline.ledger.watch_index.drop(entry)  # read after the row: dropped only if unchanged
-            return "unwatched"
-        if record.state == ImportState.PENDING:
-            return poll_one(pipeline, record, now)
-        return _look_after_unsent(pipeline, record, now)
+        return check_import(pipeline, row)
     except Exception as error:
-        log.exception("timer tick failed for %s", entry.row)
+        log.exception("status check failed for %s", row)
         return f"error:{type(error).__name__}"
 
 
+def check_import(pipeline: Pipeline, row: str) -> str:
+    """Look after the one import a due-index row points at; return what was done.
+
+    Raises:
+        ValueError: the row is not a due-index row.
+        LedgerMissingError, azure.core.exceptions.AzureError: storage failed (the queue retries).
+    """
+    now = pipeline.clock()
+    record = pipeline.ledger.get(*keys_of_due_row(row))
+    if record is None or record.state not in states.WATCHED_STATES:
+        pipeline.ledger.watch_index.drop_row(row)  # a live row always has another key than this one
+        return "unwatched"
+    own_row = pipeline.ledger.watch_index.row_of(record)
+    if record.next_poll_at and record.next_poll_at > now:
+        if row != own_row:
+            pipeline.ledger.watch_index.drop_row(row)  # checked meanwhile: this lease is spent
+        return "not_due"
+    if record.state == ImportState.PENDING:
+        outcome = poll_one(pipeline, record, now)
+    else:
+        outcome = _look_after_unsent(pipeline, record, now)
+    if row != own_row:
+        pipeline.ledger.watch_index.drop_row(row)
+    return outcome
+
+
 def _look_after_unsent(pipeline: Pipeline, record: ImportRecord, now: datetime) -> str:
-    """Records not yet pending: a stuck `submitting` becomes unknown; a stopped delivery is re-driven
-    when its lease is over and the backoff says it is due."""
-    idle = now - (record.updated_at or now)
+    """Records not yet pending: a stuck `submitting` becomes unknown; a stopped delivery is re-driven."""
     if record.state == ImportState.SUBMITTING:
-        if idle > pipeline.submit_timeout:
+        if now - (record.updated_at or now) > pipeline.submit_timeout:
             pipeline.ledger.mark_unknown(record, "no request id stored after posting; check Loop")
             return "unknown"
         return "submitting"
-    due = (record.next_poll_at or now) <= now
-    stalled = record.state == ImportState.RECEIVED and idle > pipeline.claim_lease
-    if due and (record.state == ImportState.RETRY_WAIT or stalled):
-        try:
-            redrive(pipeline, record)
-        except SubmitRetryableError:
-            return "retry_wait"
-        return "redriven"
-    return "waiting"
+    try:
+        redrive(pipeline, record)
+    except SubmitRetryableError:
+        return "retry_wait"
+    return "redriven"
+
+
+def next_check_in(pipeline: Pipeline, record: ImportRecord, now: datetime) -> timedelta:
+    """Soon after submission, then a tenth of the import's age, between the first interval and the
+    ceiling (STATUS_POLL_FIRST_SECONDS, STATUS_POLL_MAX_INTERVAL_SECONDS)."""
+    settings = pipeline.settings
+    age = now - (record.submitted_at or record.received_at or now)
+    first = timedelta(seconds=settings.status_first_check_seconds)
+    ceiling = timedelta(seconds=settings.status_max_interval_seconds)
+    return min(max(first, age / 10), ceiling)
 
 
 def poll_one(pipeline: Pipeline, record: ImportRecord, now: datetime) -> str:
-    """Ask Loop for one import's status and record what changed."""
-    if record.next_poll_at and record.next_poll_at > now:
-        return "backing_off"
+    """Ask Loop for one import's status and record what changed, and when to ask next."""
     try:
         status = pipeline.loop.get_import_status(record.request_id or "")
     except LoopError as error:
@@ -110,7 +179,10 @@ def poll_one(pipeline: Pipeline, record: ImportRecord, now: datetime) -> str:
 def _record_poll_failure(pipeline: Pipeline, record: ImportRecord, error: LoopError, now: datetime) -> None:
     def change(current: ImportRecord) -> None:
         current.poll_failures += 1
-        current.next_poll_at = now + pipeline.backoff.delay(current.poll_failures)
+        delay = pipeline.backoff.delay(current.poll_failures)
+        if error.retry_after is not None:
+            delay = max(delay, timedelta(seconds=error.retry_after))
+        current.next_poll_at = now + delay
         current.error = f"status check: {error.message}"
 
     transition = states.RECORD_POLL_AUTH_FAILURE if isinstance(error, LoopAuthError) else states.RECORD_POLL_FAILURE
@@ -118,27 +190,23 @@ def _record_poll_failure(pipeline: Pipeline, record: ImportRecord, error: LoopEr
 
 
 def _apply_status(pipeline: Pipeline, record: ImportRecord, status: LoopStatus, now: datetime) -> str:
+    status_before = record.loop_status
+
     def step(current: ImportRecord) -> list[Transition]:
-        if current.stored_state != ImportState.PENDING:
-            return []
+        if current.stored_state != ImportState.PENDING or (current.next_poll_at or now) > now:
+            return []  # another worker checked it meanwhile: one status write per check
         if status.is_final:
-            current.loop_status, current.finished_at = status.status, now
-            current.poll_failures, current.next_poll_at = 0, None
-            if status.status == 4:
-                current.error = "Loop finished the import with an error (status 4); see Loop's import history"
-                current.state = ImportState.FAILED
-                return [states.FAIL]
-            current.error, current.state = None, ImportState.COMPLETED
-            return [states.COMPLETE]
+            return _finish(current, status, now)
         taken: list[Transition] = []
         if current.poll_failures > 0:
-            current.poll_failures, current.next_poll_at, current.error = 0, None, None
+            current.poll_failures, current.error = 0, None
             taken.append(states.RECOVER_POLLING)
         if current.loop_status != status.status:
             current.loop_status = status.status
             taken.append(states.RECORD_STATUS)
         taken += _age_flags(pipeline, current, now)
-        return taken
+        current.next_poll_at = now + next_check_in(pipeline, current, now)
+        return taken or [states.NOTE_CHECK]
 
     saved = pipeline.ledger.apply(record, step, f"Loop status {status.status}")
     if saved is None:
@@ -146,7 +214,18 @@ def _apply_status(pipeline: Pipeline, record: ImportRecord, status: LoopStatus, 
     if saved.state in states.FINAL_STATES:
         write_outcome_tags(pipeline.blob_service, saved)
         return str(saved.state)
-    return "status_changed"
+    return "status_changed" if saved.loop_status != status_before else "checked"
+
+
+def _finish(current: ImportRecord, status: LoopStatus, now: datetime) -> list[Transition]:
+    current.loop_status, current.finished_at = status.status, now
+    current.poll_failures = 0
+    if status.status == 4:
+        current.error = "Loop finished the import with an error (status 4); see Loop's import history"
+        current.state = ImportState.FAILED
+        return [states.FAIL]
+    current.error, current.state = None, ImportState.COMPLETED
+    return [states.COMPLETE]
 
 
 def _age_flags(pipeline: Pipeline, record: ImportRecord, now: datetime) -> list[Transition]:
@@ -162,3 +241,4 @@ def _age_flags(pipeline: Pipeline, record: ImportRecord, now: datetime) -> list[
         record.add_flag(STALE_FLAG)
         taken.append(states.FLAG_STALE)
     return taken
+

@@ -46,6 +46,7 @@ class Settings:
     storage_account_name: str | None
     blob_service_uri: str | None
     table_service_uri: str | None
+    queue_service_uri: str | None
     container: str
     loop_base_url: str
     loop_api_key: str
@@ -71,6 +72,12 @@ class Settings:
     backoff_jitter: float
     submit_max_attempts: int
     download_chunk_bytes: int
+    status_queue: str
+    status_first_check_seconds: int
+    status_max_interval_seconds: int
+    status_check_lease_seconds: int
+    status_tick_budget_seconds: int
+    status_tick_max_messages: int
 
     def __repr__(self) -> str:
         return (
@@ -233,6 +240,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_loop: bool = 
     account_name = read.text("AzureWebJobsStorage__accountName")
     blob_uri = read.text("AzureWebJobsStorage__blobServiceUri")
     table_uri = read.text("AzureWebJobsStorage__tableServiceUri")
+    queue_uri = read.text("AzureWebJobsStorage__queueServiceUri")
     read.problems += _storage_problems(connection_string, account_name, blob_uri)
 
     api_key = read.text("LOOP_API_KEY", required=require_loop)
@@ -256,6 +264,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_loop: bool = 
         storage_account_name=account_name or None,
         blob_service_uri=blob_uri or None,
         table_service_uri=table_uri or None,
+        queue_service_uri=queue_uri or None,
         container=read.text("FEC_IMPORT_CONTAINER", DEFAULT_CONTAINER),
         loop_base_url=base_url,
         loop_api_key=api_key,
@@ -281,6 +290,12 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_loop: bool = 
         backoff_jitter=read.number("RETRY_BACKOFF_JITTER", 0.1, 0.0, 1.0),
         submit_max_attempts=read.integer("SUBMIT_MAX_ATTEMPTS", 8, 1, 100),
         download_chunk_bytes=read.integer("BLOB_DOWNLOAD_CHUNK_BYTES", 4 * MIB, 64 * 1024, 32 * MIB),
+        status_queue=read.text("STATUS_CHECK_QUEUE", "fec-status-checks"),
+        status_first_check_seconds=read.integer("STATUS_POLL_FIRST_SECONDS", 30, 0, 3_600),
+        status_max_interval_seconds=read.integer("STATUS_POLL_MAX_INTERVAL_SECONDS", 900, 1, 86_400),
+        status_check_lease_seconds=read.integer("STATUS_CHECK_LEASE_SECONDS", 300, 10, 86_400),
+        status_tick_budget_seconds=read.integer("STATUS_TICK_BUDGET_SECONDS", 20, 1, 600),
+        status_tick_max_messages=read.integer("STATUS_TICK_MAX_MESSAGES", 5_000, 1, 100_000),
     )
     if settings.container == settings.report_container:
         read.problems.append("IMPORT_REPORT_CONTAINER must differ from FEC_IMPORT_CONTAINER")

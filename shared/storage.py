@@ -9,6 +9,7 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import BinaryBase64DecodePolicy, QueueClient, TextBase64EncodePolicy
 
 from shared.settings import Settings
 
@@ -42,6 +43,17 @@ def table_service_client(settings: Settings, credential: TokenCredential | None 
         return TableServiceClient.from_connection_string(settings.storage_connection_string)
     endpoint = settings.table_service_uri or f"https://{settings.storage_account_name}.table.core.windows.net"
     return TableServiceClient(endpoint, credential=credential or _default_credential())
+
+
+def status_queue_client(settings: Settings, credential: TokenCredential | None = None) -> QueueClient:
+    """The queue of status checks, base64-encoded as the Functions queue trigger expects by default."""
+    options: dict[str, Any] = {
+        "message_encode_policy": TextBase64EncodePolicy(), "message_decode_policy": BinaryBase64DecodePolicy(),
+    }
+    if settings.storage_connection_string:
+        return QueueClient.from_connection_string(settings.storage_connection_string, settings.status_queue, **options)
+    endpoint = settings.queue_service_uri or f"https://{settings.storage_account_name}.queue.core.windows.net"
+    return QueueClient(endpoint, settings.status_queue, credential=credential or _default_credential(), **options)
 
 
 def _endpoint(url: str) -> str:

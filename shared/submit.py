@@ -78,9 +78,11 @@ def deliver(pipeline: Pipeline, blob: BlobClient) -> ImportRecord | None:
     if is_ignored(name, props.metadata):
         telemetry.emit(telemetry.IGNORED, {"blob": f"{container}/{name}", "reason": "folder"})
         return None
+    redrive_at = pipeline.clock() + pipeline.claim_lease  # when the timer takes over if this delivery stops
+    claimed = ImportRecord(container, name, props.etag, size=props.size,
+                           trace_parent=tracing.current_traceparent(), next_poll_at=redrive_at)
     with tracing.span("import.claim"):
-        record, created = pipeline.ledger.claim(ImportRecord(container, name, props.etag, size=props.size,
-                           trace_parent=tracing.current_traceparent()))
+        record, created = pipeline.ledger.claim(claimed)
     if created:
         telemetry.emit(telemetry.RECEIVED, record.dimensions(), size=props.size)
     else:
@@ -123,7 +125,8 @@ def take_over(pipeline: Pipeline, record: ImportRecord) -> ImportRecord | None:
     if record.state == ImportState.SUBMITTING and idle > pipeline.submit_timeout:
         pipeline.ledger.mark_unknown(record, "the process stopped after marking submitting")
         return None
-    lease_over = record.state == ImportState.RETRY_WAIT or idle > pipeline.claim_lease
+    due = (record.next_poll_at or (record.updated_at or now) + pipeline.claim_lease) <= now
+    lease_over = record.state == ImportState.RETRY_WAIT or due
     if record.state not in states.NOT_SENT_STATES or not lease_over:
         telemetry.emit(telemetry.DUPLICATE_DELIVERY, record.dimensions())
         return None
@@ -131,7 +134,7 @@ def take_over(pipeline: Pipeline, record: ImportRecord) -> ImportRecord | None:
         reason = f"gave up after {record.attempts} attempts; last: {record.error or 'no reason recorded'}"
         finish(pipeline, record, states.GIVE_UP, reason, attempts=record.attempts)
         return None
-    taken = pipeline.ledger.retake(record, pipeline.backoff.delay(record.attempts + 1))
+    taken = pipeline.ledger.retake(record, max(pipeline.claim_lease, pipeline.backoff.delay(record.attempts + 1)))
     if taken is None:
         telemetry.emit(telemetry.DUPLICATE_DELIVERY, record.dimensions())
     return taken
@@ -224,7 +227,7 @@ def send(pipeline: Pipeline, record: ImportRecord) -> ImportRecord:
         pipeline.ledger.contents.release(record)
         return finish(pipeline, record, error.transition, error.message)
     record.transfer_mode, record.deposit_uri = signed.mode, signed.shown_uri
-    marked = pipeline.ledger.mark_submitting(record, signed.expires_at)
+    marked = pipeline.ledger.mark_submitting(record, signed.expires_at, pipeline.clock() + pipeline.submit_timeout)
     if marked is None:
         telemetry.emit(telemetry.DUPLICATE_DELIVERY, record.dimensions())
         return stored_state_of(pipeline, record)
@@ -248,7 +251,8 @@ def send(pipeline: Pipeline, record: ImportRecord) -> ImportRecord:
 
 def _store_request_id(pipeline: Pipeline, record: ImportRecord, request_id: str) -> ImportRecord:
     """Write the request id even if the timer marked the record unknown meanwhile: we know now."""
-    saved = pipeline.ledger.record_request_id(record, request_id)
+    first_check_in = timedelta(seconds=pipeline.settings.status_first_check_seconds)
+    saved = pipeline.ledger.record_request_id(record, request_id, first_check_in=first_check_in)
     if saved is None:
         log.error("request id %s for %s could not be stored: record changed state", request_id, printable(record.blob))
         return stored_state_of(pipeline, record)

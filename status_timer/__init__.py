@@ -1,4 +1,8 @@
-"""Timer function: a thin adapter to shared.poll. Timer triggers run as a singleton on Azure."""
+"""Status polling: a timer that schedules what is due, and a queue worker that checks one import.
+
+Thin adapters to shared.poll. The timer runs as a singleton on Azure (one tick at a time across
+instances); the queue worker scales out with the queue, bounded by host.json's `queues` settings.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import logging
 
 import azure.functions as func
 
-from shared.poll import poll_imports
+from shared.poll import check_import, row_of_message, schedule_due_checks
 from shared.runtime import current_pipeline
 
 bp = func.Blueprint()
@@ -16,7 +20,18 @@ log = logging.getLogger(__name__)
 @bp.function_name("fec_status_timer")
 @bp.timer_trigger(arg_name="timer", schedule="%STATUS_POLL_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def fec_status_timer(timer: func.TimerRequest) -> None:
+    """Enqueue one status check per due import (bounded by a time and a count budget)."""
     if timer.past_due:
         log.warning("status poll is running late")
-    summary = poll_imports(current_pipeline())
+    pipeline = current_pipeline()
+    summary = schedule_due_checks(pipeline, pipeline.status_queue.send_message)
     log.log(logging.INFO if summary.outcomes else logging.DEBUG, "status poll: %s", summary)
+
+
+@bp.function_name("fec_status_check")
+@bp.queue_trigger(arg_name="message", queue_name="%STATUS_CHECK_QUEUE%", connection="AzureWebJobsStorage")
+def fec_status_check(message: func.QueueMessage) -> None:
+    """Check one import. An exception fails the message: the queue retries it, then poisons it."""
+    row = row_of_message(message.get_body().decode("utf-8"))
+    outcome = check_import(current_pipeline(), row)
+    log.debug("status check %s: %s", row, outcome)

@@ -76,6 +76,8 @@ def pipeline_env(azurite: Azurite, loop_emulator) -> dict[str, str]:
         "LOOP_MAX_RETRIES": "2",
         "LOOP_READ_TIMEOUT_SECONDS": "2",
         "STATUS_POLL_SCHEDULE": "*/1 * * * * *",
+        "STATUS_POLL_FIRST_SECONDS": "0",
+        "STATUS_CHECK_QUEUE": unique_name("checks"),
     }
 
 

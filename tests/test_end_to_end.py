@@ -42,6 +42,7 @@ def run_until_final(host: LocalHost, count: int, timeout: float = 30.0) -> dict[
         host.scan_blobs()
         host.wait_idle()
         host.fire_timer()
+        host.drain_queues()
         records = {r.blob_name: r for r in current_pipeline().ledger.all_records()}
         if len(records) == count and all(r.state in states.FINAL_STATES for r in records.values()):
             return records

@@ -7,7 +7,7 @@ import json
 import pytest
 
 import function_app
-from local.runner import LocalTimerRequest, registered_functions
+from local.runner import LocalTimerRequest, queue_trigger_argument, registered_functions
 from shared import states
 from shared.runtime import current_pipeline, reset_pipeline
 from shared.submit import SubmitRetryableError
@@ -33,7 +33,7 @@ def app_env(pipeline_env, monkeypatch):
 
 
 def test_the_app_registers_exactly_the_two_functions():
-    assert sorted(functions_by_name()) == ["fec_blob_trigger", "fec_status_timer"]
+    assert sorted(functions_by_name()) == ["fec_blob_trigger", "fec_status_check", "fec_status_timer"]
 
 
 def test_blob_trigger_binding_metadata():
@@ -71,6 +71,8 @@ def test_invoking_the_functions_imports_a_file(app_env, loop_emulator, fec_bytes
     assert record.state == states.PENDING
     wait_until_final_at_loop(loop_emulator)
     functions["fec_status_timer"].get_user_function()(timer=LocalTimerRequest())
+    (message,) = pipeline.status_queue.receive_messages()  # the timer enqueued one check
+    functions["fec_status_check"].get_user_function()(message=queue_trigger_argument(message))
     assert pipeline.ledger.get(*record.keys).state == states.COMPLETED
 
 

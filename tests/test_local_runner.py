@@ -110,31 +110,33 @@ def test_a_converter_failure_reaches_the_invocation_not_a_fallback(
 
 def test_the_real_blob_trigger_is_read_with_its_sdk_type_and_connection(storage_env, monkeypatch):
     monkeypatch.setenv("FEC_IMPORT_CONTAINER", "api-import-ecrit")
-    env = {**storage_env, "FEC_IMPORT_CONTAINER": "api-import-ecrit", "STATUS_POLL_SCHEDULE": "0 */1 * * * *"}
+    env = {**storage_env, "FEC_IMPORT_CONTAINER": "api-import-ecrit", "STATUS_POLL_SCHEDULE": "0 */1 * * * *",
+           "STATUS_CHECK_QUEUE": "checks-discovered"}
     found = discover(function_app.app, env)
     (blob_function,) = found.blobs
     assert (blob_function.name, blob_function.container) == ("fec_blob_trigger", "api-import-ecrit")
     assert (blob_function.connection, blob_function.pytype) == ("AzureWebJobsStorage", blob.BlobClient)
     assert [timer.name for timer in found.timers] == ["fec_status_timer"]
+    assert [(q.name, q.queue.queue_name) for q in found.queues] == [("fec_status_check", "checks-discovered")]
 
 
 def test_the_supported_trigger_types_are_one_table():
-    assert set(SUPPORTED_TRIGGERS) == {"blobTrigger", "timerTrigger"}
+    assert set(SUPPORTED_TRIGGERS) == {"blobTrigger", "timerTrigger", "queueTrigger"}
 
 
 def test_a_trigger_type_the_runner_cannot_run_is_refused_by_name(storage_env, blob_service):
     app = func.FunctionApp()
 
-    @app.function_name("on_queue")
-    @app.queue_trigger(arg_name="message", queue_name="work", connection="AzureWebJobsStorage")
-    def on_queue(message: func.QueueMessage) -> None:
+    @app.function_name("on_event")
+    @app.event_hub_message_trigger(arg_name="event", event_hub_name="work", connection="EventHubConnection")
+    def on_event(event: func.EventHubEvent) -> None:
         return None
 
     with pytest.raises(UnsupportedTriggerError) as caught:
         LocalHost(app, blob_service, storage_env)
     message = str(caught.value)
-    assert "on_queue has a queueTrigger trigger" in message
-    assert "blobTrigger, timerTrigger" in message
+    assert "on_event has a eventHubTrigger trigger" in message
+    assert "blobTrigger, timerTrigger, queueTrigger" in message
     assert "SUPPORTED_TRIGGERS" in message
 
 
