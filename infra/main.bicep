@@ -45,6 +45,9 @@ param statusPollSchedule string = '0 */1 * * * *'
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
+@description('E-mail address the monitoring alerts are sent to (action group). Empty: no receiver.')
+param alertEmail string = ''
+
 var tags = { 'azd-env-name': environmentName }
 var uploaders = empty(uploaderPrincipalIds) ? [] : split(replace(uploaderPrincipalIds, ' ', ''), ',')
 
@@ -69,6 +72,19 @@ module resources 'modules/resources.bicep' = {
     loopApiBaseUrl: loopApiBaseUrl
     statusPollSchedule: statusPollSchedule
     maximumInstanceCount: maximumInstanceCount
+  }
+}
+
+// Alerts, their action group and the workbook (docs/runbooks/ has one runbook per alert).
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'fec-monitoring'
+  scope: group
+  params: {
+    location: location
+    tags: tags
+    appInsightsId: resources.outputs.appInsightsId
+    alertEmail: alertEmail
+    nameToken: toLower(uniqueString(subscription().id, environmentName))
   }
 }
 

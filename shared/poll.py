@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from shared import states
+from shared import metrics, states, tracing
 from shared.import_record import ImportRecord
 from shared.ledger_indexes import keys_of_due_row
 from shared.loop_client import LoopAuthError, LoopError, LoopStatus
@@ -65,6 +65,21 @@ def row_of_message(body: str) -> str:
 
 
 def schedule_due_checks(pipeline: Pipeline, send: Callable[[str], None]) -> PollSummary:
+    """`_schedule_due_checks`, timed into `fec.poll.tick.duration`; then the pending gauges."""
+    with metrics.timed_tick():
+        summary = _schedule_due_checks(pipeline, send)
+        observe_pending(pipeline)
+    return summary
+
+
+def observe_pending(pipeline: Pipeline) -> None:
+    """`fec.imports.pending` and `.oldest_age`, from one query of the pending records."""
+    now = pipeline.clock()
+    pending = pipeline.ledger.all_records(state=str(ImportState.PENDING))
+    metrics.observe_pending([r.submitted_at or r.received_at or now for r in pending], now)
+
+
+def _schedule_due_checks(pipeline: Pipeline, send: Callable[[str], None]) -> PollSummary:
     """The timer's tick: enqueue one message per due import, within a time and a count budget.
 
     Each due row is first moved a lease ahead (STATUS_CHECK_LEASE_SECONDS), then its message sent:
@@ -167,6 +182,15 @@ def next_check_in(pipeline: Pipeline, record: ImportRecord, now: datetime) -> ti
 
 
 def poll_one(pipeline: Pipeline, record: ImportRecord, now: datetime) -> str:
+    """`_poll_one` in the span `import.poll`, linked to the import's submit trace."""
+    with tracing.span("import.poll", links=tracing.links_to(record.trace_parent), blob=record.blob,
+                      etag=record.etag, codeIbs=record.code_ibs, requestId=record.request_id):
+        outcome = _poll_one(pipeline, record, now)
+        tracing.annotate(outcome=outcome)
+        return outcome
+
+
+def _poll_one(pipeline: Pipeline, record: ImportRecord, now: datetime) -> str:
     """Ask Loop for one import's status and record what changed, and when to ask next."""
     try:
         status = pipeline.loop.get_import_status(record.request_id or "")

@@ -77,9 +77,7 @@ def main(config: dict[str, Any]) -> dict[str, Any]:
         host.scan_blobs()
         host.wait_idle()
         host.fire_timer()
-        drain_queues = getattr(host, "drain_queues", None)  # the status-check queue, where the runner has one
-        if drain_queues is not None:
-            drain_queues()
+        host.drain_queues()
         records = {r.blob_name: r for r in pipeline.ledger.all_records()}
         if len(records) == len(config["drops"]) and all(r.state in states.FINAL_STATES for r in records.values()):
             break

@@ -195,6 +195,18 @@ def test_nothing_exported_carries_a_key_an_account_key_or_a_sas_signature(export
     assert not re.search(r"sig=(?!REDACTED)[^&\s\"]+", everything)
 
 
+def test_the_poll_of_an_import_is_a_span_linked_to_its_submit_trace(exported):
+    ingestion, result, _ = exported
+    submit_trace = result["records"][VALID]["trace_parent"].split("-")[1]
+    polls = [s for s in spans(ingestion) if s["data"]["baseData"]["name"] == "import.poll"
+             and props(s).get("blob", "").endswith("/" + VALID)]
+    assert polls
+    for poll in polls:
+        assert operation_id(poll) != submit_trace
+        links = json.loads(props(poll)["_MS.links"])
+        assert {"operation_Id": submit_trace}.items() <= links[0].items()
+
+
 def test_metrics_count_outcomes_and_time_validation_loop_and_ticks(exported):
     ingestion, _, _ = exported
     outcomes = {attrs["outcome"]: point["value"] for point, attrs in metric_points(ingestion, "fec.imports")}
@@ -203,12 +215,16 @@ def test_metrics_count_outcomes_and_time_validation_loop_and_ticks(exported):
     assert metric_points(ingestion, "fec.validation.throughput")
     loop = {(a["operation"], a["result"]) for _, a in metric_points(ingestion, "fec.loop.duration")}
     assert {("importFEC", "ok"), ("getImportStatus", "ok")} <= loop
+    assert metric_points(ingestion, "fec.poll.tick.duration")
+    (pending, _), *_ = metric_points(ingestion, "fec.imports.pending")
+    assert pending["value"] >= 0
+    assert metric_points(ingestion, "fec.imports.pending.oldest_age")
 
 
 def kql_blocks() -> list[tuple[str, str]]:
     """(where, query) for every KQL query in docs/ and in the monitoring template."""
     found = []
-    for path in sorted(DOCS.glob("*.md")):
+    for path in sorted(DOCS.rglob("*.md")):
         for block in re.findall(r"```kusto\n(.*?)```", path.read_text(), re.DOTALL):
             found.append((path.name, block))
     if MONITORING_BICEP.exists():
