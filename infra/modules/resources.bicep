@@ -246,6 +246,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'AZURE_CLIENT_ID', value: identity.properties.clientId } // DefaultAzureCredential in shared/
         { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: appInsights.properties.ConnectionString }
         { name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING', value: 'ClientId=${identity.properties.clientId};Authorization=AAD' }
+        // The Python worker configures azure-monitor-opentelemetry itself (host.json telemetryMode: OpenTelemetry)
+        { name: 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY', value: 'true' }
         { name: 'BLOB_TRIGGER_SOURCE', value: 'EventGrid' }
         { name: 'FEC_IMPORT_CONTAINER', value: importContainerName }
         { name: 'IMPORT_REPORT_CONTAINER', value: reportContainerName }
