@@ -168,7 +168,7 @@ class QueueFunction:
     def poison(self) -> QueueClient:
         return QueueClient.from_queue_url(
             f"{self.queue.url}-poison", credential=self.queue.credential,
-            message_encode_policy=BinaryBase64EncodePolicy(),
+            message_encode_policy=BinaryBase64EncodePolicy(), message_decode_policy=BinaryBase64DecodePolicy(),
         )
 
 
@@ -369,11 +369,15 @@ class LocalHost:
             log.warning("%s failed for message %s (attempt %d of %d): %s", function.name, message.id,
                         message.dequeue_count, self.queue_options.max_dequeue_count, error)
             if message.dequeue_count >= self.queue_options.max_dequeue_count:
-                function.poison.send_message(message.content)
+                poison = function.poison
+                with contextlib.suppress(ResourceExistsError):
+                    poison.create_queue()
+                poison.send_message(message.content)
                 function.queue.delete_message(message)
                 log.error("%s moved message %s to %s-poison", function.name, message.id, function.queue.queue_name)
             else:
-                function.queue.update_message(message, visibility_timeout=int(self.queue_options.visibility_timeout))
+                function.queue.update_message(message.id, message.pop_receipt,
+                                              visibility_timeout=int(self.queue_options.visibility_timeout))
             return
         function.queue.delete_message(message)
 

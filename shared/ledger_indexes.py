@@ -36,6 +36,7 @@ class IndexEntry:
     row: str
     keys: Keys
     etag: str | None
+    since: datetime | None = None  # due rows: when the import was submitted (or received)
 
 
 def due_key(when: datetime) -> str:
@@ -53,8 +54,9 @@ def keys_of_due_row(row: str) -> Keys:
     return partition, record_row
 
 
-def _row_entity(partition: str, row: str, keys: Keys, now: datetime, blob: str = "") -> dict[str, object]:
-    return {
+def _row_entity(partition: str, row: str, keys: Keys, now: datetime, blob: str = "", *,
+                since: datetime | None = None) -> dict[str, object]:
+    entity: dict[str, object] = {
         "PartitionKey": partition,
         "RowKey": row,
         "record_partition": keys[0],
@@ -62,6 +64,9 @@ def _row_entity(partition: str, row: str, keys: Keys, now: datetime, blob: str =
         "blob": blob,
         "indexed_at": now,
     }
+    if since is not None:
+        entity["since"] = since
+    return entity
 
 
 class _Partition:
@@ -71,9 +76,11 @@ class _Partition:
         self.table = table
         self.clock = clock
 
-    def _upsert(self, partition: str, row: str, keys: Keys, blob: str = "") -> None:
+    def _upsert(self, partition: str, row: str, keys: Keys, blob: str = "", *, since: datetime | None = None
+                ) -> None:
+        entity = _row_entity(partition, row, keys, self.clock(), blob, since=since)
         with table_must_exist(self.table):
-            self.table.upsert_entity(_row_entity(partition, row, keys, self.clock(), blob), mode=UpdateMode.REPLACE)
+            self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
 
     def _read(self, partition: str, row: str) -> IndexEntry | None:
         try:
@@ -112,7 +119,8 @@ class WatchIndex(_Partition):
         return due_row(record.next_poll_at, record.keys)
 
     def watch(self, record: ImportRecord) -> None:
-        self._upsert(DUE_PARTITION, self.row_of(record), record.keys, record.blob)
+        since = record.submitted_at or record.received_at
+        self._upsert(DUE_PARTITION, self.row_of(record), record.keys, record.blob, since=since)
 
     def entries(self, due_by: datetime | None = None, limit: int | None = None) -> list[IndexEntry]:
         """Rows in due order: those due by `due_by` (all if None), at most `limit` of them."""
@@ -122,13 +130,12 @@ class WatchIndex(_Partition):
         found: list[IndexEntry] = []
         with table_must_exist(self.table):
             rows = self.table.query_entities(
-                query, select=["RowKey", "record_partition", "record_row"],
+                query, select=["RowKey", "record_partition", "record_row", "since"],
                 results_per_page=min(limit or 1000, 1000),
             )
             for row in rows:
-                found.append(
-                    IndexEntry(row["RowKey"], (row["record_partition"], row["record_row"]), row.metadata.get("etag"))
-                )
+                keys = (row["record_partition"], row["record_row"])
+                found.append(IndexEntry(row["RowKey"], keys, row.metadata.get("etag"), row.get("since")))
                 if limit is not None and len(found) >= limit:
                     break
         return found
@@ -147,9 +154,9 @@ class WatchIndex(_Partition):
     def postpone(self, entry: IndexEntry, until: datetime) -> IndexEntry:
         """Move a row to a later time (the scheduler's lease while its message is in flight)."""
         moved = due_row(until, entry.keys)
-        self._upsert(DUE_PARTITION, moved, entry.keys)
+        self._upsert(DUE_PARTITION, moved, entry.keys, since=entry.since)
         self.drop_row(entry.row)
-        return IndexEntry(moved, entry.keys, None)
+        return IndexEntry(moved, entry.keys, None, entry.since)
 
 
 class RequestIndex(_Partition):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -72,11 +73,25 @@ def schedule_due_checks(pipeline: Pipeline, send: Callable[[str], None]) -> Poll
     return summary
 
 
+_gauges_lock = threading.Lock()
+_gauges_observed_at: dict[str, float] = {}
+
+
 def observe_pending(pipeline: Pipeline) -> None:
-    """`fec.imports.pending` and `.oldest_age`, from one query of the pending records."""
+    """`fec.imports.pending` and `.oldest_age`: the imports in flight and the oldest one's age.
+
+    Read from the due index alone (its `since` column), and at most once per
+    STATUS_GAUGE_INTERVAL_SECONDS per ledger: reading every watched row is what a tick must not
+    do, so the gauges are sampled, not kept exact on every tick."""
+    table = pipeline.ledger.table.table_name
+    with _gauges_lock:
+        last = _gauges_observed_at.get(table)
+        if last is not None and time.monotonic() - last < pipeline.settings.status_gauge_interval_seconds:
+            return
+        _gauges_observed_at[table] = time.monotonic()
     now = pipeline.clock()
-    pending = pipeline.ledger.all_records(state=str(ImportState.PENDING))
-    metrics.observe_pending([r.submitted_at or r.received_at or now for r in pending], now)
+    entries = pipeline.ledger.watched_entries()
+    metrics.observe_pending([entry.since or now for entry in entries], now)
 
 
 def _schedule_due_checks(pipeline: Pipeline, send: Callable[[str], None]) -> PollSummary:

@@ -78,6 +78,7 @@ class Settings:
     status_check_lease_seconds: int
     status_tick_budget_seconds: int
     status_tick_max_messages: int
+    status_gauge_interval_seconds: int
 
     def __repr__(self) -> str:
         return (
@@ -296,6 +297,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_loop: bool = 
         status_check_lease_seconds=read.integer("STATUS_CHECK_LEASE_SECONDS", 300, 10, 86_400),
         status_tick_budget_seconds=read.integer("STATUS_TICK_BUDGET_SECONDS", 20, 1, 600),
         status_tick_max_messages=read.integer("STATUS_TICK_MAX_MESSAGES", 5_000, 1, 100_000),
+        status_gauge_interval_seconds=read.integer("STATUS_GAUGE_INTERVAL_SECONDS", 600, 0, 86_400),
     )
     if settings.container == settings.report_container:
         read.problems.append("IMPORT_REPORT_CONTAINER must differ from FEC_IMPORT_CONTAINER")

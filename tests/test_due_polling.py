@@ -1,0 +1,206 @@
+"""Polling by due time, fanned out through a Storage queue: real Azurite (tables and queues), the
+Loop emulator over HTTP, the local host's queue trigger."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import timedelta
+
+import pytest
+from azure.core.pipeline.policies import SansIOHTTPPolicy
+from azure.data.tables import TableClient
+
+from local.runner import LocalHost
+from shared import states
+from shared.import_record import ImportRecord
+from shared.ledger import Ledger
+from shared.poll import check_import, check_message, poll_imports, row_of_message, schedule_due_checks
+from shared.submit import submit_blob
+from tests.helpers import MovableClock, run_together, unique_name, upload, wait_until_final_at_loop
+
+
+def status_calls(emulator) -> int:
+    return len([r for r in emulator.requests() if r["path"] in ("/getImportStatus", "/importStatus")])
+
+
+def rows_of(messages: list[str]) -> list[str]:
+    return [row_of_message(message) for message in messages]
+
+
+def test_an_import_submitted_now_is_checked_before_one_due_in_an_hour(pipeline, loop_emulator, fec_bytes):
+    checked_a_minute_ago = submit_blob(pipeline, upload(pipeline, "DEMO001/old.txt", fec_bytes))
+    pipeline.ledger.move(checked_a_minute_ago, states.NOTE_CHECK,
+                         lambda r: setattr(r, "next_poll_at", pipeline.clock() + timedelta(hours=1)))
+    fresh = submit_blob(pipeline, upload(pipeline, "DEMO001/new.txt", fec_bytes.replace(b"Facture", b"Avoir")))
+    sent: list[str] = []
+    summary = schedule_due_checks(pipeline, sent.append)
+    assert summary.outcomes == {"enqueued": 1}
+    assert [pipeline.ledger.get(*keys).blob_name for keys in
+            [tuple(row.split("|", 2)[1:]) for row in rows_of(sent)]] == [fresh.blob_name]
+    pipeline.clock.advance(timedelta(hours=1, seconds=1))
+    later: list[str] = []
+    schedule_due_checks(pipeline, later.append)
+    assert len(later) == 2  # both due now; the leased row of `fresh` came due again too (its lease ended)
+
+
+def test_the_due_index_lists_rows_in_due_order(table_service):
+    ledger = Ledger.from_service(table_service, unique_name("ledger"), MovableClock())
+    ledger.ensure()
+    now = ledger.clock()
+    for name, minutes in (("late", 30), ("soon", 1), ("middle", 10)):
+        ledger.claim(ImportRecord("c", name, f'"0x{name}"', size=1, next_poll_at=now + timedelta(minutes=minutes)))
+    order = [ledger.get(*entry.keys).blob_name for entry in ledger.watched_entries()]
+    assert order == ["soon", "middle", "late"]
+    assert [ledger.get(*e.keys).blob_name for e in ledger.watched_entries(due_by=now + timedelta(minutes=5))] == [
+        "soon"
+    ]
+
+
+def test_a_message_for_a_finished_import_does_nothing(pipeline, loop_emulator, fec_bytes):
+    record = submit_blob(pipeline, upload(pipeline, "DEMO001/a.txt", fec_bytes))
+    sent: list[str] = []
+    schedule_due_checks(pipeline, sent.append)
+    wait_until_final_at_loop(loop_emulator)
+    assert poll_imports(pipeline).outcomes == {}  # leased: not due until the lease ends
+    assert check_import(pipeline, row_of_message(sent[0])) == "completed"
+    calls = status_calls(loop_emulator)
+    assert check_import(pipeline, row_of_message(sent[0])) == "unwatched"  # the same message again
+    assert status_calls(loop_emulator) == calls
+    assert pipeline.ledger.get(*record.keys).state == states.COMPLETED
+    assert pipeline.ledger.watched_entries() == []
+
+
+def test_duplicate_messages_for_one_import_give_one_status_write(pipeline, loop_emulator, fec_bytes, caplog):
+    import dataclasses  # noqa: PLC0415
+
+    pipeline.settings = dataclasses.replace(pipeline.settings, status_first_check_seconds=30)
+    caplog.set_level("DEBUG", logger="fec_import")
+    for round_number in range(20):
+        record = submit_blob(pipeline, upload(pipeline, f"DEMO001/{round_number}.txt",
+                                              fec_bytes.replace(b"Facture", f"Facture {round_number}".encode())))
+        pipeline.clock.advance(timedelta(seconds=31))  # its first check is due
+        sent: list[str] = []
+        schedule_due_checks(pipeline, sent.append)
+        (message,) = sent
+        caplog.clear()
+        history_before = len(pipeline.ledger.get(*record.keys).history_entries())
+        outcomes = run_together(3, lambda _n, message=message: check_import(pipeline, row_of_message(message)))
+        assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+        assert [entry.keys for entry in pipeline.ledger.watched_entries()] == [record.keys]  # one row left
+        writes = len(pipeline.ledger.get(*record.keys).history_entries()) - history_before
+        assert writes == 1, f"round {round_number}: {outcomes}"
+        assert len([r for r in caplog.records if getattr(r, "event_name", "").startswith("import.")]) == 1
+        pipeline.ledger.finish(pipeline.ledger.get(*record.keys), states.CANCEL, "end of round")
+
+
+def test_a_crash_between_enqueue_and_check_loses_nothing(pipeline, loop_emulator, fec_bytes):
+    record = submit_blob(pipeline, upload(pipeline, "DEMO001/a.txt", fec_bytes))
+    lost: list[str] = []
+    schedule_due_checks(pipeline, lost.append)  # the message is lost (the worker died with it)
+    again: list[str] = []
+    schedule_due_checks(pipeline, again.append)
+    assert again == []  # leased: not sent twice while a message is in flight
+    wait_until_final_at_loop(loop_emulator)
+    pipeline.clock.advance(timedelta(seconds=pipeline.settings.status_check_lease_seconds + 1))
+    schedule_due_checks(pipeline, again.append)
+    assert len(again) == 1
+    assert check_import(pipeline, row_of_message(again[0])) == "completed"
+    assert pipeline.ledger.get(*record.keys).state == states.COMPLETED
+
+
+def test_a_tick_with_nothing_due_reads_a_handful_of_entities_whatever_is_pending(azurite, pipeline_env):
+    counter = _CountingPolicy()
+    table = TableClient.from_connection_string(azurite.connection_string, unique_name("ledger"),
+                                               per_call_policies=[counter])
+    ledger = Ledger(table, MovableClock())
+    ledger.ensure()
+    now = ledger.clock()
+    for n in range(300):
+        ledger.claim(ImportRecord("c", f"f{n}", f'"0x{n}"', size=1, next_poll_at=now + timedelta(minutes=5 + n)))
+    counter.reset()
+    assert ledger.watched_entries(due_by=now, limit=5000) == []
+    assert (counter.requests, counter.entities) == (1, 0)
+    ledger.clock.advance(timedelta(minutes=7, seconds=30))
+    counter.reset()
+    due = ledger.watched_entries(due_by=ledger.clock(), limit=5000)
+    assert len(due) == 3
+    assert (counter.requests, counter.entities) == (1, 3)
+
+
+class _CountingPolicy(SansIOHTTPPolicy):
+    """Counts the table requests a client makes, and the entities their answers hold."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.requests = 0
+        self.entities = 0
+
+    def on_response(self, request, response) -> None:
+        self.requests += 1
+        body = response.http_response.text() if response.http_response.status_code == 200 else ""
+        if body.startswith("{"):
+            self.entities += len(json.loads(body).get("value", []))
+
+
+def test_a_message_that_always_fails_ends_in_the_poison_queue(pipeline_env, monkeypatch, blob_service, loop_emulator):
+    import function_app  # noqa: PLC0415
+    from shared.runtime import current_pipeline, reset_pipeline  # noqa: PLC0415
+
+    for name, value in pipeline_env.items():
+        monkeypatch.setenv(name, value)
+    reset_pipeline()
+    pipeline = current_pipeline()
+    host = LocalHost(function_app.app, blob_service, pipeline_env, retry_delay=0.1)
+    host.queue_options = dataclasses.replace(host.queue_options, visibility_timeout=0)  # retry at once
+    try:
+        pipeline.status_queue.send_message("this is not a status check")
+        pipeline.status_queue.send_message(check_message("not-a-due-row"))
+        host.drain_queues()
+        (check,) = host.queue_functions
+        poisoned = [m.content for m in check.poison.receive_messages(max_messages=10)]
+    finally:
+        host.stop()
+        reset_pipeline()
+    assert sorted(poisoned) == sorted([b"this is not a status check", check_message("not-a-due-row").encode()])
+    assert list(pipeline.status_queue.peek_messages()) == []
+
+
+def test_the_local_host_runs_the_queue_trigger_to_a_final_status(pipeline_env, monkeypatch, blob_service,
+                                                                  loop_emulator, fec_bytes):
+    import function_app  # noqa: PLC0415
+    from shared.runtime import current_pipeline, reset_pipeline  # noqa: PLC0415
+
+    for name, value in pipeline_env.items():
+        monkeypatch.setenv(name, value)
+    reset_pipeline()
+    pipeline = current_pipeline()
+    host = LocalHost(function_app.app, blob_service, pipeline_env, retry_delay=0.1)
+    try:
+        upload(pipeline, "DEMO001/a.txt", fec_bytes)
+        host.scan_blobs()
+        host.wait_idle()
+        wait_until_final_at_loop(loop_emulator)
+        host.fire_timer()
+        assert host.drain_queues() == 1
+        (record,) = pipeline.ledger.all_records()
+    finally:
+        host.stop()
+        reset_pipeline()
+    assert (record.state, record.loop_status) == (states.COMPLETED, 3)
+
+
+@pytest.mark.parametrize(("age", "expected"), [(timedelta(0), 30), (timedelta(minutes=10), 60),
+                                               (timedelta(hours=5), 120)])
+def test_checks_are_spaced_by_age_up_to_a_ceiling(pipeline, age, expected):
+    import dataclasses  # noqa: PLC0415
+
+    from shared.poll import next_check_in  # noqa: PLC0415
+
+    pipeline.settings = dataclasses.replace(pipeline.settings, status_first_check_seconds=30,
+                                            status_max_interval_seconds=120)
+    now = pipeline.clock()
+    record = ImportRecord("c", "n", '"0x1"', submitted_at=now - age)
+    assert next_check_in(pipeline, record, now) == timedelta(seconds=expected)
