@@ -48,6 +48,13 @@ param maximumInstanceCount int = 40
 @description('E-mail address the monitoring alerts are sent to (action group). Empty: no receiver.')
 param alertEmail string = ''
 
+@description('Close the storage account to public network access: private endpoints (blob, queue, table) with their private DNS zones, the Function App integrated in a virtual network, and LOOP_TRANSFER_MODE=deposit (Loop cannot download from a closed account). infra/README.md, "Private storage".')
+param privateNetworking bool = false
+
+@allowed(['sas', 'deposit'])
+@description('How Loop gets each file (LOOP_TRANSFER_MODE): sas, Loop downloads it from this storage account through a SAS URL; deposit, the app uploads it to a URL Loop gives. privateNetworking=true always means deposit.')
+param loopTransferMode string = 'sas'
+
 var tags = { 'azd-env-name': environmentName }
 var uploaders = empty(uploaderPrincipalIds) ? [] : split(replace(uploaderPrincipalIds, ' ', ''), ',')
 
@@ -71,6 +78,8 @@ module resources 'modules/resources.bicep' = {
     loopSubscriptionKey: loopSubscriptionKey
     loopApiBaseUrl: loopApiBaseUrl
     statusPollSchedule: statusPollSchedule
+    privateNetworking: privateNetworking
+    loopTransferMode: privateNetworking ? 'deposit' : loopTransferMode
     maximumInstanceCount: maximumInstanceCount
   }
 }
@@ -97,3 +106,4 @@ output AZURE_STORAGE_ACCOUNT_NAME string = resources.outputs.storageAccountName
 output EVENT_GRID_SYSTEM_TOPIC_NAME string = resources.outputs.systemTopicName
 output FEC_IMPORT_CONTAINER string = resources.outputs.importContainerName
 output AZURE_KEY_VAULT_NAME string = resources.outputs.keyVaultName
+output LOOP_TRANSFER_MODE string = resources.outputs.loopTransferMode

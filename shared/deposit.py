@@ -119,28 +119,48 @@ class HashingReader:
 
     It has no `seek`, so the blob SDK uploads it block by block without buffering the file; it has a
     length, so requests sends it with a Content-Length rather than chunked (some signed-URL services
-    refuse chunked uploads). A storage failure while reading is kept in `failure`, so it is not
-    mistaken for a refused upload."""
+    refuse chunked uploads). It draws on the download's `chunks()` (BLOB_DOWNLOAD_CHUNK_BYTES each), as
+    the validator does, and returns exactly `size` bytes per read except at the end (the SDK's
+    single-request upload reads the whole length at once). A storage failure
+    while reading is kept in `failure`, so it is not mistaken for a refused upload."""
 
     def __init__(self, source: StorageStreamDownloader, chunk_bytes: int) -> None:
-        self.source, self.chunk_bytes = source, chunk_bytes
+        self.size = source.size
+        self.chunks = iter(source.chunks())
+        self.chunk_bytes = chunk_bytes
+        self.pending = memoryview(b"")
         self.digest = hashlib.sha256()
         self.sent = 0
         self.failure: AzureError | None = None
 
     def read(self, size: int | None = -1) -> bytes:
-        wanted = self.chunk_bytes if size is None or size < 0 else min(size, self.chunk_bytes * 4)
-        try:
-            data = self.source.read(wanted)
-        except AzureError as error:
-            self.failure = error
-            raise
+        """Up to `size` bytes (a negative size: one chunk's worth), fewer only at the end."""
+        wanted = self.chunk_bytes if size is None or size < 0 else size
+        parts: list[bytes] = []
+        count = 0
+        while count < wanted:
+            if not self.pending:
+                self.pending = memoryview(self._next_chunk())
+                if not self.pending:
+                    break
+            part = bytes(self.pending[: wanted - count])
+            self.pending = self.pending[len(part):]
+            parts.append(part)
+            count += len(part)
+        data = b"".join(parts)
         self.digest.update(data)
         self.sent += len(data)
         return data
 
+    def _next_chunk(self) -> bytes:
+        try:
+            return next(self.chunks, b"")
+        except AzureError as error:
+            self.failure = error
+            raise
+
     def __len__(self) -> int:
-        return max(self.source.size - self.sent, 0)
+        return max(self.size - self.sent, 0)
 
     @property
     def sha256(self) -> str:

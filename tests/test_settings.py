@@ -135,3 +135,17 @@ def test_a_broken_local_settings_file_is_named(tmp_path):
     with pytest.raises(SettingsError) as caught:
         environment_with_local_settings(tmp_path, {})
     assert "local.settings.json is not valid JSON" in str(caught.value)
+
+
+@pytest.mark.parametrize(("value", "mode"), [(None, "sas"), ("sas", "sas"), ("deposit", "deposit"), (" Deposit ", "deposit")])
+def test_transfer_mode_is_sas_by_default_or_deposit(value, mode):
+    env = BASE if value is None else {**BASE, "LOOP_TRANSFER_MODE": value}
+    assert load_settings(env).loop_transfer_mode == mode
+
+
+def test_an_unknown_transfer_mode_is_refused_with_the_others():
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**BASE, "LOOP_TRANSFER_MODE": "upload", "SAS_TTL_HOURS": "2"})
+    message = str(caught.value)
+    assert "LOOP_TRANSFER_MODE must be one of sas, deposit, got 'upload'" in message
+    assert "SAS_TTL_HOURS" in message

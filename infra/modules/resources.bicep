@@ -17,6 +17,11 @@ param loopApiBaseUrl string
 param statusPollSchedule string
 param maximumInstanceCount int = 40
 param statusCheckQueueName string = 'fec-status-checks'
+@description('Storage closed to the internet, reached through private endpoints; Loop gets files by deposit')
+param privateNetworking bool = false
+@allowed(['sas', 'deposit'])
+@description('LOOP_TRANSFER_MODE; ../main.bicep sets deposit whenever privateNetworking is true (Loop cannot download from a closed account)')
+param loopTransferMode string = 'sas'
 param importContainerName string = 'api-import-ecrit'
 param reportContainerName string = 'fec-import-reports'
 param ledgerTableName string = 'fecimports'
@@ -60,7 +65,19 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     defaultToOAuthAuthentication: true
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
-    networkAcls: { defaultAction: 'Allow', bypass: 'AzureServices' }
+    publicNetworkAccess: privateNetworking ? 'Disabled' : 'Enabled'
+    networkAcls: { defaultAction: privateNetworking ? 'Deny' : 'Allow', bypass: 'AzureServices' }
+  }
+}
+
+// Private endpoints, DNS zones and the app's subnet (modules/network.bicep), only for private storage.
+module network 'network.bicep' = if (privateNetworking) {
+  name: 'fec-network'
+  params: {
+    location: location
+    tags: tags
+    token: token
+    storageAccountId: storage.id
   }
 }
 
@@ -224,6 +241,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
     httpsOnly: true
     clientCertEnabled: false
     keyVaultReferenceIdentity: identity.id
+    // Flex Consumption's virtual network integration: the app reaches the storage's private endpoints.
+    virtualNetworkSubnetId: privateNetworking ? network.outputs.appSubnetId : null
     functionAppConfig: {
       deployment: {
         storage: {
@@ -258,6 +277,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'LOOP_API_BASE_URL', value: loopApiBaseUrl }
         { name: 'LOOP_STATUS_PATH', value: '/getImportStatus' }
         { name: 'SAS_TTL_HOURS', value: '24' }
+        { name: 'LOOP_TRANSFER_MODE', value: loopTransferMode }
         // Versionless references: a rotated key is picked up without a redeployment.
         { name: 'LOOP_API_KEY', value: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${loopApiKeySecretName})' }
         { name: 'LOOP_SUBSCRIPTION_KEY', value: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${loopSubscriptionKeySecretName})' }
@@ -320,3 +340,4 @@ output storageAccountName string = storage.name
 output systemTopicName string = systemTopic.name
 output importContainerName string = importContainer.name
 output keyVaultName string = vault.name
+output loopTransferMode string = loopTransferMode
