@@ -8,7 +8,7 @@ STAMP_NODE := node_modules/.installed
 CHECKOV_VENV := $(VENV)/checkov
 STAMP_CHECKOV := $(CHECKOV_VENV)/.installed
 
-.PHONY: run test lint bench bench-load drop demo install clean
+.PHONY: run test lint bench bench-load bench-poll drop demo install clean
 
 install: $(STAMP_PY) $(STAMP_NODE) $(STAMP_CHECKOV)
 
@@ -46,6 +46,9 @@ bench: install
 
 bench-load: install
 	$(PY) -m bench.load_bench
+
+bench-poll: install
+	$(PY) -m bench.poll_bench
 
 drop: install
 	@test -n "$(FILE)" || (echo "usage: make drop FILE=path/to/file [DOSSIER=DEMO001]" && exit 2)

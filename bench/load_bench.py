@@ -1,6 +1,6 @@
-"""Load run: 500 files dropped at once into Azurite, the Loop emulator failing 10% of calls.
+"""Load run: 5,000 files dropped at once into Azurite, the Loop emulator failing 10% of calls.
 
-Run: `make bench-load` (or `python -m bench.load_bench --files 500 --transient-rate 0.1`).
+Run: `make bench-load` (or `python -m bench.load_bench --files 5000 --transient-rate 0.1`).
 Reports files, distinct blob versions, POSTs received by the emulator (all, and those that
 created an import), imports created, time until every import is final, and peak memory.
 The invariant checked: imports created by Loop == distinct blob versions, and every import final.
@@ -15,7 +15,6 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import psutil
 from azure.storage.blob import BlobServiceClient
@@ -24,15 +23,15 @@ from local.azurite import start_azurite
 from local.loop_emulator import start_emulator_process
 from local.settings import configure_logging
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "fec-samples" / (
-    "odoo_odoo_test_wizard_expected_542107651FEC20210502.txt"
-)
 CONTAINER = "api-import-ecrit"
 
 
-def distinct_file(template: bytes, number: int) -> bytes:
-    """The sample with its first label made unique, so no two files have the same bytes."""
-    return template.replace(b"|Hello Darkness|", f"|Hello Darkness {number:05d}|".encode(), 1)
+def distinct_file(number: int) -> bytes:
+    """A valid FEC of its own (a label carries the number), so no two files have the same bytes."""
+    from tests.fec_factory import FecSpec  # noqa: PLC0415 - the tests' generator of valid files
+
+    entries = [[("401000", 0, 12000 + n), ("607000", 10000 + n, 0), ("445660", 2000, 0)] for n in range(20)]
+    return FecSpec(separator="|", entries=entries, label=f"Facture {number:05d}").render()
 
 
 def peak_rss_mb(process: psutil.Process) -> float:
@@ -45,7 +44,7 @@ def peak_rss_mb(process: psutil.Process) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.load_bench", description=__doc__)
-    parser.add_argument("--files", type=int, default=500)
+    parser.add_argument("--files", type=int, default=5000)
     parser.add_argument("--transient-rate", type=float, default=0.1)
     parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args(argv)
@@ -61,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         "AzureWebJobsStorage": azurite.connection_string, "FEC_IMPORT_CONTAINER": CONTAINER,
         "LOOP_API_BASE_URL": emulator.base_url, "LOOP_API_KEY": "local-dev-key:local-dev-secret",
         "LOOP_SUBSCRIPTION_KEY": "local-dev-subscription", "STATUS_POLL_SCHEDULE": "*/1 * * * * *",
-        "STATUS_POLL_CONCURRENCY": "16",
+        "STATUS_POLL_CONCURRENCY": "16", "STATUS_CHECK_QUEUE": "fec-status-checks",
+        "STATUS_POLL_FIRST_SECONDS": "1", "STATUS_POLL_MAX_INTERVAL_SECONDS": "5",
     })
     try:
         return run(args, azurite, emulator)
@@ -80,7 +80,6 @@ def run(args: argparse.Namespace, azurite, emulator) -> int:
     pipeline = current_pipeline()
     pipeline.ensure_resources()
     host = LocalHost(function_app.app, service, os.environ, retry_delay=0.5, workers=8)
-    template = SAMPLE.read_bytes()
     processes = {
         "app": psutil.Process(), "azurite": psutil.Process(azurite.process.pid),
         "emulator": psutil.Process(emulator.process.pid),
@@ -89,7 +88,7 @@ def run(args: argparse.Namespace, azurite, emulator) -> int:
 
     def upload(number: int) -> None:
         blob = service.get_blob_client(CONTAINER, f"DEMO001/{number:05d}-542107651FEC20210502.txt")
-        blob.upload_blob(distinct_file(template, number), overwrite=True)
+        blob.upload_blob(distinct_file(number), overwrite=True)
 
     started = time.monotonic()
     with ThreadPoolExecutor(16) as pool:
@@ -99,6 +98,7 @@ def run(args: argparse.Namespace, azurite, emulator) -> int:
     while time.monotonic() - started < args.timeout:
         host.scan_blobs()
         host.fire_timer()
+        host.drain_queues()
         for name, process in processes.items():
             peaks[name] = max(peaks[name], peak_rss_mb(process))
         records = list(pipeline.ledger.all_records())

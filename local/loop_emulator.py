@@ -8,6 +8,8 @@ Settings (environment):
 - LOOP_EMULATOR_SUBSCRIPTION_KEY: expected `Ocp-Apim-Subscription-Key` (default local-dev-subscription)
 - LOOP_EMULATOR_WAITING_SECONDS / LOOP_EMULATOR_PROCESSING_SECONDS: time in status 1 / 2 (1 / 2)
 - LOOP_EMULATOR_FAULTS: JSON, the same as POST /_emulator/faults (below)
+- LOOP_EMULATOR_LATENCY_MS: time every API call takes before it is answered (0), as a real Loop's
+  latency for benchmarks; also the fault setting "latency_ms"
 - LOOP_EMULATOR_DEPOSIT_STORAGE: connection string of the storage holding deposits (default
   UseDevelopmentStorage=true, the Azurite of `make run`); LOOP_EMULATOR_DEPOSIT_CONTAINER, its
   container (default loop-deposits); LOOP_EMULATOR_DEPOSIT_TTL_SECONDS, a deposit URL's life (600)
@@ -22,7 +24,9 @@ lived) on a blob of its own in the deposit container of Azurite, and `uri`, to g
 Control (no auth): GET /_emulator/health, GET /_emulator/requests (every API request, with `sig`
 values and keys never recorded), GET /_emulator/imports, GET /_emulator/deposits (each deposit
 URL given: its uri, whether a file was uploaded, its size and sha256), POST /_emulator/reset,
-POST /_emulator/faults with any of:
+POST /_emulator/seed {"count": N, "codeIbs": "DEMO001", "finish_within": [min, max]} (N imports
+that need no download and finish, each at its own time between min and max seconds from now,
+answering their ids: for polling benchmarks), POST /_emulator/faults with any of:
 - "importFEC" / "status" / "getFileUrlDeposit": a list of one-shot faults used by the next calls, in order, each with an
   optional "times": {"kind": "http", "status": 503, "retry_after": 1, "body": {...}},
   {"kind": "hang", "seconds": 30}, {"kind": "reset"} (for importFEC the import IS created first:
@@ -81,7 +85,7 @@ FAULT_KINDS = ("http", "hang", "reset", "error_body", "json", "raw", "large_body
 UPLOAD_FAULT_KINDS = ("expired", "read_only", "bad_signature", "missing_container")
 FAULT_SETTINGS = (
     "transient_rate", "transient_status", "seed", "final_status", "final_status_by_dossier",
-    "waiting_seconds", "processing_seconds", "deposit_answer",
+    "waiting_seconds", "processing_seconds", "deposit_answer", "latency_ms",
 )
 DEPOSIT_ANSWERS = ("both", "depositUrl", "uri")
 
@@ -131,8 +135,16 @@ class Import:
     failure: str | None = None
     by: str = "URL"
     object_id: str = field(default_factory=lambda: uuid.uuid4().hex[:24])
+    finish_at: float | None = None  # seeded imports: their own end, instead of waiting + processing
+
+    def finished_at(self, waiting: float, processing: float) -> float:
+        return self.finish_at if self.finish_at is not None else self.created + waiting + processing
 
     def status(self, now: float, waiting: float, processing: float) -> int:
+        if self.finish_at is not None:
+            if now >= self.finish_at:
+                return 4 if self.failure else self.final_status
+            return 1 if now < self.created + (self.finish_at - self.created) / 3 else 2
         elapsed = now - self.created
         if elapsed < waiting:
             return 1
@@ -145,6 +157,7 @@ class Import:
             "id": self.id, "codeIbs": self.code_ibs, "url": redact_text(self.url), "by": self.by,
             "status": self.status(now, waiting, processing), "downloaded_bytes": self.downloaded_bytes,
             "sha256": self.sha256, "failure": self.failure, "done": self.done,
+            "finished_at": self.finished_at(waiting, processing),
         }
 
 
@@ -267,6 +280,7 @@ class EmulatorState:
         self.subscription_key = env.get("LOOP_EMULATOR_SUBSCRIPTION_KEY", "local-dev-subscription")
         self.default_waiting = float(env.get("LOOP_EMULATOR_WAITING_SECONDS", "1"))
         self.default_processing = float(env.get("LOOP_EMULATOR_PROCESSING_SECONDS", "2"))
+        self.default_latency = float(env.get("LOOP_EMULATOR_LATENCY_MS", "0")) / 1000
         self.initial_faults = check_faults(json.loads(env.get("LOOP_EMULATOR_FAULTS") or "{}"))
         self.deposit_store = DepositStore(env)
         self.lock = threading.Lock()
@@ -286,6 +300,7 @@ class EmulatorState:
             self.final_by_dossier: dict[str, int] = {}
             self.waiting = self.default_waiting
             self.processing = self.default_processing
+            self.latency = self.default_latency
         self.set_faults(self.initial_faults)
 
     def set_faults(self, faults: dict[str, Any]) -> None:
@@ -303,6 +318,7 @@ class EmulatorState:
             self.waiting = float(faults.get("waiting_seconds", self.waiting))
             self.processing = float(faults.get("processing_seconds", self.processing))
             self.deposit_answer = faults.get("deposit_answer", self.deposit_answer)
+            self.latency = float(faults.get("latency_ms", self.latency * 1000)) / 1000
 
     def next_fault(self, endpoint: str) -> dict[str, Any] | None:
         with self.lock:
@@ -414,7 +430,9 @@ class Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         if parts.path.startswith("/_emulator/"):
             self._control_get(parts.path)
-        elif parts.path in ("/getImportStatus", "/importStatus"):
+            return
+        time.sleep(self.state.latency)
+        if parts.path in ("/getImportStatus", "/importStatus"):
             self._status(parts.path, parse_qs(parts.query))
         elif parts.path == "/getFileUrlDeposit":
             self._deposit(parse_qs(parts.query))
@@ -429,7 +447,10 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, {"reset": True})
         elif parts.path == "/_emulator/faults":
             self._set_faults(raw)
+        elif parts.path == "/_emulator/seed":
+            self._seed(raw)
         elif parts.path == "/importFEC":
+            time.sleep(self.state.latency)
             self._import_fec(raw)
         else:
             self._send(404, {"error": {"message": f"no route {parts.path}"}})
@@ -441,6 +462,24 @@ class Handler(BaseHTTPRequestHandler):
             self._send(400, {"error": {"message": f"faults refused: {error}"}})
             return
         self._send(200, {"ok": True})
+
+    def _seed(self, raw: bytes) -> None:
+        """Imports that need no download, each finishing at its own time: for polling benchmarks."""
+        try:
+            order = json.loads(raw or b"{}")
+            count, code = int(order["count"]), str(order.get("codeIbs", "DEMO001"))
+            low, high = (float(value) for value in order.get("finish_within", [1, 2]))
+        except (ValueError, KeyError, TypeError) as error:
+            self._send(400, {"error": {"message": f"seed needs count and finish_within [min, max]: {error}"}})
+            return
+        now, ids = time.time(), []
+        with self.state.lock:
+            for _ in range(count):
+                record = Import(str(uuid.uuid4()), code, "seeded", now, done=True, by="seed",
+                                finish_at=now + self.state.random.uniform(low, high))
+                self.state.imports[record.id] = record
+                ids.append(record.id)
+        self._send(200, {"ids": ids})
 
     def _control_get(self, path: str) -> None:
         now = time.time()
@@ -672,6 +711,11 @@ class EmulatorProcess:
 
     def reset(self) -> None:
         self._control("POST", "reset")
+
+    def seed(self, count: int, finish_within: tuple[float, float], code_ibs: str = "DEMO001") -> list[str]:
+        """Create `count` imports that finish between the two bounds (seconds from now); their ids."""
+        order = {"count": count, "codeIbs": code_ibs, "finish_within": list(finish_within)}
+        return self._control("POST", "seed", order)["ids"]
 
     def set_faults(self, faults: dict[str, Any]) -> None:
         """Raise requests.HTTPError (400, naming what is accepted) for a fault the emulator refuses."""

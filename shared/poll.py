@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 from shared import metrics, states, tracing
 from shared.import_record import ImportRecord
-from shared.ledger_indexes import keys_of_due_row
+from shared.ledger_indexes import IndexEntry, keys_of_due_row
 from shared.loop_client import LoopAuthError, LoopError, LoopStatus
 from shared.outcome_tags import write_outcome_tags
 from shared.pipeline import Pipeline
@@ -109,14 +109,19 @@ def _schedule_due_checks(pipeline: Pipeline, send: Callable[[str], None]) -> Pol
     now = pipeline.clock()
     deadline = time.monotonic() + settings.status_tick_budget_seconds
     lease = timedelta(seconds=settings.status_check_lease_seconds)
-    summary = PollSummary()
-    for entry in pipeline.ledger.watched_entries(due_by=now, limit=settings.status_tick_max_messages):
+
+    def enqueue(entry: IndexEntry) -> str:
         if time.monotonic() > deadline:
-            summary.add("left_for_next_tick")
-            continue
+            return "left_for_next_tick"
         leased = pipeline.ledger.watch_index.postpone(entry, now + lease)
         send(check_message(leased.row))
-        summary.add("enqueued")
+        return "enqueued"
+
+    summary = PollSummary()
+    entries = pipeline.ledger.watched_entries(due_by=now, limit=settings.status_tick_max_messages)
+    with ThreadPoolExecutor(max_workers=settings.poll_concurrency) as pool:
+        for outcome in pool.map(enqueue, entries):
+            summary.add(outcome)
     return summary
 
 

@@ -293,7 +293,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_loop: bool = 
         download_chunk_bytes=read.integer("BLOB_DOWNLOAD_CHUNK_BYTES", 4 * MIB, 64 * 1024, 32 * MIB),
         status_queue=read.text("STATUS_CHECK_QUEUE", "fec-status-checks"),
         status_first_check_seconds=read.integer("STATUS_POLL_FIRST_SECONDS", 30, 0, 3_600),
-        status_max_interval_seconds=read.integer("STATUS_POLL_MAX_INTERVAL_SECONDS", 900, 1, 86_400),
+        status_max_interval_seconds=read.integer("STATUS_POLL_MAX_INTERVAL_SECONDS", 120, 1, 86_400),
         status_check_lease_seconds=read.integer("STATUS_CHECK_LEASE_SECONDS", 300, 10, 86_400),
         status_tick_budget_seconds=read.integer("STATUS_TICK_BUDGET_SECONDS", 20, 1, 600),
         status_tick_max_messages=read.integer("STATUS_TICK_MAX_MESSAGES", 5_000, 1, 100_000),

@@ -148,3 +148,23 @@ def test_faults_can_be_set_by_environment_at_start():
         assert response.json()["error"]["message"] == "Erreur injectée"
     finally:
         emulator.stop()
+
+
+def test_seeded_imports_finish_at_their_own_time_and_every_call_takes_the_latency(loop_emulator):
+    ids = loop_emulator.seed(3, (0.4, 0.8))
+    loop_emulator.set_faults({"latency_ms": 150})
+    headers = {"x-apikey": TEST_LOOP_API_KEY, "Ocp-Apim-Subscription-Key": TEST_LOOP_SUBSCRIPTION_KEY}
+
+    def status(request_id: str) -> tuple[int, float]:
+        started = time.monotonic()
+        answer = requests.get(f"{loop_emulator.base_url}/getImportStatus", headers=headers, timeout=5,
+                              params={"accountingImportRequestId": request_id})
+        return answer.json()["status"], time.monotonic() - started
+
+    early = [status(request_id) for request_id in ids]
+    assert {code for code, _ in early} <= {1, 2}
+    assert min(seconds for _, seconds in early) >= 0.15
+    time.sleep(0.9)
+    assert {status(request_id)[0] for request_id in ids} == {3}
+    finished = {item["id"]: item["finished_at"] for item in loop_emulator.imports()}
+    assert all(finished[request_id] <= time.time() for request_id in ids)
