@@ -137,7 +137,9 @@ class Ledger:
         record.stored_due = record.next_poll_at if watched else None
         if previous_due is not None and previous_due != record.stored_due:
             self.watch_index.drop_row(due_row(previous_due, record.keys))
-        self.requests.record(record)
+        if record.request_id and record.request_id != record.stored_request_id:
+            self.requests.record(record)
+            record.stored_request_id = record.request_id
 
     def _forget_row_of_lost_write(self, record: ImportRecord, row: str) -> None:
         """A write that lost its compare-and-swap leaves no due row behind, unless the winner's

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from shared import metrics, states, tracing
+from shared.deposit import DepositError
 from shared.import_record import ImportRecord
 from shared.ledger_indexes import IndexEntry, keys_of_due_row
 from shared.loop_client import LoopAuthError, LoopError, LoopStatus
@@ -33,6 +34,7 @@ from shared.submit import SubmitRetryableError, redrive
 
 log = logging.getLogger(__name__)
 
+_LEASE_CHUNK = 500  # rows leased between two looks at the tick's time budget
 SAS_EXPIRING_FLAG = "sas_expiring"
 STALE_FLAG = "stale"
 
@@ -109,18 +111,21 @@ def _schedule_due_checks(pipeline: Pipeline, send: Callable[[str], None]) -> Pol
     now = pipeline.clock()
     deadline = time.monotonic() + settings.status_tick_budget_seconds
     lease = timedelta(seconds=settings.status_check_lease_seconds)
-
-    def enqueue(entry: IndexEntry) -> str:
-        if time.monotonic() > deadline:
-            return "left_for_next_tick"
-        leased = pipeline.ledger.watch_index.postpone(entry, now + lease)
-        send(check_message(leased.row))
-        return "enqueued"
-
     summary = PollSummary()
     entries = pipeline.ledger.watched_entries(due_by=now, limit=settings.status_tick_max_messages)
+    leased: list[IndexEntry] = []
+    for start in range(0, len(entries), _LEASE_CHUNK):
+        if time.monotonic() > deadline:
+            summary.outcomes["left_for_next_tick"] += len(entries) - start
+            break
+        leased += pipeline.ledger.watch_index.postpone_many(entries[start:start + _LEASE_CHUNK], now + lease)
+
+    def enqueue(entry: IndexEntry) -> str:
+        send(check_message(entry.row))
+        return "enqueued"
+
     with ThreadPoolExecutor(max_workers=settings.poll_concurrency) as pool:
-        for outcome in pool.map(enqueue, entries):
+        for outcome in pool.map(enqueue, leased):
             summary.add(outcome)
     return summary
 
@@ -168,6 +173,8 @@ def check_import(pipeline: Pipeline, row: str) -> str:
         if row != own_row:
             pipeline.ledger.watch_index.drop_row(row)  # checked meanwhile: this lease is spent
         return "not_due"
+    if row != own_row:
+        record.stored_due = None  # the scheduler moved its row to `row`, deleted below, not twice
     if record.state == ImportState.PENDING:
         outcome = poll_one(pipeline, record, now)
     else:
@@ -188,6 +195,8 @@ def _look_after_unsent(pipeline: Pipeline, record: ImportRecord, now: datetime) 
         redrive(pipeline, record)
     except SubmitRetryableError:
         return "retry_wait"
+    except DepositError:  # recorded on the import (attempt failure) and retried by the backoff
+        return "deposit_failed"
     return "redriven"
 
 
