@@ -1,5 +1,6 @@
 """`make demo`: a throw-away stack (Azurite in memory, the Loop emulator, the app under the local
-runner), the bundled FEC samples dropped into it, and how each one ended."""
+runner), the project's FEC files (tests/fixtures/, each reproducing a real export's quirks)
+dropped into it, and how each one ended."""
 
 from __future__ import annotations
 
@@ -15,30 +16,27 @@ from azure.storage.blob import BlobServiceClient
 from local.azurite import start_azurite
 from local.drop import drop_file
 from local.loop_emulator import start_emulator_process
-from local.paths import SAMPLES_DIR
+from local.paths import PROJECT_ROOT
 from local.settings import EMULATOR_API_KEY, EMULATOR_SUBSCRIPTION_KEY, configure_logging
 
 CONTAINER = "api-import-ecrit"
+FILES = PROJECT_ROOT / "tests" / "fixtures"
+ODOO_LIKE = FILES / "542107651FEC20210502.txt"
 
 
 def demo_files(workdir: Path) -> list[tuple[Path, str, str | None]]:
-    """(file, blob name, dossier): every sample for DEMO001, plus three that must not go through."""
-    files = [(path, path.name, "DEMO001") for path in sorted(SAMPLES_DIR.glob("*")) if path.suffix.lower() == ".txt"]
+    """(file, blob name, dossier): every project file for DEMO001, plus three that must not go through."""
+    files = [(path, path.name, "DEMO001") for path in sorted(FILES.iterdir()) if path.suffix.lower() == ".txt"]
     broken = workdir / "123456789FEC20231231.txt"
-    odoo = next(SAMPLES_DIR.glob("odoo_*"), None)
-    if odoo is not None:
-        broken.write_bytes(odoo.read_bytes().replace(b"|20210502|701100", b"|20210231|701100", 1))
-        files.append((broken, "DEMO001/broken-date-123456789FEC20231231.txt", None))
-        files.append((odoo, "no-dossier-542107651FEC20210502.txt", None))
-        files.append((odoo, "DEMO002/unknown-to-loop.txt", "NOSUCH1"))
+    broken.write_bytes(ODOO_LIKE.read_bytes().replace(b"|20210502|701100", b"|20210231|701100", 1))
+    files.append((broken, "DEMO001/broken-date-123456789FEC20231231.txt", None))
+    files.append((ODOO_LIKE, "no-dossier-542107651FEC20210502.txt", None))
+    files.append((ODOO_LIKE, "DEMO002/unknown-to-loop.txt", "NOSUCH1"))
     return files
 
 
 def main() -> int:
     configure_logging(logging.WARNING)
-    if not SAMPLES_DIR.is_dir():
-        print(f"error: no samples at {SAMPLES_DIR}", file=sys.stderr)
-        return 2
     azurite = start_azurite(in_memory=True)
     emulator = start_emulator_process(
         env={"LOOP_EMULATOR_WAITING_SECONDS": "1", "LOOP_EMULATOR_PROCESSING_SECONDS": "1"}
@@ -48,6 +46,7 @@ def main() -> int:
             "AzureWebJobsStorage": azurite.connection_string, "FEC_IMPORT_CONTAINER": CONTAINER,
             "LOOP_API_BASE_URL": emulator.base_url, "LOOP_API_KEY": EMULATOR_API_KEY,
             "LOOP_SUBSCRIPTION_KEY": EMULATOR_SUBSCRIPTION_KEY, "STATUS_POLL_SCHEDULE": "*/1 * * * * *",
+            "STATUS_CHECK_QUEUE": "fec-status-checks", "STATUS_POLL_FIRST_SECONDS": "0",
         })
         return run_demo(BlobServiceClient.from_connection_string(azurite.connection_string))
     finally:
@@ -76,6 +75,7 @@ def run_demo(service: BlobServiceClient) -> int:
             host.scan_blobs()
             host.wait_idle(timeout=120)
             host.fire_timer()
+            host.drain_queues()
             records = list(pipeline.ledger.all_records())
             if len(records) == len(files) and all(r.state in states.FINAL_STATES for r in records):
                 break
