@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from bisect import bisect
 from collections.abc import Iterable, Sequence
-from itertools import accumulate, compress, count
-from operator import add, gt, lt, ne, or_, sub
+from itertools import accumulate, compress, count, repeat
+from operator import gt, lt, ne, or_, sub
 from typing import Any
 
 from shared.fec_entries import EntryBook
@@ -41,7 +41,11 @@ DEBIT_SENS = frozenset({"D", "+1"})
 NO_DATE_YET = ("99999999", "00000000")  # (first, last) before any EcritureDate was read
 MAX_CACHED_DATES = 20_000
 MAX_JOURNALS_LISTED = 1000
-_GROUPS = re.Match.groups
+
+
+def _cents(amounts: list[str]) -> list[int]:
+    """Amounts the fast regex accepted (` *-?\\d+,\\d\\d *`) in cents."""
+    return list(map(int, map(str.replace, amounts, repeat(","), repeat(""))))
 
 
 class Checker:
@@ -86,10 +90,10 @@ class Checker:
 
     def _batch(self, start: int, batch: list[str]) -> None:
         fast = self.fast
-        matches: list[Any] = list(map(fast.match, batch)) if fast else [None] * len(batch)
-        if fast and batch and None not in matches and self.mode == "auto":
-            self._book_matches(start, matches, fast)
+        if fast and batch and self.mode == "auto" and fast.batch("\n".join(batch)):
+            self._book_columns(start, batch)
             return
+        matches: list[Any] = list(map(fast.match, batch)) if fast else [None] * len(batch)
         rows = [
             self._row(number, match) if match else self.check(number, line)
             for number, line, match in zip(count(start), batch, matches, strict=False)
@@ -113,22 +117,28 @@ class Checker:
                 self.book.taint_next = True
         self.unreadable_keys.clear()
 
-    def _book_matches(self, start: int, matches: list[re.Match[str]], fast: FastPath) -> None:
-        """A batch the fast regex accepted whole: amounts in cents, columns straight from the groups."""
-        columns = list(zip(*map(_GROUPS, matches), strict=True))
+    def _book_columns(self, start: int, batch: list[str]) -> None:
+        """A batch the fast regex accepted whole: every line has the layout's columns, so one split
+        of the joined lines gives them all, column k of the batch being every width-th value from k."""
+        width, index = self.width, self.layout.index
+        values = self.layout.separator.join(batch).split(self.layout.separator)
+
+        def column(name: str) -> list[str]:
+            return values[index[name]::width]
+
         if self.montant_sens:
-            units, cents, sens = (columns[i] for i in fast.amounts)
-            amounts = list(map(int, map(add, units, cents)))
-            debits = [amount if side in DEBIT_SENS else 0 for amount, side in zip(amounts, sens, strict=True)]
+            amounts = _cents(column("montant"))
+            debits = [amount if side in DEBIT_SENS else 0
+                      for amount, side in zip(amounts, column("sens"), strict=True)]
             credits = list(map(sub, amounts, debits))
         else:
-            d_units, d_cents, c_units, c_cents = (columns[i] for i in fast.amounts)
-            debits = list(map(int, map(add, d_units, d_cents)))
-            credits = list(map(int, map(add, c_units, c_cents)))
-        self.records += len(matches)
-        self._book(range(start, start + len(matches)), list(map(str.strip, columns[0])),
-                   list(map(str.strip, columns[1])), columns[fast.day], columns[fast.piece], columns[fast.valid],
-                   debits, credits, scale=CENT)
+            debits, credits = _cents(column("debit")), _cents(column("credit"))
+        valids: list[str | None] = column("validdate")
+        if "" in valids:  # BA, BNC: ValidDate may be blank
+            valids = [valid or None for valid in valids]
+        self.records += len(batch)
+        self._book(range(start, start + len(batch)), column("journalcode"), column("ecriturenum"),
+                   column("ecrituredate"), column("piecedate"), valids, debits, credits, scale=CENT)
 
     def _row(self, number: int, match: re.Match[str]) -> Row:
         """One line the fast regex accepted, in a batch that also has other lines."""

@@ -23,6 +23,7 @@ MAX_OPEN = 25_000  # open entries kept in memory (about 250 bytes each)
 MAX_SEEN = 200_000  # key hashes kept in memory (about 60 bytes each)
 MAX_TAINTED = 10_000  # past this many unreadable entries, no entry's balance is reported
 MAX_JOURNALS = 10_000  # journals whose last EcritureNum is remembered for the sequence check
+MAX_SERIES = 10_000  # numbering series whose entries are counted as a range of numbers
 DIGITS = "0123456789"
 
 Key = tuple[str, str]
@@ -70,7 +71,8 @@ class EntryBook:
     def __init__(self, findings: Findings) -> None:
         self.findings = findings
         self.open: dict[Key, tuple[int, int]] = {}
-        self.seen: set[int] = set()
+        self.seen: set[int] = set()  # hashes of the entries no series range holds
+        self.series: dict[tuple[str, str, int], list[int]] = {}  # (journal, prefix, digits): [low, high, top]
         self.spill: _Spill | None = None
         self.key: Key | None = None
         self.sum = 0
@@ -83,7 +85,7 @@ class EntryBook:
     def book_runs(self, keys: Sequence[Key], lines: Sequence[int], sums: Iterable[int]) -> None:
         """Add runs of lines: the run starting at `lines[i]` belongs to entry `keys[i]` and sums to
         `sums[i]` (debit - credit, micro-units). The hot loop: one pass, local names only."""
-        open_entries, seen, last = self.open, self.seen, self.last_numbers
+        open_entries, last = self.open, self.last_numbers
         key, total, first = self.key, self.sum, self.line
         for new, line, amount in zip(keys, lines, sums, strict=True):
             if new != key:
@@ -93,23 +95,20 @@ class EntryBook:
                         self._spill().add_open(open_entries)
                         open_entries.clear()
                 key = new
-                seen.add(hash(new))
-                if len(seen) > MAX_SEEN:
-                    self._spill().add_seen(seen)
-                    seen.clear()
                 total, first = open_entries.pop(new, (0, line)) if open_entries else (0, line)
                 if self.taint_next:
                     self.taint_next = False
                     self.taint(new)
                 journal, number = new
                 previous = last.get(journal)
-                if previous is None or previous[0] != number:
-                    self._sequence(journal, number, previous, line)
+                if previous is None or previous[0] != number:  # else the journal's last entry, back again
+                    self._number(journal, number, previous, line)
             total += amount
         self.key, self.sum, self.line = key, total, first
 
-    def _sequence(self, journal: str, number: str, previous: tuple[str, str, int] | None, line: int) -> None:
-        """EcritureNum continuous within a journal: same prefix, the next number (or the same).
+    def _number(self, journal: str, number: str, previous: tuple[str, str, int] | None, line: int) -> None:
+        """An entry starting a run: counted if new, and its EcritureNum judged against the journal's
+        last one: continuous within a journal, same prefix, the next number (or the same).
 
         A number without digits, or a new prefix (a new series: another year, another sub-journal),
         cannot be judged and passes."""
@@ -119,9 +118,38 @@ class EntryBook:
             if value >= 0 and previous[2] >= 0 and prefix == previous[1] and value - previous[2] not in (0, 1):
                 self.findings.add("ecriturenum_gap", line, column="EcritureNum", value=number, previous=previous[0],
                                   journal=journal)
-        elif len(self.last_numbers) >= MAX_JOURNALS:
-            return
-        self.last_numbers[journal] = (number, prefix, value)
+            self.last_numbers[journal] = (number, prefix, value)
+        elif len(self.last_numbers) < MAX_JOURNALS:
+            self.last_numbers[journal] = (number, prefix, value)
+        if value < 0 or not self._in_series((journal, prefix, len(number) - len(prefix)), value):
+            self.seen.add(hash((journal, number)))
+            if len(self.seen) > MAX_SEEN:
+                self._spill().add_seen(self.seen)
+                self.seen.clear()
+
+    def _in_series(self, series: tuple[str, str, int], value: int) -> bool:
+        """Count a numbered entry in its series' range of numbers, if it can be: True when it is
+        known seen or newly counted there, False when the hashes must decide.
+
+        A series (journal, prefix, digit count) names each of its EcritureNum by its value alone.
+        Its range [low, high] holds numbers all seen; it grows only by the next number, and only
+        when that number is above every one of the series given to the hashes (`top`), so the range
+        and the hashes never hold the same entry. A file numbered in sequence needs three integers a
+        journal, where a hash an entry would spill to disk past MAX_SEEN entries."""
+        bounds = self.series.get(series)
+        if bounds is None:
+            if len(self.series) >= MAX_SERIES:
+                return False
+            self.series[series] = [value, value, -1]
+            return True
+        low, high, top = bounds
+        if low <= value <= high:
+            return True
+        if value == high + 1 and value > top:
+            bounds[1] = value
+            return True
+        bounds[2] = max(top, value)
+        return False
 
     def _spill(self) -> _Spill:
         if self.spill is None:
@@ -137,11 +165,12 @@ class EntryBook:
 
     @property
     def distinct(self) -> int:
+        ranged = sum(high - low + 1 for low, high, _ in self.series.values())
         if self.spill is None:
-            return len(self.seen)
+            return ranged + len(self.seen)
         self.spill.add_seen(self.seen)
         self.seen.clear()
-        return self.spill.distinct()
+        return ranged + self.spill.distinct()
 
     def finish(self) -> None:
         """Report every entry left unbalanced, in the order of their first lines."""

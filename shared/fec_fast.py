@@ -27,6 +27,7 @@ REFUSES = frozenset({
 CALENDAR_DATE = (
     r"(?:19|20)\d\d(?:(?:0[1-9]|1[0-2])(?:0[1-9]|1\d|2[0-8])|(?:0[13-9]|1[0-2])(?:29|30)|(?:0[13578]|1[02])31)"
 )
+SPACES = " *+"  # possessive: a value never starts with a space
 DEVISE_AMOUNT = r"(?:[+-]?\d+(?:,\d+)?|\d+(?:,\d+)?[+-])"  # one sign, before or after
 
 
@@ -36,11 +37,19 @@ def decides_every_line_rule() -> bool:
 
 @dataclass(frozen=True)
 class FastPath:
-    """The compiled regex and where its groups are: 0 JournalCode, 1 EcritureNum, then the dates
-    (EcritureDate, PieceDate, ValidDate) and the amounts (Debit/Credit units and cents, or
-    Montant units, cents and Sens)."""
+    """The compiled regexes, and where the line regex's groups are: 0 JournalCode, 1 EcritureNum,
+    then the dates (EcritureDate, PieceDate, ValidDate) and the amounts (Debit/Credit units and
+    cents, or Montant units, cents and Sens).
+
+    `batch` accepts a batch of lines joined by LF only when `match` accepts every line: it is the
+    same record without groups, and stricter: no value may hold a LF (a line holds one only in a
+    CR-ended file; it then goes the detailed way, which finds nothing wrong with it), and the values
+    read from its columns (JournalCode, EcritureNum, the dates, Sens) have no blanks around them, so
+    they are used as split. One call checks a whole batch, with no match object per line.
+    """
 
     match: Callable[[str], re.Match[str] | None]
+    batch: Callable[[str], re.Match[str] | None]
     day: int
     piece: int
     valid: int
@@ -48,61 +57,77 @@ class FastPath:
 
 
 class _Builder:
-    def __init__(self, layout: Layout, optional: frozenset[str]) -> None:
+    def __init__(self, layout: Layout, optional: frozenset[str], *, capture: bool) -> None:
         self.optional = optional
+        self.capture = capture
         sep = re.escape(layout.separator)
         self.sep = sep
-        self.text = f"[^{sep}]*"
+        # Possessive (`*+`): what follows a value or its spaces can never be part of it, so giving
+        # characters back could not help a match; the regex then keeps no state to try it.
+        self.text = f"[^{sep}\\n]*+"
         # Spaces only before a required value: other blanks (NBSP...) are left to the detailed path,
         # which strips them too; refusing a valid line is always safe, accepting an invalid one never.
-        self.required_text = f" *[^{sep}\\s]{self.text}"
+        self.required_text = f"{SPACES}[^{sep}\\s]{self.text}"
+        # The values the batch path uses as split: no blanks around them (nor inside a key).
+        self.spaces = SPACES if capture else ""
+        self.key = self.required_text if capture else f"[^{sep}\\s]++"
+        self.optional_key = self.text if capture else f"[^{sep}\\s]*+"
         self.groups = 0
         self.where: dict[str, int] = {}
         self.amounts: list[int] = []
 
-    def group(self, name: str, pattern: str, count: int = 1) -> str:
+    def group(self, name: str, *patterns: str) -> list[str]:
+        """Each pattern as a group: capturing in the line regex, plain in the batch regex."""
         self.where[name] = self.groups
-        self.groups += count
-        return pattern
+        self.groups += len(patterns)
+        opening = "(" if self.capture else "(?:"
+        return [f"{opening}{pattern})" for pattern in patterns]
 
     def part(self, name: str, following: str | None) -> str:  # noqa: PLR0911 - one case a column
         required = name in REQUIRED and name not in self.optional
         if name in ("journalcode", "ecriturenum"):
-            return self.group(name, f"({self.required_text})" if required else f"({self.text})")
+            return self.group(name, self.key if required else self.optional_key)[0]
         if name in REQUIRED_DATES:
-            date = f" *({CALENDAR_DATE}) *" if required else f" *({CALENDAR_DATE})? *"
-            return self.group(name, date)
+            date, spaces = self.group(name, CALENDAR_DATE)[0], self.spaces
+            return f"{spaces}{date}{spaces}" if required else f"{spaces}{date}?{spaces}"
         if name in OPTIONAL_DATES:
-            return f" *(?:{CALENDAR_DATE})? *"
+            return f"{SPACES}(?:{CALENDAR_DATE})?{SPACES}"
         if name in ("debit", "credit", "montant"):
             self.amounts += [self.groups, self.groups + 1]
-            return self.group(name, " *(-?\\d+),(\\d\\d) *", 2)
+            units, cents = self.group(name, "-?\\d+", "\\d\\d")
+            return f"{SPACES}{units},{cents}{SPACES}"
         if name == "sens":
             self.amounts.append(self.groups)
-            return self.group(name, " *([DC]|[+-]1) *")
+            return f"{self.spaces}{self.group(name, '[DC]|[+-]1')[0]}{self.spaces}"
         if name == "comptenum":
-            return f" *\\d{{3}}{self.text}" if required else f"(?: *\\d{{3}}{self.text})?"
+            return f"{SPACES}\\d{{3}}{self.text}" if required else f"(?:{SPACES}\\d{{3}}{self.text})?"
         if name == "montantdevise" and following == "idevise":
-            zero_or_blank = " *(?:[+-]?0+(?:,0+)? *)?"
-            filled = f" *{DEVISE_AMOUNT} *"
+            zero_or_blank = f"{SPACES}(?:[+-]?0+(?:,0+)?{SPACES})?"
+            filled = f"{SPACES}{DEVISE_AMOUNT}{SPACES}"
             return f"(?:{zero_or_blank}{self.sep}{self.text}|{filled}{self.sep}{self.required_text})"
         if name == "montantdevise":
-            return f" *{DEVISE_AMOUNT}? *"
+            return f"{SPACES}{DEVISE_AMOUNT}?{SPACES}"
         return self.required_text if required else self.text
+
+    def record(self, names: list[str]) -> str:
+        parts: list[str] = []
+        for position, name in enumerate(names):
+            if name == "idevise" and position and names[position - 1] == "montantdevise":
+                continue  # read together with Montantdevise: Idevise is required only when it is filled
+            following = names[position + 1] if position + 1 < len(names) else None
+            parts.append(self.part(name, following))
+        return self.sep.join(parts)
 
 
 def build(layout: Layout, optional: frozenset[str]) -> FastPath | None:
     """The layout's fast path, or None when it cannot decide every `line` rule."""
     if not layout.legal_order or not decides_every_line_rule():
         return None
-    builder = _Builder(layout, optional)
-    parts: list[str] = []
-    names = layout.names
-    for position, name in enumerate(names):
-        if name == "idevise" and position and names[position - 1] == "montantdevise":
-            continue  # read together with Montantdevise: Idevise is required only when it is filled
-        following = names[position + 1] if position + 1 < len(names) else None
-        parts.append(builder.part(name, following))
-    where = builder.where
-    return FastPath(re.compile(builder.sep.join(parts)).fullmatch, where["ecrituredate"], where["piecedate"],
-                    where["validdate"], tuple(builder.amounts))
+    line = _Builder(layout, optional, capture=True)
+    record = line.record(layout.names)
+    plain = _Builder(layout, optional, capture=False).record(layout.names)
+    # Possessive: a batch's lines are never read again, so no backtracking state is kept per line.
+    batch = re.compile(f"(?:{plain}\\n)*+{plain}").fullmatch
+    where = line.where
+    return FastPath(re.compile(record).fullmatch, batch, where["ecrituredate"], where["piecedate"],
+                    where["validdate"], tuple(line.amounts))
