@@ -164,17 +164,20 @@ class Checker:
         self._amount_pairs(numbers, debits, credits)
         self._dates(numbers, days, pieces)
         self._validation_order(numbers, valids)
-        keys = list(zip(journals, nums, strict=True))
         if len(self.journals) < MAX_JOURNALS_LISTED:
             self.journals.update(journal[:80] for journal in set(journals))
         prefix = [0, *accumulate(map(sub, debits, credits))]
-        size = len(keys)
-        starts = [0, *compress(range(1, size), map(ne, keys[1:], keys[:-1]))]  # where the entry changes
+        size = len(nums)
+        changes = map(ne, nums[1:], nums[:-1])  # where the entry changes: compared column by column,
+        if journals[1:] != journals[:-1]:  # without a key tuple a line
+            changes = map(or_, changes, map(ne, journals[1:], journals[:-1]))
+        starts = [0, *compress(range(1, size), changes)]
         ends = [*starts[1:], size]
         sums = map(sub, map(prefix.__getitem__, ends), map(prefix.__getitem__, starts))
         if scale != 1:
             sums = map(scale.__mul__, sums)
-        self.book.book_runs(list(map(keys.__getitem__, starts)), list(map(numbers.__getitem__, starts)), sums)
+        keys = list(zip(map(journals.__getitem__, starts), map(nums.__getitem__, starts), strict=True))
+        self.book.book_runs(keys, list(map(numbers.__getitem__, starts)), sums)
 
     def _amount_pairs(self, numbers: Sequence[int], debits: Sequence[int], credits: Sequence[int]) -> None:
         if any(map(all, zip(debits, credits, strict=True))):

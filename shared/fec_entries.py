@@ -14,6 +14,8 @@ a file sorted by account is checked as exactly, at disk speed. See docs/fec-vali
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import compress, repeat
+from operator import ne, sub
 from typing import Any
 
 from shared.fec_layout import format_micro
@@ -84,7 +86,68 @@ class EntryBook:
 
     def book_runs(self, keys: Sequence[Key], lines: Sequence[int], sums: Iterable[int]) -> None:
         """Add runs of lines: the run starting at `lines[i]` belongs to entry `keys[i]` and sums to
-        `sums[i]` (debit - credit, micro-units). The hot loop: one pass, local names only."""
+        `sums[i]` (debit - credit, micro-units)."""
+        sums = list(sums)
+        if not self._book_in_sequence(keys, lines, sums):
+            self._book_each(keys, lines, sums)
+
+    def _book_in_sequence(self, keys: Sequence[Key], lines: Sequence[int], sums: list[int]) -> bool:
+        """The common batch, booked whole: every entry balanced where its run ends (but the last,
+        which may go on in the next batch), none open before, and in each journal the entries
+        numbered in sequence after the journal's last one: nothing to report, nothing kept open.
+        False when the batch is not that; nothing has changed then."""
+        if self.open or self.taint_next or not keys:
+            return False
+        first = 1 if keys[0] == self.key else 0
+        closing = self.sum + sums[0] if first else self.sum  # the entry carried from the last batch
+        if first == len(keys):
+            self.sum = closing
+            return True
+        if closing or any(sums[first:-1]):
+            return False
+        ends = self._journal_ends(*zip(*keys[first:], strict=True))
+        if ends is None:
+            return False
+        for journal, bounds, number, prefix, value in ends:
+            bounds[1] = value
+            self.last_numbers[journal] = (number, prefix, value)
+        self.key, self.sum, self.line = keys[-1], sums[-1], lines[-1]
+        return True
+
+    def _journal_ends(self, journals: tuple[str, ...], numbers: tuple[str, ...]) -> list[Any] | None:
+        """For entries (all new runs) numbered, in each journal, one after the other from the
+        journal's last number, in the series range that ends there: each journal's last entry, to
+        extend the range to (what `_number` would do run by run, with nothing to report); else None."""
+        prefixes = list(map(str.rstrip, numbers, repeat(DIGITS)))
+        digits = list(map(str.removeprefix, numbers, prefixes))
+        if "" in digits:
+            return None
+        values = list(map(int, digits))
+        order = sorted(range(len(values)), key=journals.__getitem__)  # stable: each journal's runs in order
+        ordered = list(map(values.__getitem__, order))
+        steps = list(map(sub, ordered[1:], ordered[:-1]))
+        heads = [0]  # where each journal starts in `order`
+        for at in compress(range(1, len(order)), map(ne, map(journals.__getitem__, order[1:]),
+                                                     map(journals.__getitem__, order[:-1]))):
+            heads.append(at)
+            steps[at - 1] = 1
+        if steps.count(1) != len(steps) or len(set(zip(journals, prefixes, map(len, digits), strict=True))) != len(
+                heads):
+            return None  # a step other than +1, or a journal with a new prefix or width
+        ends = []
+        for head, end in zip(heads, [*heads[1:], len(order)], strict=True):
+            run, last = order[head], order[end - 1]
+            journal, prefix, value = journals[run], prefixes[run], values[run]
+            previous = self.last_numbers.get(journal)
+            bounds = self.series.get((journal, prefix, len(digits[run])))
+            if previous is None or bounds is None or previous[1] != prefix or not (
+                    previous[2] == bounds[1] == value - 1 and value > bounds[2]):
+                return None
+            ends.append((journal, bounds, numbers[last], prefix, values[last]))
+        return ends
+
+    def _book_each(self, keys: Sequence[Key], lines: Sequence[int], sums: list[int]) -> None:
+        """Run by run: the hot loop of the uncommon batch, local names only."""
         open_entries, last = self.open, self.last_numbers
         key, total, first = self.key, self.sum, self.line
         for new, line, amount in zip(keys, lines, sums, strict=True):
