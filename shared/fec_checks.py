@@ -13,7 +13,7 @@ import re
 from bisect import bisect
 from collections.abc import Iterable, Sequence
 from itertools import accumulate, compress, count, repeat
-from operator import gt, lt, ne, or_, sub
+from operator import gt, lt, mul, ne, or_, sub
 from typing import Any
 
 from shared.fec_entries import EntryBook
@@ -134,11 +134,12 @@ class Checker:
         else:
             debits, credits = _cents(column("debit")), _cents(column("credit"))
         valids: list[str | None] = column("validdate")
-        if "" in valids:  # BA, BNC: ValidDate may be blank
+        complete = "" not in valids  # BA, BNC: ValidDate may be blank
+        if not complete:
             valids = [valid or None for valid in valids]
         self.records += len(batch)
         self._book(range(start, start + len(batch)), column("journalcode"), column("ecriturenum"),
-                   column("ecrituredate"), column("piecedate"), valids, debits, credits, scale=CENT)
+                   column("ecrituredate"), column("piecedate"), valids, debits, credits, scale=CENT, complete=complete)
 
     def _row(self, number: int, match: re.Match[str]) -> Row:
         """One line the fast regex accepted, in a batch that also has other lines."""
@@ -157,13 +158,14 @@ class Checker:
     def _book(  # noqa: PLR0917 - the columns of a batch's rows
         self, numbers: Sequence[int], journals: Sequence[str], nums: Sequence[str],
               days: Sequence[str | None], pieces: Sequence[str | None], valids: Sequence[str | None],
-              debits: Sequence[int], credits: Sequence[int], *, scale: int) -> None:
-        """The cross-line rules and the totals, for rows given as columns; amounts in units of `scale`."""
+              debits: Sequence[int], credits: Sequence[int], *, scale: int, complete: bool = False) -> None:
+        """The cross-line rules and the totals, for rows given as columns; amounts in units of `scale`.
+        `complete`: no date is None (no column is scanned for one)."""
         self.total_debit += sum(debits) * scale
         self.total_credit += sum(credits) * scale
         self._amount_pairs(numbers, debits, credits)
-        self._dates(numbers, days, pieces)
-        self._validation_order(numbers, valids)
+        self._dates(numbers, days, pieces, complete)
+        self._validation_order(numbers, valids, complete)
         if len(self.journals) < MAX_JOURNALS_LISTED:
             self.journals.update(journal[:80] for journal in set(journals))
         prefix = [0, *accumulate(map(sub, debits, credits))]
@@ -180,7 +182,7 @@ class Checker:
         self.book.book_runs(keys, list(map(numbers.__getitem__, starts)), sums)
 
     def _amount_pairs(self, numbers: Sequence[int], debits: Sequence[int], credits: Sequence[int]) -> None:
-        if any(map(all, zip(debits, credits, strict=True))):
+        if any(map(mul, debits, credits)):  # both non-zero
             for number, debit, credit in zip(numbers, debits, credits, strict=True):
                 if debit and credit:
                     self.findings.add("debit_and_credit", number)
@@ -189,12 +191,14 @@ class Checker:
                 if not (debit or credit):
                     self.findings.add("zero_amounts", number)
 
-    def _dates(self, numbers: Sequence[int], days: Sequence[str | None], pieces: Sequence[str | None]) -> None:
-        present = [day for day in days if day] if None in days else days
+    def _dates(self, numbers: Sequence[int], days: Sequence[str | None], pieces: Sequence[str | None],
+               complete: bool) -> None:
+        missing = not complete and (None in days or None in pieces)
+        present = [day for day in days if day] if missing else days
         if present:
             self.first_date = min(self.first_date, *present)  # type: ignore[type-var]
             self.last_date = max(self.last_date, *present)  # type: ignore[type-var]
-        if None in days or None in pieces:  # a missing date never compares: "" < any date < "~"
+        if missing:  # a missing date never compares: "" < any date < "~"
             days = ["~" if day is None else day for day in days]
             pieces = ["" if piece is None else piece for piece in pieces]
         if any(map(gt, pieces, days)):
@@ -202,9 +206,9 @@ class Checker:
                 if piece > day:  # type: ignore[operator]
                     self.findings.add("piece_after_entry", number, column="PieceDate", value=piece, entry_date=day)
 
-    def _validation_order(self, numbers: Sequence[int], valids: Sequence[str | None]) -> None:
+    def _validation_order(self, numbers: Sequence[int], valids: Sequence[str | None], complete: bool) -> None:
         """Records in the order of their validation: a ValidDate before the previous record's."""
-        if None in valids:
+        if not complete and None in valids:
             numbers = [number for number, valid in zip(numbers, valids, strict=True) if valid]
             valids = [valid for valid in valids if valid]
         if not valids:
