@@ -144,6 +144,45 @@ def test_entries_spill_to_disk_with_the_same_report(monkeypatch):
     assert spilled  # the bounded path did run
 
 
+def numbered(numbers: list[str]) -> bytes:
+    """One balanced two-line entry per EcritureNum, in the order given."""
+    spec = FecSpec(entries=[[("401000", 0, 1000), ("607000", 1000, 0)] for _ in numbers])
+    rows = spec.rows()
+    for position, number in enumerate(numbers):
+        rows[1 + 2 * position][2] = rows[2 + 2 * position][2] = number
+    return spec.render(rows)
+
+
+@pytest.mark.parametrize("chunk", [300, 1 << 20])
+def test_distinct_entries_across_series_ranges_and_hashes(monkeypatch, chunk):
+    """Numbers in sequence are counted as ranges, others by hash (spilled to disk here): every
+    entry once, whichever way it was counted and however often it comes back."""
+    numbers = ["1", "2", "3", "7", "4", "5", "6", "8", "2", "AC01", "AC001", "AC1", "X", "X", "9", "10", "11", "7"]
+    monkeypatch.setattr(fec_entries, "MAX_SEEN", 2)
+    report = validate_bytes(numbered(numbers), chunk=chunk)
+    assert report.summary["entries"] == len(set(numbers))
+    monkeypatch.setattr(fec_entries, "MAX_SERIES", 0)  # every entry by hash
+    assert validate_bytes(numbered(numbers), chunk=chunk).to_dict() == report.to_dict()
+
+
+def test_a_batch_numbered_in_sequence_is_booked_whole_with_the_same_report(monkeypatch):
+    """Entries balanced and numbered one after the other in their journals skip the run-by-run loop."""
+    spec = FecSpec(entries=[[("401000", 0, 1000 + n), ("607000", 1000 + n, 0)] for n in range(3000)])
+    rows = spec.rows()
+    rows[4001][2] = rows[4002][2] = "5000"  # a jump and a step back, in one batch
+    data = spec.render(rows)
+    whole = []
+    original = fec_entries.EntryBook._book_in_sequence
+    monkeypatch.setattr(fec_entries.EntryBook, "_book_in_sequence",
+                        lambda self, *args: whole.append(original(self, *args)) or whole[-1])
+    report = validate_bytes(data, chunk=5000).to_dict()
+    assert report["counts"] == {"ecriturenum_gap": 2}
+    assert report["summary"]["entries"] == 3000
+    assert whole.count(True) > whole.count(False) > 0
+    monkeypatch.setattr(fec_entries.EntryBook, "_book_in_sequence", lambda self, *args: False)
+    assert validate_bytes(data, chunk=5000).to_dict() == report
+
+
 def test_open_entries_stay_bounded_for_a_file_sorted_by_account(monkeypatch):
     sizes = []
     original = fec_entries.EntryBook.book_runs
