@@ -166,14 +166,14 @@ class Checker:
         self._amount_pairs(numbers, debits, credits)
         self._dates(numbers, days, pieces, complete)
         self._validation_order(numbers, valids, complete)
-        if len(self.journals) < MAX_JOURNALS_LISTED:
-            self.journals.update(journal[:80] for journal in set(journals))
         prefix = [0, *accumulate(map(sub, debits, credits))]
         size = len(nums)
         changes = map(ne, nums[1:], nums[:-1])  # where the entry changes: compared column by column,
         if journals[1:] != journals[:-1]:  # without a key tuple a line
             changes = map(or_, changes, map(ne, journals[1:], journals[:-1]))
         starts = [0, *compress(range(1, size), changes)]
+        if len(self.journals) < MAX_JOURNALS_LISTED:  # every journal starts a run
+            self.journals.update(journal[:80] for journal in set(map(journals.__getitem__, starts)))
         ends = [*starts[1:], size]
         sums = map(sub, map(prefix.__getitem__, ends), map(prefix.__getitem__, starts))
         if scale != 1:
