@@ -17,7 +17,7 @@ from operator import gt, lt, mul, ne, or_, sub
 from typing import Any
 
 from shared.fec_entries import EntryBook
-from shared.fec_fast import FastPath, build
+from shared.fec_fast import NUL, FastPath, build
 from shared.fec_layout import (
     CASH_OPTIONAL,
     CENT,
@@ -90,8 +90,7 @@ class Checker:
 
     def _batch(self, start: int, batch: list[str]) -> None:
         fast = self.fast
-        if fast and batch and self.mode == "auto" and fast.batch("\n".join(batch)):
-            self._book_columns(start, batch)
+        if fast and batch and self.mode == "auto" and self._book_columns(start, batch, fast):
             return
         matches: list[Any] = list(map(fast.match, batch)) if fast else [None] * len(batch)
         rows = [
@@ -117,11 +116,18 @@ class Checker:
                 self.book.taint_next = True
         self.unreadable_keys.clear()
 
-    def _book_columns(self, start: int, batch: list[str]) -> None:
-        """A batch the fast regex accepted whole: every line has the layout's columns, so one split
-        of the joined lines gives them all, column k of the batch being every width-th value from k."""
-        width, index = self.width, self.layout.index
-        values = self.layout.separator.join(batch).split(self.layout.separator)
+    def _book_columns(self, start: int, batch: list[str], fast: FastPath) -> bool:
+        """Book a batch whose lines the fast regex all accepts, column by column; False if not.
+
+        Every line has the layout's columns, so one split of the joined lines gives them all, column
+        k of the batch being every width-th value from k (the NUL of each joint stays at the start
+        of the next line's first value: JournalCode)."""
+        width, index, separator = self.width, self.layout.index, self.layout.separator
+        joined = (separator + NUL).join(batch)
+        if not fast.batch(joined):
+            return False
+        values = joined.split(separator)
+        del joined
 
         def column(name: str) -> list[str]:
             return values[index[name]::width]
@@ -138,8 +144,10 @@ class Checker:
         if not complete:
             valids = [valid or None for valid in valids]
         self.records += len(batch)
-        self._book(range(start, start + len(batch)), column("journalcode"), column("ecriturenum"),
+        journals = list(map(str.lstrip, column("journalcode"), repeat(NUL)))
+        self._book(range(start, start + len(batch)), journals, column("ecriturenum"),
                    column("ecrituredate"), column("piecedate"), valids, debits, credits, scale=CENT, complete=complete)
+        return True
 
     def _row(self, number: int, match: re.Match[str]) -> Row:
         """One line the fast regex accepted, in a batch that also has other lines."""

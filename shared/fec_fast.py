@@ -27,6 +27,7 @@ REFUSES = frozenset({
 CALENDAR_DATE = (
     r"(?:19|20)\d\d(?:(?:0[1-9]|1[0-2])(?:0[1-9]|1\d|2[0-8])|(?:0[13-9]|1[0-2])(?:29|30)|(?:0[13578]|1[02])31)"
 )
+NUL = "\x00"  # the batch regex reads lines joined by the separator then NUL
 SPACES = " *+"  # possessive: a value never starts with a space
 DEVISE_AMOUNT = r"(?:[+-]?\d+(?:,\d+)?|\d+(?:,\d+)?[+-])"  # one sign, before or after
 
@@ -41,11 +42,13 @@ class FastPath:
     then the dates (EcritureDate, PieceDate, ValidDate) and the amounts (Debit/Credit units and
     cents, or Montant units, cents and Sens).
 
-    `batch` accepts a batch of lines joined by LF only when `match` accepts every line: it is the
-    same record without groups, and stricter: no value may hold a LF (a line holds one only in a
-    CR-ended file; it then goes the detailed way, which finds nothing wrong with it), and the values
-    read from its columns (JournalCode, EcritureNum, the dates, Sens) have no blanks around them, so
-    they are used as split. One call checks a whole batch, with no match object per line.
+    `batch` accepts a batch of lines joined by the separator and NUL only when `match` accepts every line. It
+    is the same record without groups, and stricter: the values read from its columns (JournalCode,
+    EcritureNum, the dates, Sens) have no blanks around them, so they are used as split. No value it
+    accepts starts with NUL, and lines hold none (fec_lines removes them; its LINE_TOO_LONG mark
+    starts with one, and matches no record), so a record can never run over a joint: the regex
+    meets every joint between two records, and each record is one line. One call checks a whole
+    batch, with no match object per line, and the joined text splits into the batch's columns.
     """
 
     match: Callable[[str], re.Match[str] | None]
@@ -64,14 +67,15 @@ class _Builder:
         self.sep = sep
         # Possessive (`*+`): what follows a value or its spaces can never be part of it, so giving
         # characters back could not help a match; the regex then keeps no state to try it.
-        self.text = f"[^{sep}\\n]*+"
+        # `[^sep]` is the regex engine's fastest loop; in the batch regex no value starts with NUL.
+        self.text = f"[^{sep}]*+" if capture else f"(?!\\x00)[^{sep}]*+"
         # Spaces only before a required value: other blanks (NBSP...) are left to the detailed path,
         # which strips them too; refusing a valid line is always safe, accepting an invalid one never.
-        self.required_text = f"{SPACES}[^{sep}\\s]{self.text}"
+        self.required_text = f"{SPACES}[^{sep}\\s\\x00][^{sep}]*+"
         # The values the batch path uses as split: no blanks around them (nor inside a key).
         self.spaces = SPACES if capture else ""
-        self.key = self.required_text if capture else f"[^{sep}\\s]++"
-        self.optional_key = self.text if capture else f"[^{sep}\\s]*+"
+        self.key = self.required_text if capture else f"[^{sep}\\s\\x00]++"
+        self.optional_key = self.text if capture else f"[^{sep}\\s\\x00]*+"
         self.groups = 0
         self.where: dict[str, int] = {}
         self.amounts: list[int] = []
@@ -127,7 +131,7 @@ def build(layout: Layout, optional: frozenset[str]) -> FastPath | None:
     record = line.record(layout.names)
     plain = _Builder(layout, optional, capture=False).record(layout.names)
     # Possessive: a batch's lines are never read again, so no backtracking state is kept per line.
-    batch = re.compile(f"(?:{plain}\\n)*+{plain}").fullmatch
+    batch = re.compile(f"(?:{plain}{line.sep}\\x00)*+{plain}").fullmatch
     where = line.where
     return FastPath(re.compile(record).fullmatch, batch, where["ecrituredate"], where["piecedate"],
                     where["validdate"], tuple(line.amounts))
