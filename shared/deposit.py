@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 from azure.core.exceptions import AzureError, HttpResponseError
 from azure.storage.blob import BlobClient, StorageStreamDownloader
+from opentelemetry.instrumentation.utils import suppress_http_instrumentation, suppress_instrumentation
 
 from shared import states
 from shared.import_record import ImportRecord
@@ -183,10 +184,11 @@ def upload(url: str, source: HashingReader, size: int | None, block_bytes: int,
         azure.core.exceptions.AzureError: reading the snapshot from our storage failed.
     """
     try:
-        if is_azure_blob_sas(url):
-            _upload_blocks(url, source, size, block_bytes, timeouts)
-        else:
-            _put_streamed(url, source, timeouts)
+        with suppress_instrumentation(), suppress_http_instrumentation():  # no span may carry the signed URL
+            if is_azure_blob_sas(url):
+                _upload_blocks(url, source, size, block_bytes, timeouts)
+            else:
+                _put_streamed(url, source, timeouts)
     except (AzureError, requests.RequestException, OSError) as error:
         if source.failure is not None:
             raise source.failure from None

@@ -256,7 +256,7 @@ class Ledger:
             current.request_id, current.loop_status, current.finished_at, current.flags = None, None, None, ""
             current.error, current.attempts = None, current.attempts + 1
 
-        return self.move(record, states.REOPEN, change, "resubmit requested by an operator",
+        return self.move(record, states.REOPEN, change, "resubmit requested by an operator", once=True,
                          previousRequestId=previous_request_id)
 
     # --- lookups for operators -------------------------------------------------------------

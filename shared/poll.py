@@ -34,7 +34,7 @@ from shared.submit import SubmitRetryableError, redrive
 
 log = logging.getLogger(__name__)
 
-_LEASE_CHUNK = 500  # rows leased between two looks at the tick's time budget
+_LEASE_CHUNK = 200  # rows leased and enqueued between two looks at the tick's time budget
 SAS_EXPIRING_FLAG = "sas_expiring"
 STALE_FLAG = "stale"
 
@@ -113,20 +113,19 @@ def _schedule_due_checks(pipeline: Pipeline, send: Callable[[str], None]) -> Pol
     lease = timedelta(seconds=settings.status_check_lease_seconds)
     summary = PollSummary()
     entries = pipeline.ledger.watched_entries(due_by=now, limit=settings.status_tick_max_messages)
-    leased: list[IndexEntry] = []
-    for start in range(0, len(entries), _LEASE_CHUNK):
-        if time.monotonic() > deadline:
-            summary.outcomes["left_for_next_tick"] += len(entries) - start
-            break
-        leased += pipeline.ledger.watch_index.postpone_many(entries[start:start + _LEASE_CHUNK], now + lease)
 
     def enqueue(entry: IndexEntry) -> str:
         send(check_message(entry.row))
         return "enqueued"
 
     with ThreadPoolExecutor(max_workers=settings.poll_concurrency) as pool:
-        for outcome in pool.map(enqueue, leased):
-            summary.add(outcome)
+        for start in range(0, len(entries), _LEASE_CHUNK):
+            if time.monotonic() > deadline:
+                summary.outcomes["left_for_next_tick"] += len(entries) - start
+                break
+            leased = pipeline.ledger.watch_index.postpone_many(entries[start:start + _LEASE_CHUNK], now + lease)
+            for outcome in pool.map(enqueue, leased):
+                summary.add(outcome)
     return summary
 
 
@@ -169,28 +168,28 @@ def check_import(pipeline: Pipeline, row: str) -> str:
         pipeline.ledger.watch_index.drop_row(row)  # a live row always has another key than this one
         return "unwatched"
     own_row = pipeline.ledger.watch_index.row_of(record)
+    leased = row != own_row
     if record.next_poll_at and record.next_poll_at > now:
-        if row != own_row:
-            pipeline.ledger.watch_index.drop_row(row)  # checked meanwhile: this lease is spent
-        return "not_due"
-    if row != own_row:
-        record.stored_due = None  # the scheduler moved its row to `row`, deleted below, not twice
+        if leased and pipeline.ledger.watch_index.entry_of(record) is not None:
+            pipeline.ledger.watch_index.drop_row(row)  # checked meanwhile: its own row is back
+        return "not_due"  # else this lease is the import's only row: it stays, due when the lease ends
+    if leased:
+        record.stored_due = None  # the scheduler moved its row to `row`: not deleted twice
     if record.state == ImportState.PENDING:
         outcome = poll_one(pipeline, record, now)
     else:
-        outcome = _look_after_unsent(pipeline, record, now)
-    if row != own_row:
-        pipeline.ledger.watch_index.drop_row(row)
+        outcome = _look_after_unsent(pipeline, record)
+    if leased and (record.stored_due is not None or record.state not in states.WATCHED_STATES):
+        pipeline.ledger.watch_index.drop_row(row)  # this check wrote the import's next row, or closed it
     return outcome
 
 
-def _look_after_unsent(pipeline: Pipeline, record: ImportRecord, now: datetime) -> str:
-    """Records not yet pending: a stuck `submitting` becomes unknown; a stopped delivery is re-driven."""
+def _look_after_unsent(pipeline: Pipeline, record: ImportRecord) -> str:
+    """Records not yet pending, checked when due: a `submitting` one is due when SUBMIT_TIMEOUT_MINUTES
+    have passed without a request id, so it becomes unknown; a stopped delivery is re-driven."""
     if record.state == ImportState.SUBMITTING:
-        if now - (record.updated_at or now) > pipeline.submit_timeout:
-            pipeline.ledger.mark_unknown(record, "no request id stored after posting; check Loop")
-            return "unknown"
-        return "submitting"
+        pipeline.ledger.mark_unknown(record, "no request id stored after posting; check Loop")
+        return "unknown"
     try:
         redrive(pipeline, record)
     except SubmitRetryableError:

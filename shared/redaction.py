@@ -26,7 +26,11 @@ _SECRET_NAMES = "|".join((
     "signature", "x-amz-signature", "x-amz-credential", "x-amz-security-token", "x-goog-signature",
     "x-goog-credential",
 ))
-_NAME_VALUE = re.compile(rf"(?i)\b({_SECRET_NAMES})=([^&\s\"';,]+)")
+# `name=value` in a query string or a text, also URL-encoded (`%26sig%3D...` when a URL is quoted
+# inside another URL): the name starts after a separator, the value ends at the next one.
+_NAME_VALUE = re.compile(
+    rf"(?i)(?:(?<=%26)|(?<=%3F)|(?<![A-Za-z0-9_-]))({_SECRET_NAMES})(=|%3D)(.+?)(?=%26|&|[\s\"';,]|$)"
+)
 _HEADER = re.compile(r"(?i)\b(x-apikey|api-key|ocp-apim-subscription-key|authorization)(\s*:\s*)([^\r\n\"',;]+)")
 _MIN_SECRET_LENGTH = 6
 
@@ -45,7 +49,7 @@ def register_secret(value: str | None) -> None:
 
 def redact_text(text: str) -> str:
     """Text with every secret replaced by REDACTED; the rest kept as it was."""
-    text = _NAME_VALUE.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
+    text = _NAME_VALUE.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
     text = _HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
     with _lock:
         secrets = sorted(_known_secrets, key=len, reverse=True)

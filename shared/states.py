@@ -86,7 +86,7 @@ REFUSE_KEYS = _t("refuse_keys", {S.SUBMITTING}, S.SUBMIT_FAILED, telemetry.AUTH_
 # Loop refused to give a deposit URL (LOOP_TRANSFER_MODE=deposit): before `submitting`, no POST was sent.
 FAIL_DEPOSIT = _t("fail_deposit", {S.RECEIVED}, S.SUBMIT_FAILED, telemetry.SUBMIT_FAILED, logging.WARNING)
 REFUSE_DEPOSIT_KEYS = _t("refuse_deposit_keys", {S.RECEIVED}, S.SUBMIT_FAILED, telemetry.AUTH_FAILED, logging.ERROR)
-RESOLVE = _t("resolve", {S.UNKNOWN, S.SUBMITTING}, S.PENDING, telemetry.RESOLVED)
+RESOLVE = _t("resolve", {S.UNKNOWN}, S.PENDING, telemetry.RESOLVED)
 RECORD_STATUS = _t("record_status", {S.PENDING}, S.PENDING, telemetry.STATUS_CHANGED)
 # A status check that changed nothing but when the next one is due: DEBUG, not an ops event.
 NOTE_CHECK = _t("note_check", {S.PENDING}, S.PENDING, telemetry.STATUS_CHECKED, logging.DEBUG)

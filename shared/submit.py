@@ -103,6 +103,8 @@ def process_recording_failures(
         raise
     except Exception as error:
         reason = f"{type(error).__name__}: {error}"[:500]
+        if record.stored_state in states.NOT_SENT_STATES:  # no POST: its claim on the bytes goes
+            pipeline.ledger.contents.release(record)
 
         def change(current: ImportRecord) -> None:
             current.error = reason

@@ -204,3 +204,35 @@ def test_checks_are_spaced_by_age_up_to_a_ceiling(pipeline, age, expected):
     now = pipeline.clock()
     record = ImportRecord("c", "n", '"0x1"', submitted_at=now - age)
     assert next_check_in(pipeline, record, now) == timedelta(seconds=expected)
+
+
+def test_a_check_that_finds_the_import_not_due_keeps_its_only_row(pipeline, loop_emulator, fec_bytes):
+    """The scheduler's clock ran ahead of the worker's: the lease is the import's only row, so it stays."""
+    record = submit_blob(pipeline, upload(pipeline, "DEMO001/a.txt", fec_bytes))
+    sent: list[str] = []
+    schedule_due_checks(pipeline, sent.append)
+    stored = pipeline.ledger.get(*record.keys)
+    pipeline.ledger.store.table.update_entity(  # as if this worker's clock were behind: not due yet
+        {"PartitionKey": stored.keys[0], "RowKey": stored.keys[1],
+         "next_poll_at": pipeline.clock() + timedelta(minutes=1)}, mode="merge")
+    assert check_import(pipeline, row_of_message(sent[0])) == "not_due"
+    assert [entry.row for entry in pipeline.ledger.watched_entries()] == rows_of(sent)
+
+
+def test_a_submitting_import_is_called_unknown_when_its_check_comes_due(pipeline, loop_emulator, fec_bytes,
+                                                                      monkeypatch):
+    class Crash(BaseException):
+        pass
+
+    def die(*_args, **_kwargs):
+        raise Crash
+
+    monkeypatch.setattr(pipeline.loop, "import_fec", die)
+    with pytest.raises(Crash):
+        submit_blob(pipeline, upload(pipeline, "DEMO001/a.txt", fec_bytes))
+    (record,) = pipeline.ledger.all_records()
+    pipeline.clock.advance(record.next_poll_at - pipeline.clock())  # exactly when it is due, not a moment later
+    sent: list[str] = []
+    schedule_due_checks(pipeline, sent.append)
+    assert check_import(pipeline, row_of_message(sent[0])) == "unknown"
+    assert pipeline.ledger.get(*record.keys).state == states.UNKNOWN

@@ -229,3 +229,45 @@ def test_a_delivery_that_keeps_failing_before_the_post_gives_up_with_its_reason(
     assert validations == [1]  # later attempts reused the verdict on the same snapshot
     assert posts(loop_emulator) == []
     assert list(pipeline.ledger.watched_entries()) == []
+
+
+def test_a_resubmit_from_a_stale_copy_never_sends_an_import_sent_meanwhile(pipeline, loop_emulator, fec_bytes,
+                                                                         monkeypatch):
+    """The operator read the import in retry_wait; a redelivery sent it (outcome unknown) before the
+    operator's reopen was written: the reopen must not re-apply on the fresh copy."""
+    loop_emulator.set_faults({"importFEC": [{"kind": "http", "status": 503, "retry_after": 0, "times": 5}]})
+    blob = upload(pipeline, "DEMO001/a.txt", fec_bytes)
+    with pytest.raises(Exception, match="busy"):
+        submit_blob(pipeline, blob)
+    seen_by_operator = pipeline.ledger.versions_of(blob.container_name, blob.blob_name)[0]
+    assert seen_by_operator.state == states.RETRY_WAIT
+    loop_emulator.set_faults({"importFEC": [{"kind": "reset"}]})
+    assert submit_blob(pipeline, blob).state == states.UNKNOWN  # the host's redelivery: sent, outcome unknown
+    with pytest.raises(OperatorError, match="changed state meanwhile"):
+        resubmit(pipeline, seen_by_operator)
+    assert len([p for p in posts(loop_emulator) if p["status"] != 503]) == 1
+    assert pipeline.ledger.get(*seen_by_operator.keys).state == states.UNKNOWN
+
+
+def test_an_import_still_submitting_cannot_be_resolved(pipeline, loop_emulator, fec_bytes, monkeypatch):
+    from shared.operator_actions import resolve  # noqa: PLC0415
+
+    monkeypatch.setattr(pipeline.loop, "import_fec", crash)
+    with pytest.raises(Crash):
+        submit_blob(pipeline, upload(pipeline, "DEMO001/a.txt", fec_bytes))
+    (record,) = pipeline.ledger.all_records()
+    assert record.state == states.SUBMITTING
+    with pytest.raises(OperatorError, match="only unknown imports"):
+        resolve(pipeline, record, "11111111-2222-3333-4444-555555555555")
+
+
+def test_a_failure_before_the_post_releases_the_claim_on_the_bytes(pipeline, loop_emulator, fec_bytes, monkeypatch):
+    def signing_down(*_args, **_kwargs):
+        raise RuntimeError("signing service down")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline.signer, "sign", signing_down)
+        with pytest.raises(RuntimeError):
+            submit_blob(pipeline, upload(pipeline, "DEMO001/a.txt", fec_bytes))
+    copy = submit_blob(pipeline, upload(pipeline, "DEMO001/copy.txt", fec_bytes))
+    assert copy.state == states.PENDING  # not a duplicate of an import that may never be sent
