@@ -100,7 +100,8 @@ def run_app(env: dict[str, str]) -> int:
     log.info("app: Core Tools not found, running the functions under the local host runner")
     host = LocalHost(function_app.app, blob_service_client(load_settings(env, require_loop=False)), env)
     signal.signal(signal.SIGTERM, lambda *_: host.stop_event.set())
-    log.info("drop a file with: make drop FILE=tests/fixtures/123456789FEC20500930.txt DOSSIER=DEMO001  (Ctrl-C to stop)")
+    log.info("drop a file with: make drop FILE=tests/fixtures/123456789FEC20500930.txt DOSSIER=DEMO001 "
+             "(Ctrl-C to stop)")
     try:
         host.serve_forever()
     except KeyboardInterrupt:
