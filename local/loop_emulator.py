@@ -1,4 +1,4 @@
-"""A Cegid Loop public API emulator, faithful to ../shared/docs/loop-api.md, with fault injection.
+"""A Cegid Loop public API emulator, faithful to docs/loop-api.md, with fault injection.
 
 Run: `python -m local.loop_emulator [--host 127.0.0.1] [--port 7081]`.
 

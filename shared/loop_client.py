@@ -14,120 +14,47 @@ LoopRejectedError carrying Loop's message.
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass
-from typing import Any
 
 import requests
-import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 from urllib3.util.retry import Retry
 
 from shared import tracing
-from shared.redaction import redact_text, register_secret, without_query
+from shared.loop_answers import (
+    UNREADABLE,
+    BodyReadError,
+    DepositTarget,
+    LoopStatus,
+    error_message,
+    parse_deposit_answer,
+    parse_json,
+    read_json,
+    read_raw,
+    retry_after_of,
+)
+from shared.loop_errors import (
+    BoundedRetry,
+    LoopAuthError,
+    LoopBadResponseError,
+    LoopError,
+    LoopOutcomeUnknownError,
+    LoopRejectedError,
+    LoopUnavailableError,
+    build_retry,
+)
+from shared.redaction import register_secret
 from shared.settings import Settings
 
-MAX_RESPONSE_BYTES = 64 * 1024
+__all__ = [
+    "BoundedRetry", "DepositTarget", "LoopAuthError", "LoopBadResponseError", "LoopClient", "LoopError",
+    "LoopOutcomeUnknownError", "LoopRejectedError", "LoopStatus", "LoopUnavailableError", "build_retry",
+    "parse_deposit_answer",
+]
+
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
-FINAL_STATUSES = frozenset({3, 4})
 DEPOSIT_PATH = "/getFileUrlDeposit"
-# Field names of getFileUrlDeposit's answer, compared case-insensitively (docs/loop-api.md).
-DEPOSIT_URL_FIELDS = ("depositurl", "uploadurl")
-DEPOSIT_URI_FIELDS = ("uri",)
-
-
-class LoopError(Exception):
-    """Base of every Loop client error. Messages never contain keys or SAS signatures."""
-
-    def __init__(self, message: str, http_status: int | None = None, retry_after: float | None = None) -> None:
-        message = redact_text(message)
-        super().__init__(message)
-        self.message = message
-        self.http_status = http_status
-        self.retry_after = retry_after  # seconds Loop asked us to wait (Retry-After), if it said
-
-
-class LoopUnavailableError(LoopError):
-    """The request did not reach Loop; trying again later is safe."""
-
-
-class LoopOutcomeUnknownError(LoopError):
-    """The request may have been processed by Loop; an operator must check before resending."""
-
-
-class LoopRejectedError(LoopError):
-    """Loop refused the request (an error body or a 4xx); resending the same request is useless."""
-
-
-class LoopAuthError(LoopRejectedError):
-    """Loop refused the keys (401/403): check LOOP_API_KEY, LOOP_SUBSCRIPTION_KEY and the dossier link."""
-
-
-class LoopBadResponseError(LoopError):
-    """Loop answered something that is not a valid status."""
-
-
-class BoundedRetry(Retry):
-    """urllib3's Retry, with a cap on how long a Retry-After header can make us sleep."""
-
-    MAX_RETRY_AFTER_SECONDS = 30.0
-
-    def get_retry_after(self, response: Any) -> float | None:
-        value = super().get_retry_after(response)
-        return None if value is None else min(value, self.MAX_RETRY_AFTER_SECONDS)
-
-
-def build_retry(retries: int, backoff_factor: float = 0.5) -> Retry:
-    """Retry only what certainly did not get through: connection failures, 429 and 503.
-
-    read=0 and other=0: a timeout or reset after the request was sent is never retried.
-    """
-    return BoundedRetry(
-        total=retries,
-        connect=retries,
-        read=0,
-        other=0,
-        redirect=0,
-        status=retries,
-        status_forcelist=frozenset({429, 503}),
-        allowed_methods=frozenset({"GET", "POST"}),
-        backoff_factor=backoff_factor,
-        backoff_max=30,
-        backoff_jitter=0.5,
-        respect_retry_after_header=True,
-        raise_on_status=False,
-    )
-
-
-@dataclass(frozen=True)
-class LoopStatus:
-    request_id: str
-    status: int
-    code_ibs: str | None
-    last_update: str | None
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in FINAL_STATUSES
-
-
-@dataclass(frozen=True)
-class DepositTarget:
-    """Where to upload one file (`upload_url`, signed: never logged, stored or shown) and the URI
-    importFEC takes for it."""
-
-    upload_url: str
-    uri: str
-
-    @property
-    def shown_uri(self) -> str:
-        """The URI as it may be stored and printed: without query string, redacted."""
-        return redact_text(without_query(self.uri))
-
-    def __repr__(self) -> str:
-        return f"DepositTarget(uri={self.shown_uri!r})"
 
 
 def _not_sent(error: requests.ConnectionError) -> bool:
@@ -231,7 +158,7 @@ class LoopClient:
         with response:
             try:
                 return self._request_id_from(response)
-            except _BodyReadError as error:
+            except BodyReadError as error:
                 message = f"connection lost while reading Loop's answer to importFEC: {error}"
                 raise LoopOutcomeUnknownError(message) from None
 
@@ -239,17 +166,17 @@ class LoopClient:
         status = response.status_code
         if status in (429, 503):
             raise LoopUnavailableError(f"Loop is busy (HTTP {status}) after retries", status)
-        body = _read_json(response)
+        body = read_json(response)
         if status in (401, 403):
-            raise LoopAuthError(_message(body) or f"Loop refused the keys (HTTP {status})", status)
+            raise LoopAuthError(error_message(body) or f"Loop refused the keys (HTTP {status})", status)
         if 400 <= status < 500:
-            raise LoopRejectedError(_message(body) or f"Loop refused the import (HTTP {status})", status)
+            raise LoopRejectedError(error_message(body) or f"Loop refused the import (HTTP {status})", status)
         if status != 200:
             raise LoopOutcomeUnknownError(f"Loop answered HTTP {status} to importFEC", status)
-        if body is _UNREADABLE or not isinstance(body, dict):
+        if body is UNREADABLE or not isinstance(body, dict):
             raise LoopOutcomeUnknownError("Loop answered HTTP 200 with an unreadable body", status)
         if "error" in body:
-            raise LoopRejectedError(_message(body) or "Loop answered an error without a message", status)
+            raise LoopRejectedError(error_message(body) or "Loop answered an error without a message", status)
         request_id = body.get("accountingImportRequestId")
         if not request_id:
             raise LoopRejectedError("Loop answered HTTP 200 without accountingImportRequestId", status)
@@ -272,7 +199,7 @@ class LoopClient:
         with response:
             try:
                 return self._deposit_from(response)
-            except _BodyReadError as error:
+            except BodyReadError as error:
                 message = f"connection lost while reading Loop's answer to getFileUrlDeposit: {error}"
                 raise LoopUnavailableError(message) from None
 
@@ -280,17 +207,17 @@ class LoopClient:
         status = response.status_code
         if status in (429, 503):
             raise LoopUnavailableError(f"Loop is busy (HTTP {status}) after retries", status)
-        raw = _read_raw(response)
-        body = _parse_json(raw)
+        raw = read_raw(response)
+        body = parse_json(raw)
         if status in (401, 403):
-            raise LoopAuthError(_message(body) or f"Loop refused the keys (HTTP {status})", status)
+            raise LoopAuthError(error_message(body) or f"Loop refused the keys (HTTP {status})", status)
         if 400 <= status < 500:
-            raise LoopRejectedError(_message(body) or f"Loop refused getFileUrlDeposit (HTTP {status})", status)
+            raise LoopRejectedError(error_message(body) or f"Loop refused getFileUrlDeposit (HTTP {status})", status)
         if status != 200:
             raise LoopUnavailableError(f"Loop answered HTTP {status} to getFileUrlDeposit", status)
-        if body is _UNREADABLE and raw is not None:
+        if body is UNREADABLE and raw is not None:
             text = raw.decode("utf-8", errors="replace").strip()  # a bare URL as text is still an answer
-            body = text or _UNREADABLE
+            body = text or UNREADABLE
         return parse_deposit_answer(body, status)
 
     # --- status ----------------------------------------------------------------------------
@@ -309,24 +236,24 @@ class LoopClient:
         with response:
             try:
                 return self._status_from(request_id, response)
-            except _BodyReadError as error:
+            except BodyReadError as error:
                 raise LoopUnavailableError(f"connection lost while reading the status answer: {error}") from None
 
     def _status_from(self, request_id: str, response: requests.Response) -> LoopStatus:
         status = response.status_code
-        body = _read_json(response)
+        body = read_json(response)
         if status in (401, 403):
-            raise LoopAuthError(_message(body) or f"Loop refused the keys (HTTP {status})", status)
+            raise LoopAuthError(error_message(body) or f"Loop refused the keys (HTTP {status})", status)
         if status == 404:
-            raise LoopBadResponseError(_message(body) or "Loop does not know this request id", status)
+            raise LoopBadResponseError(error_message(body) or "Loop does not know this request id", status)
         if status != 200:
             raise LoopUnavailableError(
-                f"Loop answered HTTP {status} to the status call", status, _retry_after(response)
+                f"Loop answered HTTP {status} to the status call", status, retry_after_of(response)
             )
         if not isinstance(body, dict):
             raise LoopBadResponseError("Loop answered a status that is not a JSON object", status)
         if "error" in body:
-            raise LoopBadResponseError(_message(body) or "Loop answered an error", status)
+            raise LoopBadResponseError(error_message(body) or "Loop answered an error", status)
         value = body.get("status")
         try:
             code = int(value)  # type: ignore[arg-type]
@@ -335,110 +262,3 @@ class LoopClient:
         if code not in (1, 2, 3, 4) or isinstance(value, bool):
             raise LoopBadResponseError(f"Loop answered status {str(value)[:20]!r}, expected 1 to 4", status)
         return LoopStatus(request_id, code, body.get("codeIBS"), body.get("lastUpdate"))
-
-
-_UNREADABLE = object()
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP date), None if absent or unreadable."""
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(float(Retry().parse_retry_after(value)), 0.0)
-    except urllib3.exceptions.InvalidHeader:
-        return None
-
-
-class _BodyReadError(Exception):
-    """The connection failed while the body was being read (timeout, reset, truncated)."""
-
-
-def _read_raw(response: requests.Response) -> bytes | None:
-    """The body, read up to MAX_RESPONSE_BYTES; None if longer.
-
-    Raises:
-        _BodyReadError: the transport failed mid-body; the caller maps it to its own error.
-    """
-    try:
-        raw = response.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
-    except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as error:
-        raise _BodyReadError(type(error).__name__) from None
-    return None if len(raw) > MAX_RESPONSE_BYTES else raw
-
-
-def _read_json(response: requests.Response) -> Any:
-    """The JSON body, read up to MAX_RESPONSE_BYTES; _UNREADABLE if too big or not JSON.
-
-    Raises:
-        _BodyReadError: the transport failed mid-body; the caller maps it to its own error.
-    """
-    return _parse_json(_read_raw(response))
-
-
-def _parse_json(raw: bytes | None) -> Any:
-    if raw is None:
-        return _UNREADABLE
-    try:
-        return json.loads(raw.decode("utf-8-sig"))
-    except (UnicodeDecodeError, ValueError):
-        return _UNREADABLE
-
-
-def _message(body: Any) -> str | None:
-    """Loop's error message from `{"error": {"message": ...}}` or an APIM `{"message": ...}`."""
-    if not isinstance(body, dict):
-        return None
-    error = body.get("error")
-    if isinstance(error, dict) and error.get("message"):
-        return str(error["message"])[:500]
-    if isinstance(error, str) and error:
-        return error[:500]
-    if body.get("message"):
-        return str(body["message"])[:500]
-    return None
-
-
-def _is_url(value: Any) -> bool:
-    return isinstance(value, str) and value.lower().startswith(("https://", "http://")) and len(value) < 8192
-
-
-def _field(body: dict[str, Any], names: tuple[str, ...]) -> str:
-    """The first non-empty text among `names` (case-insensitive), at the top level or one level down
-    (an answer wrapped in `data` or `result`)."""
-    scopes = [body, *(value for value in body.values() if isinstance(value, dict))]
-    for scope in scopes:
-        for key, value in scope.items():
-            if isinstance(key, str) and key.lower() in names and isinstance(value, str) and value.strip():
-                return value.strip()
-    return ""
-
-
-def parse_deposit_answer(body: Any, http_status: int = 200) -> DepositTarget:
-    """A DepositTarget from getFileUrlDeposit's answer, read tolerantly: `depositUrl` and/or `uri`
-    (any case, possibly wrapped one level down), or a bare URL. With only `depositUrl`, the URI is
-    that URL without its signature; with only a `uri` that is a URL, the file is uploaded there.
-
-    Raises:
-        LoopRejectedError: an error answer, or no usable URL in it (the message says what came).
-    """
-    if _is_url(body):
-        return DepositTarget(body, without_query(body))
-    if isinstance(body, str):
-        raise LoopRejectedError(f"the answer is text, not a deposit URL: {body[:200]!r}", http_status)
-    if not isinstance(body, dict):
-        kind = "unreadable" if body is _UNREADABLE else f"a JSON {type(body).__name__}"
-        raise LoopRejectedError(f"the answer is {kind}, not a deposit URL", http_status)
-    if "error" in body:
-        raise LoopRejectedError(_message(body) or "the answer is an error without a message", http_status)
-    deposit_url, uri = _field(body, DEPOSIT_URL_FIELDS), _field(body, DEPOSIT_URI_FIELDS)
-    upload_url = deposit_url or (uri if _is_url(uri) else "")
-    if not _is_url(upload_url):
-        said = _message(body)
-        fields = ", ".join(sorted(str(key) for key in body)[:10]) or "none"
-        raise LoopRejectedError(
-            f"the answer has no deposit URL (fields: {fields})" + (f": {said}" if said else ""),
-            http_status,
-        )
-    return DepositTarget(upload_url, uri or without_query(upload_url))
