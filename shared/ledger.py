@@ -122,31 +122,20 @@ class Ledger:
         record.add_history(record.state, note, now)
         watched = record.state in states.WATCHED_STATES
         previous_due = record.stored_due
-        new_row = None
         if watched:
             record.next_poll_at = record.next_poll_at or now
             if record.next_poll_at != previous_due:
                 self.watch_index.watch(record)
-                new_row = self.watch_index.row_of(record)
-        try:
-            self.store.replace(record)
-        except LedgerConflictError:
-            if new_row:
-                self._forget_row_of_lost_write(record, new_row)
-            raise
+        # A write that loses its compare-and-swap leaves its row behind: deleting it could delete the row of
+        # a writer that computed the same due time. The leftover is harmless and short-lived: when it comes
+        # due, check_import finds the import checked meanwhile and drops it.
+        self.store.replace(record)
         record.stored_due = record.next_poll_at if watched else None
         if previous_due is not None and previous_due != record.stored_due:
             self.watch_index.drop_row(due_row(previous_due, record.keys))
         if record.request_id and record.request_id != record.stored_request_id:
             self.requests.record(record)
             record.stored_request_id = record.request_id
-
-    def _forget_row_of_lost_write(self, record: ImportRecord, row: str) -> None:
-        """A write that lost its compare-and-swap leaves no due row behind, unless the winner's
-        record (read after it won) is due at that very time."""
-        fresh = self.get(*record.keys)
-        if fresh is None or fresh.state not in states.WATCHED_STATES or self.watch_index.row_of(fresh) != row:
-            self.watch_index.drop_row(row)
 
     # --- records ---------------------------------------------------------------------------
 

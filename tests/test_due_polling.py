@@ -82,12 +82,17 @@ def test_duplicate_messages_for_one_import_give_one_status_write(pipeline, loop_
         pipeline.clock.advance(timedelta(seconds=31))  # its first check is due
         sent: list[str] = []
         schedule_due_checks(pipeline, sent.append)
-        (message,) = sent
+        ours = [m for m in sent if row_of_message(m).endswith("|".join(record.keys))]
+        for other in set(sent) - set(ours):  # rows left by earlier rounds' lost writes: their import is closed
+            assert check_import(pipeline, row_of_message(other)) == "unwatched"
+        (message,) = ours
         caplog.clear()
         history_before = len(pipeline.ledger.get(*record.keys).history_entries())
         outcomes = run_together(3, lambda _n, message=message: check_import(pipeline, row_of_message(message)))
         assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
-        assert [entry.keys for entry in pipeline.ledger.watched_entries()] == [record.keys]  # one row left
+        rows = [entry.row for entry in pipeline.ledger.watched_entries()]
+        assert pipeline.ledger.watch_index.row_of(pipeline.ledger.get(*record.keys)) in rows  # still watched
+        assert {tuple(row.split("|", 2)[1:]) for row in rows} == {record.keys}
         writes = len(pipeline.ledger.get(*record.keys).history_entries()) - history_before
         assert writes == 1, f"round {round_number}: {outcomes}"
         assert len([r for r in caplog.records if getattr(r, "event_name", "").startswith("import.")]) == 1
@@ -204,6 +209,21 @@ def test_checks_are_spaced_by_age_up_to_a_ceiling(pipeline, age, expected):
     now = pipeline.clock()
     record = ImportRecord("c", "n", '"0x1"', submitted_at=now - age)
     assert next_check_in(pipeline, record, now) == timedelta(seconds=expected)
+
+
+def test_rows_left_by_lost_writes_are_dropped_when_they_come_due(pipeline, loop_emulator, fec_bytes):
+    pipeline.settings = dataclasses.replace(pipeline.settings, status_first_check_seconds=30)
+    record = submit_blob(pipeline, upload(pipeline, "DEMO001/a.txt", fec_bytes))
+    pipeline.clock.advance(timedelta(seconds=31))
+    stored = pipeline.ledger.get(*record.keys)
+    own = pipeline.ledger.watch_index.entry_of(stored)
+    leftover = pipeline.ledger.watch_index.postpone(own, stored.next_poll_at - timedelta(milliseconds=1))
+    pipeline.ledger.watch_index.watch(stored)  # two rows for one import, as a lost write leaves them
+    assert len(pipeline.ledger.watched_entries()) == 2
+    assert check_import(pipeline, own.row) == "status_changed"
+    assert check_import(pipeline, leftover.row) == "not_due"
+    checked = pipeline.ledger.get(*record.keys)
+    assert [entry.row for entry in pipeline.ledger.watched_entries()] == [pipeline.ledger.watch_index.row_of(checked)]
 
 
 def test_a_check_that_finds_the_import_not_due_keeps_its_only_row(pipeline, loop_emulator, fec_bytes):
