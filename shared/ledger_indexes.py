@@ -14,7 +14,8 @@ concurrent deliveries, the timer and operators never overwrite each other's deci
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -125,21 +126,21 @@ class WatchIndex(_Partition):
 
     def entries(self, due_by: datetime | None = None, limit: int | None = None) -> list[IndexEntry]:
         """Rows in due order: those due by `due_by` (all if None), at most `limit` of them."""
+        return list(itertools.islice(self.iter_entries(due_by), limit))
+
+    def iter_entries(self, due_by: datetime | None = None, page_size: int = 1000) -> Iterator[IndexEntry]:
+        """The same rows, read a page at a time as they are consumed: a caller that stops early
+        (the timer out of budget) has read at most one page more than it used."""
         query = f"PartitionKey eq '{DUE_PARTITION}'"
         if due_by is not None:
             query += f" and RowKey lt '{due_key(due_by)}~'"
-        found: list[IndexEntry] = []
         with table_must_exist(self.table):
             rows = self.table.query_entities(
-                query, select=["RowKey", "record_partition", "record_row", "since"],
-                results_per_page=min(limit or 1000, 1000),
+                query, select=["RowKey", "record_partition", "record_row", "since"], results_per_page=page_size,
             )
             for row in rows:
                 keys = (row["record_partition"], row["record_row"])
-                found.append(IndexEntry(row["RowKey"], keys, row.metadata.get("etag"), row.get("since")))
-                if limit is not None and len(found) >= limit:
-                    break
-        return found
+                yield IndexEntry(row["RowKey"], keys, row.metadata.get("etag"), row.get("since"))
 
     def entry_of(self, record: ImportRecord) -> IndexEntry | None:
         return self._read(DUE_PARTITION, self.row_of(record)) if record.next_poll_at else None

@@ -12,6 +12,7 @@ same checks in process, for tests and tools.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
@@ -112,20 +113,20 @@ def _schedule_due_checks(pipeline: Pipeline, send: Callable[[str], None]) -> Pol
     deadline = time.monotonic() + settings.status_tick_budget_seconds
     lease = timedelta(seconds=settings.status_check_lease_seconds)
     summary = PollSummary()
-    entries = pipeline.ledger.watched_entries(due_by=now, limit=settings.status_tick_max_messages)
+    due = itertools.islice(pipeline.ledger.watch_index.iter_entries(due_by=now), settings.status_tick_max_messages)
 
     def enqueue(entry: IndexEntry) -> str:
         send(check_message(entry.row))
         return "enqueued"
 
     with ThreadPoolExecutor(max_workers=settings.poll_concurrency) as pool:
-        for start in range(0, len(entries), _LEASE_CHUNK):
-            if time.monotonic() > deadline:
-                summary.outcomes["left_for_next_tick"] += len(entries) - start
-                break
-            leased = pipeline.ledger.watch_index.postpone_many(entries[start:start + _LEASE_CHUNK], now + lease)
+        while chunk := list(itertools.islice(due, _LEASE_CHUNK)):
+            leased = pipeline.ledger.watch_index.postpone_many(chunk, now + lease)
             for outcome in pool.map(enqueue, leased):
                 summary.add(outcome)
+            if time.monotonic() > deadline:
+                summary.add("left_for_next_tick")  # the rest stays due, unread, for the next tick
+                break
     return summary
 
 
