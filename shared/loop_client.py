@@ -1,15 +1,9 @@
 """Client for Cegid Loop's public import API (importFEC, the import status, getFileUrlDeposit).
 
-Errors say whether the request may have reached Loop, because that decides what is safe:
-- LoopUnavailableError: it certainly did not get through (connection refused, DNS, 429/503 after
-  retries). Safe to try again later.
-- LoopOutcomeUnknownError: it may have been processed (read timeout, connection reset after
-  sending, 5xx, an unreadable 200). Never retried blindly: Loop has no idempotency key.
-- LoopRejectedError / LoopAuthError: Loop answered no, definitively.
-- LoopBadResponseError: a status answer that makes no sense (only for the status call).
-getFileUrlDeposit has no effect in Loop worth guarding (an unused deposit URL expires), so any
-failure of it that may pass is LoopUnavailableError; an answer without a usable URL is
-LoopRejectedError carrying Loop's message.
+Every failure is one of shared.loop_errors' errors, which say whether the request may have
+reached Loop (that decides what is safe to retry). getFileUrlDeposit has no effect in Loop worth
+guarding (an unused deposit URL expires), so any failure of it that may pass is
+LoopUnavailableError; an answer without a usable URL is LoopRejectedError carrying Loop's message.
 """
 
 from __future__ import annotations
