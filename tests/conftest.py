@@ -9,9 +9,9 @@ import pytest
 
 from local.azurite import Azurite, start_azurite
 from local.paths import SAMPLES_DIR
-from tests.helpers import MovableClock, unique_name
+from tests.helpers import MovableClock, environment_for_test
 
-pytest_plugins = ["tests.fixtures_loop"]
+pytest_plugins = ["tests.fixtures_loop", "tests.infra_templates"]
 
 
 
@@ -61,24 +61,8 @@ def table_service(azurite: Azurite):
 
 @pytest.fixture
 def pipeline_env(azurite: Azurite, loop_emulator) -> dict[str, str]:
-    """Settings for one test: its own container, tables and report container; the test Loop keys."""
-    from tests.fixtures_loop import TEST_LOOP_API_KEY, TEST_LOOP_SUBSCRIPTION_KEY  # noqa: PLC0415
-
-    return {
-        "AzureWebJobsStorage": azurite.connection_string,
-        "FEC_IMPORT_CONTAINER": unique_name("imports"),
-        "IMPORT_LEDGER_TABLE": unique_name("ledger"),
-        "DOSSIER_MAP_TABLE": unique_name("dossiers"),
-        "IMPORT_REPORT_CONTAINER": unique_name("reports"),
-        "LOOP_API_BASE_URL": loop_emulator.base_url,
-        "LOOP_API_KEY": TEST_LOOP_API_KEY,
-        "LOOP_SUBSCRIPTION_KEY": TEST_LOOP_SUBSCRIPTION_KEY,
-        "LOOP_MAX_RETRIES": "2",
-        "LOOP_READ_TIMEOUT_SECONDS": "2",
-        "STATUS_POLL_SCHEDULE": "*/1 * * * * *",
-        "STATUS_POLL_FIRST_SECONDS": "0",
-        "STATUS_CHECK_QUEUE": unique_name("checks"),
-    }
+    """Settings for one test: its own container, tables, queue and report container; the test Loop keys."""
+    return environment_for_test(azurite.connection_string, loop_emulator.base_url)
 
 
 @pytest.fixture

@@ -36,6 +36,47 @@ def unique_name(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:12]}"
 
 
+def environment_for_test(storage_connection: str, loop_base_url: str) -> dict[str, str]:
+    """Settings for one test: its own container, tables, queue and report container; the test Loop keys."""
+    from tests.fixtures_loop import TEST_LOOP_API_KEY, TEST_LOOP_SUBSCRIPTION_KEY  # noqa: PLC0415
+
+    return {
+        "AzureWebJobsStorage": storage_connection,
+        "FEC_IMPORT_CONTAINER": unique_name("imports"),
+        "IMPORT_LEDGER_TABLE": unique_name("ledger"),
+        "DOSSIER_MAP_TABLE": unique_name("dossiers"),
+        "IMPORT_REPORT_CONTAINER": unique_name("reports"),
+        "LOOP_API_BASE_URL": loop_base_url,
+        "LOOP_API_KEY": TEST_LOOP_API_KEY,
+        "LOOP_SUBSCRIPTION_KEY": TEST_LOOP_SUBSCRIPTION_KEY,
+        "LOOP_MAX_RETRIES": "2",
+        "LOOP_READ_TIMEOUT_SECONDS": "2",
+        "STATUS_POLL_SCHEDULE": "*/1 * * * * *",
+        "STATUS_POLL_FIRST_SECONDS": "0",
+        "STATUS_CHECK_QUEUE": unique_name("checks"),
+    }
+
+
+def run_host_until_final(host, count: int, timeout: float = 30.0, pause: float = 0.2) -> dict:
+    """Drive the local host (blob scan, every timer, the queues) until `count` imports are final;
+    return them by blob name."""
+    from shared.runtime import current_pipeline  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout
+    records: dict = {}
+    while time.monotonic() < deadline:
+        host.scan_blobs()
+        host.wait_idle()
+        for timer in host.timer_functions:
+            host.fire_timer(timer)
+        host.drain_queues()
+        records = {r.blob_name: r for r in current_pipeline().ledger.all_records()}
+        if len(records) == count and all(r.state in states.FINAL_STATES for r in records.values()):
+            return records
+        time.sleep(pause)
+    raise AssertionError(f"not final after {timeout}s: {[(r.blob_name, r.state, r.error) for r in records.values()]}")
+
+
 def upload(pipeline, name: str, data: bytes, **metadata: str):
     """Upload into the pipeline's watched container; return the BlobClient the trigger would get."""
     blob = pipeline.blob_service.get_blob_client(pipeline.settings.container, name)

@@ -5,7 +5,6 @@ in Azurite, until every import is final."""
 from __future__ import annotations
 
 import hashlib
-import time
 
 import pytest
 
@@ -13,10 +12,10 @@ import function_app
 from local.drop import drop_file
 from local.runner import LocalHost
 from shared import states
-from shared.import_record import ImportRecord
 from shared.runtime import current_pipeline, reset_pipeline
 from tests import deposit_fixtures
 from tests.deposit_fixtures import calls, uploaded
+from tests.helpers import run_host_until_final
 
 deposit_emulator = deposit_fixtures.deposit_emulator
 loop_emulator = deposit_fixtures.loop_emulator
@@ -37,22 +36,6 @@ def host(pipeline_env, monkeypatch, blob_service):
     reset_pipeline()
 
 
-def run_until_final(host: LocalHost, count: int, timeout: float = 40.0) -> dict[str, ImportRecord]:
-    deadline = time.monotonic() + timeout
-    records: dict[str, ImportRecord] = {}
-    while time.monotonic() < deadline:
-        host.scan_blobs()
-        host.wait_idle()
-        for timer in host.timer_functions:
-            host.fire_timer(timer)
-        host.drain_queues()
-        records = {r.blob_name: r for r in current_pipeline().ledger.all_records()}
-        if len(records) == count and all(r.state in states.FINAL_STATES for r in records.values()):
-            return records
-        time.sleep(0.3)
-    raise AssertionError(f"not final after {timeout}s: {[(r.blob_name, r.state, r.error) for r in records.values()]}")
-
-
 def test_files_deposited_through_the_local_host_complete_with_one_upload_and_one_post_each(
     host, loop_emulator, blob_service, pipeline_env, fec_bytes, tmp_path
 ):
@@ -65,7 +48,7 @@ def test_files_deposited_through_the_local_host_complete_with_one_upload_and_one
         path.write_bytes(contents[path.name])
         drop_file(blob_service, container, path, dossier="DEMO001")
 
-    records = run_until_final(host, count=3)
+    records = run_host_until_final(host, count=3, timeout=40)
 
     assert {r.state for r in records.values()} == {states.COMPLETED}
     assert {r.transfer_mode for r in records.values()} == {"deposit"}

@@ -3,16 +3,14 @@ invoked from their binding metadata, the Loop emulator over HTTP, until every im
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 import function_app
 from local.drop import drop_file
 from local.runner import LocalHost
 from shared import states
-from shared.import_record import ImportRecord
 from shared.runtime import current_pipeline, reset_pipeline
+from tests.helpers import run_host_until_final
 
 VALID = "123456789FEC20241231.txt"
 
@@ -36,20 +34,6 @@ def host(pipeline_env, monkeypatch, blob_service):
     reset_pipeline()
 
 
-def run_until_final(host: LocalHost, count: int, timeout: float = 30.0) -> dict[str, ImportRecord]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        host.scan_blobs()
-        host.wait_idle()
-        host.fire_timer()
-        host.drain_queues()
-        records = {r.blob_name: r for r in current_pipeline().ledger.all_records()}
-        if len(records) == count and all(r.state in states.FINAL_STATES for r in records.values()):
-            return records
-        time.sleep(0.2)
-    raise AssertionError(f"not final after {timeout}s: {[(r.blob_name, r.state) for r in records.values()]}")
-
-
 def test_the_runner_reads_the_bindings(host, pipeline_env):
     (blob_function,) = host.blob_functions
     (timer,) = host.timer_functions
@@ -67,7 +51,7 @@ def test_valid_file_reaches_3_unparsable_is_rejected_and_no_dossier_never_calls_
     drop_file(blob_service, container, unparsable, name="DEMO001/123456789FEC20231231.txt")
     drop_file(blob_service, container, fec_file, name="542107651FEC20210502.txt")
 
-    records = run_until_final(host, count=3)
+    records = run_host_until_final(host, count=3)
 
     valid = records[VALID]
     assert (valid.state, valid.loop_status) == (states.COMPLETED, 3)
@@ -84,13 +68,13 @@ def test_valid_file_reaches_3_unparsable_is_rejected_and_no_dossier_never_calls_
 def test_loop_status_4_is_followed_to_failed(host, loop_emulator, blob_service, pipeline_env, fec_file):
     loop_emulator.set_faults({"final_status_by_dossier": {"DEMO002": 4}})
     drop_file(blob_service, pipeline_env["FEC_IMPORT_CONTAINER"], fec_file, dossier="DEMO002")
-    (record,) = run_until_final(host, count=1).values()
+    (record,) = run_host_until_final(host, count=1).values()
     assert (record.state, record.loop_status) == (states.FAILED, 4)
 
 
 def test_a_rescan_after_restart_does_not_send_again(host, loop_emulator, blob_service, pipeline_env, fec_file):
     drop_file(blob_service, pipeline_env["FEC_IMPORT_CONTAINER"], fec_file, dossier="DEMO001")
-    run_until_final(host, count=1)
+    run_host_until_final(host, count=1)
     host.seen.clear()  # a restarted host has forgotten its receipts
     assert host.scan_blobs() == 1
     host.wait_idle()

@@ -14,15 +14,14 @@ from typing import Any
 import azure.functions as func
 import pytest
 from azurefunctions.extensions.bindings.blob import utils as blob_extension
-from pycep import BicepParser
 
 import blob_trigger
 import function_app
 from local.runner import registered_functions
 from shared.settings import SECRET_SETTINGS, SettingsError, load_settings
+from tests.infra_templates import INFRA, parse
 
 ROOT = Path(__file__).resolve().parent.parent
-INFRA = ROOT / "infra"
 # Set by the platform or read by the host or the SDKs rather than by shared/settings.py.
 PLATFORM_SETTINGS = {
     "AzureWebJobsStorage__accountName", "AzureWebJobsStorage__credential", "AzureWebJobsStorage__clientId",
@@ -40,18 +39,6 @@ ROLE_IDS = {
 }
 
 
-def parse(path: Path) -> dict[str, Any]:
-    return BicepParser().parse(file_path=path)
-
-
-@pytest.fixture(scope="module")
-def main() -> dict[str, Any]:
-    return parse(INFRA / "main.bicep")
-
-
-@pytest.fixture(scope="module")
-def resources() -> dict[str, Any]:
-    return parse(INFRA / "modules" / "resources.bicep")
 
 
 def body(resource: dict[str, Any]) -> dict[str, Any]:

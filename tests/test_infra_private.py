@@ -5,29 +5,12 @@ the delegated subnet, and LOOP_TRANSFER_MODE=deposit, a value the app accepts.""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
-from pycep import BicepParser
 
 from shared.settings import TRANSFER_MODES, load_settings
-
-INFRA = Path(__file__).resolve().parent.parent / "infra"
-
-
-def parse(path: Path) -> dict[str, Any]:
-    return BicepParser().parse(file_path=path)
-
-
-@pytest.fixture(scope="module")
-def main() -> dict[str, Any]:
-    return parse(INFRA / "main.bicep")
-
-
-@pytest.fixture(scope="module")
-def resources() -> dict[str, Any]:
-    return parse(INFRA / "modules" / "resources.bicep")
+from tests.infra_templates import INFRA, parse
 
 
 @pytest.fixture(scope="module")

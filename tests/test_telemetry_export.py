@@ -21,7 +21,7 @@ import pytest
 from local.azurite import Azurite
 from shared import observability
 from tests.fixtures_loop import TEST_LOOP_API_KEY, TEST_LOOP_SUBSCRIPTION_KEY
-from tests.helpers import PROJECT_ROOT, unique_name
+from tests.helpers import PROJECT_ROOT, environment_for_test
 from tests.telemetry_ingestion import BlackHole, Ingestion, connection_string
 
 VALID = "DEMO001/123456789FEC20241231.txt"
@@ -33,20 +33,8 @@ MONITORING_BICEP = PROJECT_ROOT / "infra" / "modules" / "monitoring.bicep"
 
 def scenario_env(azurite: Azurite, emulator_url: str, **extra: str) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith(("APPLICATIONINSIGHTS", "OTEL"))}
+    env.update(environment_for_test(azurite.connection_string, emulator_url))
     env.update({
-        "AzureWebJobsStorage": azurite.connection_string,
-        "FEC_IMPORT_CONTAINER": unique_name("imports"),
-        "IMPORT_LEDGER_TABLE": unique_name("ledger"),
-        "DOSSIER_MAP_TABLE": unique_name("dossiers"),
-        "IMPORT_REPORT_CONTAINER": unique_name("reports"),
-        "LOOP_API_BASE_URL": emulator_url,
-        "LOOP_API_KEY": TEST_LOOP_API_KEY,
-        "LOOP_SUBSCRIPTION_KEY": TEST_LOOP_SUBSCRIPTION_KEY,
-        "LOOP_MAX_RETRIES": "2",
-        "LOOP_READ_TIMEOUT_SECONDS": "2",
-        "STATUS_POLL_SCHEDULE": "*/1 * * * * *",
-        "STATUS_POLL_FIRST_SECONDS": "0",
-        "STATUS_CHECK_QUEUE": unique_name("checks"),
         # Every trace kept, so each import's spans can be asserted (the distro's default samples at
         # 5 traces per second; events are never sampled).
         "OTEL_TRACES_SAMPLER": "always_on",
