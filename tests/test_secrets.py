@@ -90,3 +90,25 @@ def test_no_secret_anywhere_after_every_kind_of_flow(
         for secret in secrets:
             if secret in text:
                 pytest.fail(f"a secret ({len(secret)} characters, starting {secret[:3]!r}) is in the {place}")
+
+
+def test_a_failure_quoting_a_signature_or_a_key_is_stored_and_shown_without_it(pipeline, pipeline_env, fec_bytes,
+                                                                              capsys, monkeypatch):
+    """Not only Loop's errors: whatever fails before the POST is written on the record, cleaned first."""
+    from local.azurite import DEV_ACCOUNT_KEY  # noqa: PLC0415
+
+    def signing_fails(*_args, **_kwargs):
+        raise RuntimeError(f"cannot sign https://a/b?sv=1&sig=LEAKEDSIG123&se=2 with AccountKey={DEV_ACCOUNT_KEY};")
+
+    monkeypatch.setattr(pipeline.signer, "sign", signing_fails)
+    with pytest.raises(RuntimeError):
+        submit_blob(pipeline, upload(pipeline, "DEMO001/a.txt", fec_bytes))
+    rows = "\n".join(json.dumps(dict(entity), default=str) for entity in pipeline.ledger.table.list_entities())
+    for name, value in pipeline_env.items():
+        monkeypatch.setenv(name, value)
+    cli_main(["imports", "show", "DEMO001/a.txt"])
+    shown = capsys.readouterr().out
+    assert "cannot sign https://a/b?sv=1&sig=REDACTED&se=2" in rows
+    for text in (rows, shown):
+        assert "LEAKEDSIG123" not in text
+        assert DEV_ACCOUNT_KEY not in text
