@@ -38,7 +38,7 @@ def unique_bytes(fec_bytes: bytes, tag: str) -> bytes:
 
 @pytest.mark.parametrize("copies", [6, 20])
 def test_the_same_bytes_under_many_names_at_once_are_sent_once(pipeline, loop_emulator, fec_bytes, copies):
-    rounds = ROUNDS if copies == 6 else 5
+    rounds = ROUNDS  # 20 rounds for 6 names and for 20 names
     for round_number in range(rounds):
         data = unique_bytes(fec_bytes, f"r{copies}-{round_number}")
         blobs = [upload(pipeline, f"DEMO001/r{round_number}/copy {n}.txt", data) for n in range(copies)]
