@@ -137,6 +137,16 @@ class Ledger:
             self.requests.record(record)
             record.stored_request_id = record.request_id
 
+    def row_was_leased(self, record: ImportRecord) -> None:
+        """The scheduler moved this copy's due row to a lease row: the next write must not delete the
+        row of its previous due time (gone), the checker deletes the lease row itself."""
+        record.stored_due = None
+
+    @staticmethod
+    def wrote_due_row(record: ImportRecord) -> bool:
+        """Whether a write of this copy (after `row_was_leased`) put the import's next due row in place."""
+        return record.stored_due is not None
+
     # --- records ---------------------------------------------------------------------------
 
     def claim(self, record: ImportRecord) -> tuple[ImportRecord, bool]:

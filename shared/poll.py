@@ -175,12 +175,12 @@ def check_import(pipeline: Pipeline, row: str) -> str:
             pipeline.ledger.watch_index.drop_row(row)  # checked meanwhile: its own row is back
         return "not_due"  # else this lease is the import's only row: it stays, due when the lease ends
     if leased:
-        record.stored_due = None  # the scheduler moved its row to `row`: not deleted twice
+        pipeline.ledger.row_was_leased(record)
     if record.state == ImportState.PENDING:
         outcome = poll_one(pipeline, record, now)
     else:
         outcome = _look_after_unsent(pipeline, record)
-    if leased and (record.stored_due is not None or record.state not in states.WATCHED_STATES):
+    if leased and (pipeline.ledger.wrote_due_row(record) or record.state not in states.WATCHED_STATES):
         pipeline.ledger.watch_index.drop_row(row)  # this check wrote the import's next row, or closed it
     return outcome
 
