@@ -5,8 +5,8 @@ import logging
 import azure.functions as func
 
 from blob_trigger import bp as blob_trigger_bp
-from shared.observability import configure_telemetry
-from shared.settings import environment_with_local_settings
+from shared.platform.observability import configure_telemetry
+from shared.platform.settings import environment_with_local_settings
 from status_timer import bp as status_timer_bp
 
 
@@ -20,7 +20,7 @@ class _NoUnusedAuthLevelWarning(logging.Filter):
 
 logging.getLogger().addFilter(_NoUnusedAuthLevelWarning())
 # On Azure the Python worker has configured OpenTelemetry already and this keeps it; elsewhere it
-# makes the worker's call itself when APPLICATIONINSIGHTS_CONNECTION_STRING is set (shared/observability.py).
+# makes the worker's call itself when APPLICATIONINSIGHTS_CONNECTION_STRING is set (shared/platform/observability.py).
 configure_telemetry(environment_with_local_settings())
 
 app = func.FunctionApp()

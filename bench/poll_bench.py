@@ -82,8 +82,8 @@ def seed(pipeline, emulator, count: int, finish_within: tuple[float, float]) -> 
     """`count` pending records with their due rows, pointing at as many emulator imports. Written
     directly (as the ledger would after `record_request_id`): submitting 10,000 real files would
     measure the submit flow, not polling."""
-    from shared import states  # noqa: PLC0415
-    from shared.import_record import ImportRecord, to_entity  # noqa: PLC0415
+    from shared.ledger import states  # noqa: PLC0415
+    from shared.ledger.record import ImportRecord, to_entity  # noqa: PLC0415
 
     ids = emulator.seed(count, finish_within)
     now = pipeline.clock()
@@ -111,7 +111,7 @@ def idle_tick_cost(pipeline, counter: CountingPolicy) -> tuple[int, int]:
 
 def start_workers(pipeline, count: int, stop: threading.Event) -> list[threading.Thread]:
     """Queue workers, as the queue trigger runs them: receive, check one import, delete."""
-    from shared.poll import check_import, row_of_message  # noqa: PLC0415
+    from shared.flows.poll import check_import, row_of_message  # noqa: PLC0415
 
     queue = pipeline.status_queue
 
@@ -132,10 +132,10 @@ def start_workers(pipeline, count: int, stop: threading.Event) -> list[threading
 
 
 def run_one(args: argparse.Namespace, azurite, emulator, count: int) -> Run:
-    from shared.ledger import Ledger  # noqa: PLC0415
-    from shared.pipeline import Pipeline  # noqa: PLC0415
-    from shared.poll import schedule_due_checks  # noqa: PLC0415
-    from shared.settings import load_settings  # noqa: PLC0415
+    from shared.flows.pipeline import Pipeline  # noqa: PLC0415
+    from shared.flows.poll import schedule_due_checks  # noqa: PLC0415
+    from shared.ledger.ledger import Ledger  # noqa: PLC0415
+    from shared.platform.settings import load_settings  # noqa: PLC0415
 
     env = {
         **os.environ, "IMPORT_LEDGER_TABLE": f"pollbench{count}", "STATUS_CHECK_QUEUE": f"pollbench{count}",

@@ -46,7 +46,7 @@ print(time.perf_counter() - started, rows)
 """
 CHILD_VALIDATOR = """
 import sys, time
-from shared.fec_validation import validate_path
+from shared.fec.validation import validate_path
 started = time.perf_counter()
 report = validate_path(sys.argv[1])
 elapsed = time.perf_counter() - started

@@ -1,4 +1,4 @@
-"""Blob-triggered function: a thin adapter from the binding to shared.submit."""
+"""Blob-triggered function: a thin adapter from the binding to shared.flows.submit."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import os
 import azure.functions as func
 from azurefunctions.extensions.bindings import blob
 
-from shared.runtime import current_pipeline
-from shared.submit import submit_blob
+from shared.flows.runtime import current_pipeline
+from shared.flows.submit import submit_blob
 
 bp = func.Blueprint()
 

@@ -75,7 +75,7 @@ from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_b
 
 from local.azurite import free_port, stop_process
 from local.paths import PROJECT_ROOT
-from shared.telemetry import redact_text
+from shared.platform.telemetry import redact_text
 
 log = logging.getLogger("loop_emulator")
 FEC_REQUIRED = ("journalcode", "ecrituredate", "comptenum")

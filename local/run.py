@@ -27,8 +27,8 @@ from local.azurite import start_azurite
 from local.paths import AZURITE_WORKSPACE, PROJECT_ROOT
 from local.runner import UnsupportedTriggerError
 from local.settings import EMULATOR_API_KEY, EMULATOR_SUBSCRIPTION_KEY, configure_logging, local_environment
-from shared.settings import SettingsError, load_settings
-from shared.storage import StorageUnavailableError, blob_service_client, check_storage
+from shared.platform.settings import SettingsError, load_settings
+from shared.platform.storage import StorageUnavailableError, blob_service_client, check_storage
 
 log = logging.getLogger("local.run")
 AZURITE_PORTS = (10000, 10001, 10002)
@@ -84,7 +84,7 @@ def start_loop(stack: ExitStack, env: dict[str, str]) -> None:
 
 def run_app(env: dict[str, str]) -> int:
     os.environ.update(env)
-    from shared.runtime import current_pipeline  # noqa: PLC0415 - after the environment is set
+    from shared.flows.runtime import current_pipeline  # noqa: PLC0415 - after the environment is set
 
     current_pipeline().ensure_resources()
     func_tool = shutil.which("func")

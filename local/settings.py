@@ -6,7 +6,7 @@ import logging
 import sys
 
 from local.paths import PROJECT_ROOT
-from shared.settings import environment_with_local_settings
+from shared.platform.settings import environment_with_local_settings
 
 LOCAL_DEFAULTS = {
     "AzureWebJobsStorage": "UseDevelopmentStorage=true",

@@ -1,6 +1,6 @@
 """Status polling: a timer that schedules what is due, and a queue worker that checks one import.
 
-Thin adapters to shared.poll. The timer runs as a singleton on Azure (one tick at a time across
+Thin adapters to shared.flows.poll. The timer runs as a singleton on Azure (one tick at a time across
 instances); the queue worker scales out with the queue, bounded by host.json's `queues` settings.
 """
 
@@ -10,8 +10,8 @@ import logging
 
 import azure.functions as func
 
-from shared.poll import check_import, row_of_message, schedule_due_checks
-from shared.runtime import current_pipeline
+from shared.flows.poll import check_import, row_of_message, schedule_due_checks
+from shared.flows.runtime import current_pipeline
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)

@@ -67,9 +67,9 @@ def pipeline_env(azurite: Azurite, loop_emulator) -> dict[str, str]:
 
 @pytest.fixture
 def pipeline(pipeline_env: dict[str, str]):
-    from shared.loop_client import LoopClient, build_retry  # noqa: PLC0415
-    from shared.pipeline import Pipeline  # noqa: PLC0415
-    from shared.settings import load_settings  # noqa: PLC0415
+    from shared.flows.pipeline import Pipeline  # noqa: PLC0415
+    from shared.loop.client import LoopClient, build_retry  # noqa: PLC0415
+    from shared.platform.settings import load_settings  # noqa: PLC0415
 
     settings = load_settings(pipeline_env)
     loop = LoopClient(

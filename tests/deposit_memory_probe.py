@@ -14,10 +14,10 @@ import time
 import tracemalloc
 from typing import Any
 
-from shared import deposit
-from shared.pipeline import Pipeline
-from shared.settings import load_settings
-from shared.submit import submit_blob
+from shared.flows import deposit
+from shared.flows.pipeline import Pipeline
+from shared.flows.submit import submit_blob
+from shared.platform.settings import load_settings
 
 
 def _peak_rss_bytes() -> int:

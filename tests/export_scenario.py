@@ -59,13 +59,14 @@ def main(config: dict[str, Any]) -> dict[str, Any]:
     from local.settings import configure_logging  # noqa: PLC0415 - after the guard
 
     configure_logging()
-    from shared.runtime import current_pipeline  # noqa: PLC0415
+    from shared.flows.runtime import current_pipeline  # noqa: PLC0415
 
     pipeline = current_pipeline()  # the app's start-up, as local/run.py does before importing the app
     import function_app  # noqa: PLC0415 - configures telemetry from the environment
     from local.drop import drop_file  # noqa: PLC0415
     from local.runner import LocalHost  # noqa: PLC0415
-    from shared import observability, states  # noqa: PLC0415
+    from shared.ledger import states  # noqa: PLC0415
+    from shared.platform import observability  # noqa: PLC0415
 
     started = time.monotonic()
     for path, name, dossier in config["drops"]:

@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from local.paths import PROJECT_ROOT
-from shared import states
-from shared.clock import utcnow
+from shared.ledger import states
+from shared.platform.clock import utcnow
 
 __all__ = ["PROJECT_ROOT", "MovableClock", "poll_until_final", "run_together", "unique_name", "upload"]
 
@@ -60,7 +60,7 @@ def environment_for_test(storage_connection: str, loop_base_url: str) -> dict[st
 def run_host_until_final(host, count: int, timeout: float = 30.0, pause: float = 0.2) -> dict:
     """Drive the local host (blob scan, every timer, the queues) until `count` imports are final;
     return them by blob name."""
-    from shared.runtime import current_pipeline  # noqa: PLC0415
+    from shared.flows.runtime import current_pipeline  # noqa: PLC0415
 
     deadline = time.monotonic() + timeout
     records: dict = {}
@@ -86,7 +86,7 @@ def upload(pipeline, name: str, data: bytes, **metadata: str):
 
 def poll_until_final(pipeline, record, timeout: float = 15.0):
     """Run timer ticks until the record is final; return it."""
-    from shared.poll import poll_imports  # noqa: PLC0415 - keeps this module light for non-pipeline tests
+    from shared.flows.poll import poll_imports  # noqa: PLC0415 - keeps this module light for non-pipeline tests
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

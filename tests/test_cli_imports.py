@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from shared import states
-from shared.cli import main
-from shared.submit import submit_blob
+from shared.cli.main import main
+from shared.flows.submit import submit_blob
+from shared.ledger import states
 from tests.helpers import PROJECT_ROOT, upload
 
 

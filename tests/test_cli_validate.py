@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.cli import main
+from shared.cli.main import main
 from tests.fec_factory import FecSpec
 from tests.helpers import PROJECT_ROOT
 

@@ -9,12 +9,12 @@ from datetime import timedelta
 
 import pytest
 
-from shared import states
-from shared.cli import main as cli_main
-from shared.deposit import DepositError, deposit_filename
-from shared.operator_actions import find_import, resubmit
-from shared.poll import poll_imports
-from shared.submit import submit_blob
+from shared.cli.main import main as cli_main
+from shared.flows.deposit import DepositError, deposit_filename
+from shared.flows.operator_actions import find_import, resubmit
+from shared.flows.poll import poll_imports
+from shared.flows.submit import submit_blob
+from shared.ledger import states
 from tests import deposit_fixtures
 from tests.deposit_fixtures import calls, uploaded
 from tests.helpers import poll_until_final, upload

@@ -11,8 +11,8 @@ import pytest
 import function_app
 from local.drop import drop_file
 from local.runner import LocalHost
-from shared import states
-from shared.runtime import current_pipeline, reset_pipeline
+from shared.flows.runtime import current_pipeline, reset_pipeline
+from shared.ledger import states
 from tests import deposit_fixtures
 from tests.deposit_fixtures import calls, uploaded
 from tests.helpers import run_host_until_final

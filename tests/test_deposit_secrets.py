@@ -10,10 +10,10 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
-from shared.cli import main as cli_main
-from shared.deposit import DepositError
-from shared.redaction import RedactingFilter, protect_logger, redact_text
-from shared.submit import SubmitRetryableError, submit_blob
+from shared.cli.main import main as cli_main
+from shared.flows.deposit import DepositError
+from shared.flows.submit import SubmitRetryableError, submit_blob
+from shared.platform.redaction import RedactingFilter, protect_logger, redact_text
 from tests import deposit_fixtures
 from tests.helpers import upload
 

@@ -1,6 +1,6 @@
 import pytest
 
-from shared.dossier import DossierError, resolve_dossier, siren_from_name
+from shared.flows.dossier import DossierError, resolve_dossier, siren_from_name
 
 MAPPING = {"542107651": "CEGID001"}
 

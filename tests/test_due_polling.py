@@ -12,11 +12,11 @@ from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.data.tables import TableClient
 
 from local.runner import LocalHost
-from shared import states
-from shared.import_record import ImportRecord
-from shared.ledger import Ledger
-from shared.poll import check_import, check_message, poll_imports, row_of_message, schedule_due_checks
-from shared.submit import submit_blob
+from shared.flows.poll import check_import, check_message, poll_imports, row_of_message, schedule_due_checks
+from shared.flows.submit import submit_blob
+from shared.ledger import states
+from shared.ledger.ledger import Ledger
+from shared.ledger.record import ImportRecord
 from tests.helpers import MovableClock, run_together, unique_name, upload, wait_until_final_at_loop
 
 
@@ -152,7 +152,7 @@ class _CountingPolicy(SansIOHTTPPolicy):
 
 def test_a_message_that_always_fails_ends_in_the_poison_queue(pipeline_env, monkeypatch, blob_service, loop_emulator):
     import function_app  # noqa: PLC0415
-    from shared.runtime import current_pipeline, reset_pipeline  # noqa: PLC0415
+    from shared.flows.runtime import current_pipeline, reset_pipeline  # noqa: PLC0415
 
     for name, value in pipeline_env.items():
         monkeypatch.setenv(name, value)
@@ -176,7 +176,7 @@ def test_a_message_that_always_fails_ends_in_the_poison_queue(pipeline_env, monk
 def test_the_local_host_runs_the_queue_trigger_to_a_final_status(pipeline_env, monkeypatch, blob_service,
                                                                   loop_emulator, fec_bytes):
     import function_app  # noqa: PLC0415
-    from shared.runtime import current_pipeline, reset_pipeline  # noqa: PLC0415
+    from shared.flows.runtime import current_pipeline, reset_pipeline  # noqa: PLC0415
 
     for name, value in pipeline_env.items():
         monkeypatch.setenv(name, value)
@@ -202,7 +202,7 @@ def test_the_local_host_runs_the_queue_trigger_to_a_final_status(pipeline_env, m
 def test_checks_are_spaced_by_age_up_to_a_ceiling(pipeline, age, expected):
     import dataclasses  # noqa: PLC0415
 
-    from shared.poll import next_check_in  # noqa: PLC0415
+    from shared.flows.poll import next_check_in  # noqa: PLC0415
 
     pipeline.settings = dataclasses.replace(pipeline.settings, status_first_check_seconds=30,
                                             status_max_interval_seconds=120)

@@ -8,8 +8,8 @@ import pytest
 import function_app
 from local.drop import drop_file
 from local.runner import LocalHost
-from shared import states
-from shared.runtime import current_pipeline, reset_pipeline
+from shared.flows.runtime import current_pipeline, reset_pipeline
+from shared.ledger import states
 from tests.helpers import run_host_until_final
 
 VALID = "123456789FEC20241231.txt"

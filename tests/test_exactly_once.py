@@ -9,11 +9,11 @@ from datetime import timedelta
 
 import pytest
 
-from shared import states
-from shared import submit as submit_module
-from shared.operator_actions import OperatorError, cancel, find_import, resolve, resubmit
-from shared.poll import poll_imports
-from shared.submit import submit_blob
+from shared.flows import submit as submit_module
+from shared.flows.operator_actions import OperatorError, cancel, find_import, resolve, resubmit
+from shared.flows.poll import poll_imports
+from shared.flows.submit import submit_blob
+from shared.ledger import states
 from tests.helpers import poll_until_final, upload, wait_until_final_at_loop
 
 
@@ -38,8 +38,8 @@ def crash(*_args, **_kwargs):
 @pytest.mark.parametrize(
     "where",
     [
-        "shared.submit.resolve_dossier",      # right after the claim
-        "shared.snapshot_validation.validate_stream",  # while reading the file
+        "shared.flows.submit.resolve_dossier",      # right after the claim
+        "shared.flows.snapshot_validation.validate_stream",  # while reading the file
         "signer",                             # after signing, before marking submitting
     ],
 )
@@ -68,7 +68,7 @@ def test_a_redelivery_after_the_lease_takes_over(pipeline, loop_emulator, fec_by
     pipeline.settings = dataclasses.replace(pipeline.settings, claim_lease_seconds=1)
     blob = upload(pipeline, "DEMO001/a.txt", fec_bytes)
     with monkeypatch.context() as patch:
-        patch.setattr("shared.submit.resolve_dossier", crash)
+        patch.setattr("shared.flows.submit.resolve_dossier", crash)
         with pytest.raises(Crash):
             submit_blob(pipeline, blob)
     pipeline.clock.advance(timedelta(seconds=1.2))

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from shared import fec_entries
-from shared.fec_checks import Checker
-from shared.fec_validation import read_chunks, validate_path, validate_stream
+from shared.fec import entries as fec_entries
+from shared.fec.checks import Checker
+from shared.fec.validation import read_chunks, validate_path, validate_stream
 from tests.fec_factory import FecSpec
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.fec_validation import validate_stream
+from shared.fec.validation import validate_stream
 from tests.fec_factory import ENCODINGS, LAYOUTS, LINE_ENDINGS, SEPARATORS, FecSpec
 
 ACCOUNTS = st.sampled_from(["401000", "411000", "512000", "607000", "706000", "445660", "445710"])

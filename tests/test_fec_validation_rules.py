@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from shared.fec_checks import Checker
-from shared.fec_fast import REFUSES, decides_every_line_rule
-from shared.fec_rules import RULES, rules_of
-from shared.fec_validation import validate_stream
+from shared.fec.checks import Checker
+from shared.fec.fast import REFUSES, decides_every_line_rule
+from shared.fec.rules import RULES, rules_of
+from shared.fec.validation import validate_stream
 from tests.fec_factory import FecSpec
 
 NAME = "123456789FEC20241231.txt"
@@ -205,7 +205,7 @@ def test_a_split_entry_counts_once_and_breaks_the_sequence_once():
 
 def test_a_line_rule_the_fast_path_does_not_decide_turns_it_off(monkeypatch):
     """A new `line` rule not yet in fec_fast.REFUSES: every line goes the detailed way, so nothing is missed."""
-    from shared import fec_fast  # noqa: PLC0415
+    from shared.fec import fast as fec_fast  # noqa: PLC0415
 
     monkeypatch.setattr(fec_fast, "REFUSES", REFUSES - {"account_number"})
     calls = []

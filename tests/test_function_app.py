@@ -8,9 +8,9 @@ import pytest
 
 import function_app
 from local.runner import LocalTimerRequest, queue_trigger_argument, registered_functions
-from shared import states
-from shared.runtime import current_pipeline, reset_pipeline
-from shared.submit import SubmitRetryableError
+from shared.flows.runtime import current_pipeline, reset_pipeline
+from shared.flows.submit import SubmitRetryableError
+from shared.ledger import states
 from tests.helpers import upload, wait_until_final_at_loop
 
 

@@ -18,15 +18,15 @@ from azurefunctions.extensions.bindings.blob import utils as blob_extension
 import blob_trigger
 import function_app
 from local.runner import registered_functions
-from shared.settings import SECRET_SETTINGS, SettingsError, load_settings
+from shared.platform.settings import SECRET_SETTINGS, SettingsError, load_settings
 from tests.infra_templates import INFRA, parse
 
 ROOT = Path(__file__).resolve().parent.parent
-# Set by the platform or read by the host or the SDKs rather than by shared/settings.py.
+# Set by the platform or read by the host or the SDKs rather than by shared/platform/settings.py.
 PLATFORM_SETTINGS = {
     "AzureWebJobsStorage__accountName", "AzureWebJobsStorage__credential", "AzureWebJobsStorage__clientId",
     "AZURE_CLIENT_ID", "APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
-    "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY",  # read by the Python worker (shared/observability.py)
+    "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY",  # read by the Python worker (shared/platform/observability.py)
 }
 ROLE_IDS = {
     "storageBlobDataOwner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
@@ -59,9 +59,9 @@ def literal(template: dict[str, Any], value: Any) -> Any:
 
 
 def settings_read_by_the_app() -> tuple[set[str], set[str]]:
-    """(every setting shared/settings.py reads, the ones it requires), from its source."""
+    """(every setting shared/platform/settings.py reads, the ones it requires), from its source."""
     read, required = set(), set()
-    for node in ast.walk(ast.parse((ROOT / "shared" / "settings.py").read_text())):
+    for node in ast.walk(ast.parse((ROOT / "shared" / "platform" / "settings.py").read_text())):
         if not (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)):
             continue
         name = node.args[0].value

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from shared.settings import TRANSFER_MODES, load_settings
+from shared.platform.settings import TRANSFER_MODES, load_settings
 from tests.infra_templates import INFRA, parse
 
 

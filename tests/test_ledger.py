@@ -5,8 +5,8 @@ from datetime import timedelta
 
 import pytest
 
-from shared import states
-from shared.ledger import ImportRecord, Ledger, LedgerConflictError
+from shared.ledger import states
+from shared.ledger.ledger import ImportRecord, Ledger, LedgerConflictError
 from tests.helpers import MovableClock, unique_name
 
 REQUEST_ID = "11111111-2222-3333-4444-555555555555"

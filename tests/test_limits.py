@@ -8,12 +8,12 @@ import logging
 
 import pytest
 
-from shared import states
-from shared.cli import main as cli_main
-from shared.import_record import MAX_TEXT_UNITS, ImportRecord, fit_text
-from shared.ledger import Ledger
-from shared.redaction import printable, redact_text, register_secret
-from shared.submit import submit_blob
+from shared.cli.main import main as cli_main
+from shared.flows.submit import submit_blob
+from shared.ledger import states
+from shared.ledger.ledger import Ledger
+from shared.ledger.record import MAX_TEXT_UNITS, ImportRecord, fit_text
+from shared.platform.redaction import printable, redact_text, register_secret
 from tests.helpers import MovableClock, unique_name, upload
 
 ASTRAL = "\U0001d400"  # outside the BMP: two UTF-16 units

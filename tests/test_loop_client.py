@@ -7,7 +7,7 @@ import time
 import pytest
 
 from local.azurite import free_port
-from shared.loop_client import (
+from shared.loop.client import (
     LoopAuthError,
     LoopBadResponseError,
     LoopClient,

@@ -12,8 +12,8 @@ from typing import ClassVar
 
 import pytest
 
-from shared.deposit import DepositError, HashingReader, is_azure_blob_sas, upload
-from shared.loop_client import (
+from shared.flows.deposit import DepositError, HashingReader, is_azure_blob_sas, upload
+from shared.loop.client import (
     LoopAuthError,
     LoopClient,
     LoopRejectedError,

@@ -7,10 +7,10 @@ from datetime import timedelta
 
 import pytest
 
-from shared import states
-from shared.operator_actions import cancel
-from shared.poll import poll_imports
-from shared.submit import submit_blob
+from shared.flows.operator_actions import cancel
+from shared.flows.poll import poll_imports
+from shared.flows.submit import submit_blob
+from shared.ledger import states
 from tests.helpers import poll_until_final, upload, wait_until_final_at_loop
 
 

@@ -9,11 +9,11 @@ from datetime import timedelta
 import pytest
 from azure.storage.blob import BlobClient
 
-from shared import states
-from shared.dossier import DossierError
-from shared.operator_actions import OperatorError, cancel, resubmit
-from shared.poll import poll_imports
-from shared.submit import redrive, submit_blob
+from shared.flows.dossier import DossierError
+from shared.flows.operator_actions import OperatorError, cancel, resubmit
+from shared.flows.poll import poll_imports
+from shared.flows.submit import redrive, submit_blob
+from shared.ledger import states
 from tests.helpers import run_together, upload, wait_until_final_at_loop
 
 ROUNDS = 20
@@ -53,7 +53,7 @@ def test_the_same_bytes_under_many_names_at_once_are_sent_once(pipeline, loop_em
 def _stalled_record(pipeline, blob):
     """A delivery that died after its claim, before any POST, its lease now over."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("shared.submit.resolve_dossier", crash)
+        patch.setattr("shared.flows.submit.resolve_dossier", crash)
         with pytest.raises(Crash):
             submit_blob(pipeline, blob)
     pipeline.clock.advance(pipeline.claim_lease + timedelta(seconds=1))
@@ -192,7 +192,7 @@ def test_a_caller_reports_the_stored_state_when_the_record_moved_on(pipeline, lo
         cancel(pipeline, record)
         raise DossierError("no dossier")
 
-    monkeypatch.setattr("shared.submit.resolve_dossier", operator_cancels_then_no_dossier)
+    monkeypatch.setattr("shared.flows.submit.resolve_dossier", operator_cancels_then_no_dossier)
     returned = submit_blob(pipeline, blob)
     assert returned.state == states.CANCELLED
     assert pipeline.ledger.get(*returned.keys).state == states.CANCELLED
@@ -203,7 +203,7 @@ def test_a_delivery_that_keeps_failing_before_the_post_gives_up_with_its_reason(
 ):
     pipeline.settings = dataclasses.replace(pipeline.settings, submit_max_attempts=3)
     validations = []
-    import shared.snapshot_validation as submit_module  # noqa: PLC0415
+    import shared.flows.snapshot_validation as submit_module  # noqa: PLC0415
 
     original_validate = submit_module.validate_stream
     monkeypatch.setattr(submit_module, "validate_stream",
@@ -250,7 +250,7 @@ def test_a_resubmit_from_a_stale_copy_never_sends_an_import_sent_meanwhile(pipel
 
 
 def test_an_import_still_submitting_cannot_be_resolved(pipeline, loop_emulator, fec_bytes, monkeypatch):
-    from shared.operator_actions import resolve  # noqa: PLC0415
+    from shared.flows.operator_actions import resolve  # noqa: PLC0415
 
     monkeypatch.setattr(pipeline.loop, "import_fec", crash)
     with pytest.raises(Crash):

@@ -19,7 +19,7 @@ KNOWN_BROKEN = {
     # Older than what the blob extension itself requires.
     "azure-storage-blob": ["12.20.0", "12.23.1"],
     "azure-identity": ["1.15.0", "1.18.0"],
-    # No Retry(backoff_max=, backoff_jitter=) (shared/loop_client.py).
+    # No Retry(backoff_max=, backoff_jitter=) (shared/loop/client.py).
     "urllib3": ["1.26.20"],
 }
 KNOWN_GOOD_FLOORS = {

@@ -8,7 +8,7 @@ import requests
 from azure.storage.blob import BlobServiceClient
 
 from local.azurite import DEV_ACCOUNT_KEY
-from shared.sas import SasSigner
+from shared.platform.sas import SasSigner
 from tests.helpers import unique_name
 
 NAMES = ["plain.txt", "DEMO001/dir/with space #1 %41 ?x+y é.txt", "x" * 1000]

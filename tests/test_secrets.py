@@ -10,9 +10,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from local.azurite import DEV_ACCOUNT_KEY
-from shared.cli import main as cli_main
-from shared.poll import poll_imports
-from shared.submit import SubmitRetryableError, submit_blob
+from shared.cli.main import main as cli_main
+from shared.flows.poll import poll_imports
+from shared.flows.submit import SubmitRetryableError, submit_blob
 from tests.fixtures_loop import TEST_LOOP_API_KEY, TEST_LOOP_SUBSCRIPTION_KEY
 from tests.helpers import upload, wait_until_final_at_loop
 

@@ -1,6 +1,6 @@
 import pytest
 
-from shared.settings import SettingsError, load_settings
+from shared.platform.settings import SettingsError, load_settings
 
 BASE = {
     "AzureWebJobsStorage": "UseDevelopmentStorage=true",
@@ -118,7 +118,7 @@ def test_real_looking_keys_pass():
 
 
 def test_local_settings_complete_the_environment_which_wins(tmp_path):
-    from shared.settings import environment_with_local_settings  # noqa: PLC0415
+    from shared.platform.settings import environment_with_local_settings  # noqa: PLC0415
 
     (tmp_path / "local.settings.json").write_text(
         '{"IsEncrypted": false, "Values": {"FEC_IMPORT_CONTAINER": "from-file", "SAS_TTL_HOURS": 48}}'
@@ -129,7 +129,7 @@ def test_local_settings_complete_the_environment_which_wins(tmp_path):
 
 
 def test_a_broken_local_settings_file_is_named(tmp_path):
-    from shared.settings import environment_with_local_settings  # noqa: PLC0415
+    from shared.platform.settings import environment_with_local_settings  # noqa: PLC0415
 
     (tmp_path / "local.settings.json").write_text('{"Values": {"A": ')
     with pytest.raises(SettingsError) as caught:

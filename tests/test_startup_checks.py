@@ -15,8 +15,8 @@ import pytest
 from blob_trigger import trigger_source
 from local.azurite import DEV_ACCOUNT_KEY, connection_string, free_port
 from local.paths import PROJECT_ROOT
-from shared.settings import load_settings
-from shared.storage import StorageUnavailableError, check_storage
+from shared.platform.settings import load_settings
+from shared.platform.storage import StorageUnavailableError, check_storage
 
 
 def storage_settings(connection: str):

@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from shared import states
-from shared.import_record import ImportRecord
-from shared.ledger import Ledger
-from shared.states import ALLOWED_MOVES, TRANSITIONS, IllegalTransitionError, ImportState
+from shared.ledger import states
+from shared.ledger.ledger import Ledger
+from shared.ledger.record import ImportRecord
+from shared.ledger.states import ALLOWED_MOVES, TRANSITIONS, IllegalTransitionError, ImportState
 from tests.helpers import PROJECT_ROOT, MovableClock, unique_name
 
 FORBIDDEN = sorted(

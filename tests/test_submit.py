@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-from shared import states
-from shared.import_record import ImportRecord
-from shared.submit import SubmitRetryableError, process, submit_blob
+from shared.flows.submit import SubmitRetryableError, process, submit_blob
+from shared.ledger import states
+from shared.ledger.record import ImportRecord
 from tests.helpers import upload
 
 

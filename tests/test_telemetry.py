@@ -6,8 +6,8 @@ import logging
 
 from opentelemetry.sdk.trace import TracerProvider
 
-from shared import observability, telemetry, tracing
-from shared.redaction import register_secret
+from shared.platform import observability, telemetry, tracing
+from shared.platform.redaction import register_secret
 
 
 def test_redact_text_hides_sig_and_keys_and_keeps_the_rest():
@@ -103,7 +103,7 @@ def test_the_export_filter_cleans_other_loggers_records_and_their_exceptions():
 
 def test_no_connection_string_means_console_only_with_one_line(caplog, monkeypatch):
     monkeypatch.setattr(observability, "_mode", None)
-    caplog.set_level(logging.INFO, logger="shared.observability")
+    caplog.set_level(logging.INFO, logger="shared.platform.observability")
     assert observability.configure_telemetry({}) == "console"
     assert observability.configure_telemetry({}) == "console"
     assert [r.getMessage() for r in caplog.records] == [observability.CONSOLE_ONLY]

@@ -6,6 +6,7 @@ that left the process."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -19,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from local.azurite import Azurite
-from shared import observability
+from shared.platform import observability
 from tests.fixtures_loop import TEST_LOOP_API_KEY, TEST_LOOP_SUBSCRIPTION_KEY
 from tests.helpers import PROJECT_ROOT, environment_for_test
 from tests.telemetry_ingestion import BlackHole, Ingestion, connection_string
@@ -239,7 +240,7 @@ def test_every_name_the_kql_uses_is_one_the_envelopes_carry(exported):
             assert known, f"{where}: {name} is neither an event nor a span"
 
 
-_ALL_EVENTS = {value for name, value in vars(__import__("shared.telemetry").telemetry).items()
+_ALL_EVENTS = {value for name, value in vars(importlib.import_module("shared.platform.telemetry")).items()
                if name.isupper() and isinstance(value, str) and value.startswith("import.")}
 
 

@@ -31,7 +31,7 @@ var token = toLower(uniqueString(subscription().id, resourceGroup().id, environm
 var appName = 'func-fec-${token}'
 var vaultName = 'kv-fec-${take(token, 15)}'
 var deploymentContainerName = 'app-package-${take(token, 7)}'
-// The Key Vault secret each Loop setting reads; shared/settings.py names the same secrets in its
+// The Key Vault secret each Loop setting reads; shared/platform/settings.py names the same secrets in its
 // messages, and tests/test_infra.py checks both agree.
 var loopApiKeySecretName = 'loop-api-key'
 var loopSubscriptionKeySecretName = 'loop-subscription-key'

@@ -1,0 +1,210 @@
+"""`python -m shared imports ...`: list, show, resubmit, resolve and cancel imports."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from typing import Any
+
+from azure.core.exceptions import AzureError
+
+from shared.flows.deposit import DepositError
+from shared.flows.operator_actions import OperatorError, cancel, find_import, resolve, resubmit
+from shared.flows.pipeline import Pipeline
+from shared.flows.submit import SubmitRetryableError
+from shared.ledger.record import ImportRecord
+from shared.ledger.states import ImportState
+from shared.ledger.store import LedgerMissingError
+from shared.loop.client import LoopError
+from shared.platform.redaction import shown
+from shared.platform.settings import SettingsError, environment_with_local_settings, load_settings
+
+STATES = [str(state) for state in ImportState]
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    imports = commands.add_parser("imports", help="list and act on imports recorded in the ledger")
+    actions = imports.add_subparsers(dest="action", required=True)
+
+    listing = actions.add_parser("list", help="one line per import, newest first")
+    listing.add_argument("--status", choices=STATES, help="only imports in this state")
+    listing.add_argument("--json", action="store_true", help="print a JSON list")
+    listing.set_defaults(handler=run_list)
+
+    show = actions.add_parser("show", help="every version of a blob, or the import with a request id")
+    show.add_argument("key", help="blob name (as in the container) or Loop request id")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=run_show)
+
+    again = actions.add_parser(
+        "resubmit", help="new SAS URL (or new deposit, in deposit mode) and new importFEC call (history kept)"
+    )
+    again.add_argument("key")
+    again.add_argument("--dossier", help="send to this dossier code instead")
+    again.set_defaults(handler=run_resubmit)
+
+    attach = actions.add_parser("resolve", help="attach a request id found in Loop to an unknown import")
+    attach.add_argument("key")
+    attach.add_argument("--request-id", required=True)
+    attach.set_defaults(handler=run_resolve)
+
+    stop = actions.add_parser("cancel", help="stop following an import")
+    stop.add_argument("key")
+    stop.set_defaults(handler=run_cancel)
+
+
+def _pipeline(require_loop: bool = False) -> Pipeline:
+    return Pipeline.from_settings(load_settings(environment_with_local_settings(), require_loop=require_loop))
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def _loop_status(record: ImportRecord) -> str:
+    return f"{record.loop_status} ({record.loop_status_label})" if record.loop_status else ""
+
+
+def _guard(action: Any) -> int:
+    try:
+        return action()
+    except (SettingsError, LedgerMissingError) as error:
+        print(f"error: {shown(str(error))}", file=sys.stderr)
+        return 2
+    except OperatorError as error:
+        print(f"error: {shown(str(error))}", file=sys.stderr)
+        return 1
+    except (LoopError, SubmitRetryableError, DepositError) as error:
+        print(f"error: Loop: {shown(str(error))}", file=sys.stderr)
+        return 1
+    except AzureError as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"error: storage: {shown(reason)} (check AzureWebJobsStorage; is Azurite running?)", file=sys.stderr)
+        return 2
+
+
+def run_list(args: argparse.Namespace) -> int:
+    def action() -> int:
+        records = sorted(
+            _pipeline().ledger.all_records(args.status),
+            key=lambda r: r.received_at or datetime.min,
+            reverse=True,
+        )
+        if args.json:
+            print(json.dumps([record.to_dict() for record in records], indent=1, ensure_ascii=False))
+            return 0
+        rows = [
+            (r.blob_name, r.etag.strip('"'), r.code_ibs or "", r.request_id or "", r.state, _loop_status(r),
+             _when(r.submitted_at), _when(r.updated_at), (r.error or "")[:80])
+            for r in records
+        ]
+        header = ("BLOB", "ETAG", "CODEIBS", "REQUEST ID", "STATE", "LOOP", "SUBMITTED", "UPDATED", "ERROR")
+        print_table(header, rows)
+        return 0
+
+    return _guard(action)
+
+
+def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    rows = [tuple(shown(str(cell)) for cell in row) for row in rows]
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    if not rows:
+        print("(no imports)")
+
+
+def run_show(args: argparse.Namespace) -> int:
+    def action() -> int:
+        pipeline = _pipeline()
+        first = find_import(pipeline, args.key)
+        records = pipeline.ledger.versions_of(first.container, first.blob_name)
+        if first.request_id and args.key == first.request_id:
+            records = [first]
+        details = [_details(pipeline, record) for record in records]
+        if args.json:
+            print(json.dumps(details if len(details) > 1 else details[0], indent=1, ensure_ascii=False))
+        else:
+            print("\n\n".join("\n".join(shown(line) for line in _render(detail)) for detail in details))
+        return 0
+
+    return _guard(action)
+
+
+def _details(pipeline: Pipeline, record: ImportRecord) -> dict[str, Any]:
+    detail = record.to_dict()
+    report = pipeline.reports.load(record.report_blob) if record.report_blob else None
+    if report:
+        detail["report"] = {key: report.get(key) for key in ("valid", "errors", "warnings", "counts", "summary")}
+    return detail
+
+
+def _render(detail: dict[str, Any]) -> list[str]:
+    loop = detail["loop_status"]
+    loop_text = f"{loop} ({detail['loop_status_label']})" if loop else ""
+    lines = [
+        f"blob         {detail['blob']}",
+        f"etag         {detail['etag']}",
+        f"codeIbs      {detail['code_ibs'] or ''}",
+        f"request id   {detail['request_id'] or ''}",
+        f"state        {detail['state']}",
+        f"Loop status  {loop_text}",
+        f"received     {detail['received_at'] or ''}",
+        f"submitted    {detail['submitted_at'] or ''}",
+        f"updated      {detail['updated_at'] or ''}",
+        f"finished     {detail['finished_at'] or ''}",
+        f"error        {detail['error'] or ''}",
+        f"transfer     {detail.get('transfer_mode') or ''}",
+    ]
+    if detail.get("deposit_uri"):
+        lines.append(f"deposit URI  {detail['deposit_uri']}")
+    if detail.get("flags"):
+        lines.append(f"flags        {detail['flags']}")
+    report = detail.get("report")
+    if report:
+        summary = report.get("summary") or {}
+        lines.append(
+            f"validation   {'valid' if report['valid'] else 'INVALID'}; records={summary.get('records')} "
+            f"entries={summary.get('entries')} debit={summary.get('total_debit')} credit={summary.get('total_credit')}"
+        )
+        for finding in (report.get("errors") or [])[:20] + (report.get("warnings") or [])[:10]:
+            where = f"line {finding.get('line')}" if finding.get("line") else "file"
+            lines.append(f"  {finding.get('rule')}: {where}: {finding.get('message')}")
+        counts = report.get("counts") or {}
+        if counts:
+            lines.append("  counts: " + ", ".join(f"{rule}={count}" for rule, count in sorted(counts.items())))
+    lines.append("history")
+    lines += [f"  {entry['at']}  {entry['state']}  {entry.get('note') or ''}" for entry in detail["history"]]
+    return lines
+
+
+def run_resubmit(args: argparse.Namespace) -> int:
+    def action() -> int:
+        pipeline = _pipeline(require_loop=True)
+        record = resubmit(pipeline, find_import(pipeline, args.key), args.dossier)
+        print(shown(f"{record.blob}: {record.state} {record.request_id or ''} {record.error or ''}".rstrip()))
+        return 0 if record.state == ImportState.PENDING else 1
+
+    return _guard(action)
+
+
+def run_resolve(args: argparse.Namespace) -> int:
+    def action() -> int:
+        pipeline = _pipeline()
+        record = resolve(pipeline, find_import(pipeline, args.key), args.request_id)
+        print(shown(f"{record.blob}: pending with request id {record.request_id}"))
+        return 0
+
+    return _guard(action)
+
+
+def run_cancel(args: argparse.Namespace) -> int:
+    def action() -> int:
+        pipeline = _pipeline()
+        record = cancel(pipeline, find_import(pipeline, args.key))
+        print(shown(f"{record.blob}: cancelled"))
+        return 0
+
+    return _guard(action)

@@ -1,0 +1,89 @@
+"""Everything a pipeline step needs, built once per process from the settings.
+
+Building a Pipeline does no I/O: `ensure_resources()` creates the tables and containers, and is
+called by the app's start-up (shared.flows.runtime) and the local run, never by read-only commands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from azure.core.exceptions import ResourceExistsError
+from azure.data.tables import TableServiceClient
+from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueClient
+
+from shared.flows.dossier import SirenTable
+from shared.flows.reports import ReportStore
+from shared.ledger.ledger import Ledger
+from shared.loop.client import LoopClient
+from shared.platform.backoff import Backoff
+from shared.platform.clock import Clock, utcnow
+from shared.platform.sas import SasSigner
+from shared.platform.settings import Settings
+from shared.platform.storage import blob_service_client, status_queue_client, table_service_client
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    blob_service: BlobServiceClient
+    ledger: Ledger
+    loop: LoopClient
+    signer: SasSigner
+    dossiers: SirenTable
+    reports: ReportStore
+    status_queue: QueueClient
+    clock: Clock = utcnow
+    backoff: Backoff = field(default_factory=Backoff)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        blob_service: BlobServiceClient | None = None,
+        table_service: TableServiceClient | None = None,
+        loop: LoopClient | None = None,
+        status_queue: QueueClient | None = None,
+        clock: Clock = utcnow,
+    ) -> Pipeline:
+        """Clients only: no request is made until a step runs."""
+        blobs = blob_service or blob_service_client(settings)
+        tables = table_service or table_service_client(settings)
+        return cls(
+            settings=settings,
+            blob_service=blobs,
+            ledger=Ledger.from_service(tables, settings.ledger_table, clock),
+            loop=loop or LoopClient.from_settings(settings),
+            signer=SasSigner(blobs, settings.sas_ttl_hours, clock),
+            dossiers=SirenTable(tables.get_table_client(settings.dossier_table)),
+            reports=ReportStore(blobs, settings.report_container),
+            status_queue=status_queue or status_queue_client(settings),
+            clock=clock,
+            backoff=Backoff.from_settings(settings),
+        )
+
+    def ensure_resources(self) -> None:
+        """Create the ledger and dossier tables, the status queue, the report and import containers.
+
+        On Azure the infrastructure creates the import container; creating it here is harmless.
+        """
+        self.ledger.ensure()
+        self.dossiers.ensure()
+        self.reports.ensure()
+        with contextlib.suppress(ResourceExistsError):
+            self.blob_service.create_container(self.settings.container)
+        with contextlib.suppress(ResourceExistsError):
+            self.status_queue.create_queue()
+
+    @property
+    def claim_lease(self) -> timedelta:
+        """How long a delivery may work on a claimed record before another may take it over."""
+        return timedelta(seconds=self.settings.claim_lease_seconds)
+
+    @property
+    def submit_timeout(self) -> timedelta:
+        return timedelta(minutes=self.settings.submit_timeout_minutes)

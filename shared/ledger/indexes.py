@@ -1,0 +1,249 @@
+"""The ledger's small index partitions, each pointing at a record by its keys.
+
+- `due` (WatchIndex): one row per import the timer looks after, RowKey
+  `<next check time>|<PartitionKey>|<RowKey>`, so rows sort by when they are due and a tick reads
+  only the imports that are due, never the whole set in flight.
+- `request` (RequestIndex): RowKey a Loop request id (`imports show <request id>`).
+- `content-<codeIbs>` (ContentIndex): RowKey the sha256 of the file, pointing at the import that
+  holds those bytes for that dossier (duplicate detection).
+
+Rows whose meaning depends on what was read are written and dropped under ETag conditions, so
+concurrent deliveries, the timer and operators never overwrite each other's decisions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+
+from shared.ledger.record import ImportRecord
+from shared.ledger.store import table_must_exist
+
+DUE_PARTITION = "due"
+REQUEST_PARTITION = "request"
+CONTENT_PARTITION_PREFIX = "content-"
+Keys = tuple[str, str]
+_ROWS_PER_TRANSACTION = 50  # two operations each: Table Storage takes 100 per transaction
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    row: str
+    keys: Keys
+    etag: str | None
+    since: datetime | None = None  # due rows: when the import was submitted (or received)
+
+
+def due_key(when: datetime) -> str:
+    """A fixed-width UTC time that sorts as text in time order (microseconds, so two writes of one
+    record never share a key)."""
+    return when.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
+def due_row(when: datetime, keys: Keys) -> str:
+    return "|".join((due_key(when), *keys))
+
+
+def keys_of_due_row(row: str) -> Keys:
+    _, partition, record_row = row.split("|", 2)
+    return partition, record_row
+
+
+def _row_entity(partition: str, row: str, keys: Keys, now: datetime, blob: str = "", *,
+                since: datetime | None = None) -> dict[str, object]:
+    entity: dict[str, object] = {
+        "PartitionKey": partition,
+        "RowKey": row,
+        "record_partition": keys[0],
+        "record_row": keys[1],
+        "blob": blob,
+        "indexed_at": now,
+    }
+    if since is not None:
+        entity["since"] = since
+    return entity
+
+
+class _Partition:
+    """Rows of one partition that point at records."""
+
+    def __init__(self, table: TableClient, clock: Callable[[], datetime]) -> None:
+        self.table = table
+        self.clock = clock
+
+    def _upsert(self, partition: str, row: str, keys: Keys, blob: str = "", *, since: datetime | None = None
+                ) -> None:
+        entity = _row_entity(partition, row, keys, self.clock(), blob, since=since)
+        with table_must_exist(self.table):
+            self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    def _read(self, partition: str, row: str) -> IndexEntry | None:
+        try:
+            with table_must_exist(self.table):
+                entity = self.table.get_entity(partition, row)
+        except (ResourceNotFoundError, ValueError):
+            return None
+        return IndexEntry(row, (entity["record_partition"], entity["record_row"]), entity.metadata.get("etag"))
+
+    def _delete_if_unchanged(self, partition: str, entry: IndexEntry) -> bool:
+        """Delete the row only if it still has the ETag it was read with."""
+        try:
+            self.table.delete_entity(
+                partition, entry.row, etag=entry.etag, match_condition=MatchConditions.IfNotModified
+            )
+        except ResourceModifiedError:
+            return False
+        except ResourceNotFoundError:
+            return True
+        return True
+
+
+class WatchIndex(_Partition):
+    """The imports the timer looks after, ordered by when each is next due.
+
+    The ledger writes a record's row (at its `next_poll_at`) before the record itself, so a crash
+    leaves it watched, and deletes the row of the previous due time after. A row whose key is not the
+    record's current one (a lease the scheduler moved, a leftover) is dropped by whoever reads it:
+    the live row always has another key, so dropping an old one can never unwatch a live import.
+    """
+
+    @staticmethod
+    def row_of(record: ImportRecord) -> str:
+        if record.next_poll_at is None:
+            raise ValueError(f"{record.blob} is watched without a next check time")
+        return due_row(record.next_poll_at, record.keys)
+
+    def watch(self, record: ImportRecord) -> None:
+        since = record.submitted_at or record.received_at
+        self._upsert(DUE_PARTITION, self.row_of(record), record.keys, record.blob, since=since)
+
+    def entries(self, due_by: datetime | None = None, limit: int | None = None) -> list[IndexEntry]:
+        """Rows in due order: those due by `due_by` (all if None), at most `limit` of them."""
+        return list(itertools.islice(self.iter_entries(due_by), limit))
+
+    def iter_entries(self, due_by: datetime | None = None, page_size: int = 1000) -> Iterator[IndexEntry]:
+        """The same rows, read a page at a time as they are consumed: a caller that stops early
+        (the timer out of budget) has read at most one page more than it used."""
+        query = f"PartitionKey eq '{DUE_PARTITION}'"
+        if due_by is not None:
+            query += f" and RowKey lt '{due_key(due_by)}~'"
+        with table_must_exist(self.table):
+            rows = self.table.query_entities(
+                query, select=["RowKey", "record_partition", "record_row", "since"], results_per_page=page_size,
+            )
+            for row in rows:
+                keys = (row["record_partition"], row["record_row"])
+                yield IndexEntry(row["RowKey"], keys, row.metadata.get("etag"), row.get("since"))
+
+    def entry_of(self, record: ImportRecord) -> IndexEntry | None:
+        return self._read(DUE_PARTITION, self.row_of(record)) if record.next_poll_at else None
+
+    def drop(self, entry: IndexEntry) -> bool:
+        """Drop a row read earlier, unless it was rewritten since."""
+        return self._delete_if_unchanged(DUE_PARTITION, entry)
+
+    def drop_row(self, row: str) -> None:
+        with contextlib.suppress(ResourceNotFoundError):
+            self.table.delete_entity(DUE_PARTITION, row)
+
+    def postpone_many(self, entries: list[IndexEntry], until: datetime) -> list[IndexEntry]:
+        """`postpone` for many rows, 50 per entity-group transaction (an upsert and a delete each, in
+        the one `due` partition): a tick leases thousands of rows in a few dozen requests. A chunk
+        whose transaction fails (a row deleted meanwhile, two rows of one import) is moved row by row."""
+        moved: list[IndexEntry] = []
+        for start in range(0, len(entries), _ROWS_PER_TRANSACTION):
+            chunk = entries[start:start + _ROWS_PER_TRANSACTION]
+            now = self.clock()
+            operations: list[tuple[str, dict[str, object], dict[str, object]]] = []
+            for entry in chunk:
+                entity = _row_entity(DUE_PARTITION, due_row(until, entry.keys), entry.keys, now, since=entry.since)
+                operations.append(("upsert", entity, {"mode": UpdateMode.REPLACE}))
+                operations.append(("delete", {"PartitionKey": DUE_PARTITION, "RowKey": entry.row}, {}))
+            try:
+                self.table.submit_transaction(operations)
+            except (TableTransactionError, ResourceNotFoundError):
+                moved += [self.postpone(entry, until) for entry in chunk]
+                continue
+            moved += [IndexEntry(due_row(until, e.keys), e.keys, None, e.since) for e in chunk]
+        return moved
+
+    def postpone(self, entry: IndexEntry, until: datetime) -> IndexEntry:
+        """Move a row to a later time (the scheduler's lease while its message is in flight)."""
+        moved = due_row(until, entry.keys)
+        self._upsert(DUE_PARTITION, moved, entry.keys, since=entry.since)
+        self.drop_row(entry.row)
+        return IndexEntry(moved, entry.keys, None, entry.since)
+
+
+class RequestIndex(_Partition):
+    """Loop request id -> record."""
+
+    def record(self, record: ImportRecord) -> None:
+        if record.request_id:
+            self._upsert(REQUEST_PARTITION, record.request_id, record.keys, record.blob)
+
+    def find(self, request_id: str) -> Keys | None:
+        entry = self._read(REQUEST_PARTITION, request_id)
+        return entry.keys if entry else None
+
+
+class ContentIndex(_Partition):
+    """sha256 of the bytes, per dossier -> the import that holds them."""
+
+    @staticmethod
+    def partition_of(record: ImportRecord) -> str:
+        return CONTENT_PARTITION_PREFIX + (record.code_ibs or "")
+
+    def claim(
+        self, record: ImportRecord, holder_of: Callable[[Keys], ImportRecord | None], attempts: int = 10
+    ) -> ImportRecord | None:
+        """Make `record` the holder of its bytes, or return the import that holds them.
+
+        `holder_of(keys)` returns the import a row points at if it still holds the bytes (active,
+        within the window), else None. The row is created with `create_entity`, and taken over
+        from an import that no longer holds it only under an ETag condition: of several
+        deliveries of the same bytes at once, exactly one becomes the holder.
+        """
+        partition, sha = self.partition_of(record), record.content_sha256 or ""
+        entity = _row_entity(partition, sha, record.keys, self.clock(), record.blob)
+        for _ in range(attempts):
+            try:
+                with table_must_exist(self.table):
+                    self.table.create_entity(entity)
+                return None
+            except ResourceExistsError:
+                pass
+            entry = self._read(partition, sha)
+            if entry is None:
+                continue
+            if entry.keys == record.keys:
+                return None
+            holder = holder_of(entry.keys)
+            if holder is not None:
+                return holder
+            with contextlib.suppress(ResourceModifiedError, ResourceNotFoundError):
+                self.table.update_entity(
+                    entity, mode=UpdateMode.REPLACE, etag=entry.etag, match_condition=MatchConditions.IfNotModified
+                )
+                return None
+        raise ResourceModifiedError(f"content row of {record.blob} kept changing")
+
+    def take(self, record: ImportRecord) -> None:
+        """Point the row at `record` whatever held it (an operator or force=true asked for it)."""
+        self._upsert(self.partition_of(record), record.content_sha256 or "", record.keys, record.blob)
+
+    def release(self, record: ImportRecord) -> None:
+        """Drop the row if, and only if, it points at `record` and is unchanged since read."""
+        if not record.content_sha256:
+            return
+        partition = self.partition_of(record)
+        entry = self._read(partition, record.content_sha256)
+        if entry is not None and entry.keys == record.keys:
+            self._delete_if_unchanged(partition, entry)

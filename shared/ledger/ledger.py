@@ -1,0 +1,277 @@
+"""The import ledger: records, their indexes, and the named transitions that change them.
+
+One table holds the records (`shared.ledger.store`) and small index partitions
+(`shared.ledger.indexes`). Every change of a record is a named transition of `shared.ledger.states`:
+`move()` re-reads and re-applies it on conflict, checks the state it starts from against the
+table, writes under the ETag read, keeps the indexes in step and emits the transition's one event.
+The guarded move to `submitting` is the single compare-and-swap that decides which delivery may
+call Loop, so a blob version is sent at most once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.data.tables import TableClient, TableServiceClient
+
+from shared.ledger import states
+from shared.ledger.indexes import ContentIndex, IndexEntry, RequestIndex, WatchIndex, due_row
+from shared.ledger.record import RECORD_PARTITION_PREFIX, ImportRecord, record_keys
+from shared.ledger.states import Transition
+from shared.ledger.store import LedgerConflictError, LedgerMissingError, RecordStore
+from shared.platform import telemetry
+from shared.platform.clock import Clock, utcnow
+
+__all__ = ["ImportRecord", "Ledger", "LedgerConflictError", "LedgerMissingError", "record_keys"]
+
+# What a delivery learned while processing (dossier, snapshot, hash, report): kept across re-reads.
+FINDINGS = ("code_ibs", "snapshot", "content_sha256", "validation", "report_blob", "size")
+Step = Callable[[ImportRecord], Sequence[Transition]]
+
+
+def carry_findings(source: ImportRecord, target: ImportRecord) -> None:
+    if source is target:
+        return
+    for name in FINDINGS:
+        value = getattr(source, name)
+        if value is not None and getattr(target, name) is None:
+            setattr(target, name, value)
+
+
+class Ledger:
+    """Reads import records and changes them only through named transitions.
+
+    Raises (every method): LedgerMissingError when the table does not exist;
+    IllegalTransitionError when a write would break the transition table (a bug);
+    azure.core.exceptions.AzureError when storage cannot be reached.
+    """
+
+    def __init__(self, table: TableClient, clock: Clock = utcnow) -> None:
+        self.table = table
+        self.clock = clock
+        self.store = RecordStore(table)
+        self.watch_index = WatchIndex(table, clock)
+        self.requests = RequestIndex(table, clock)
+        self.contents = ContentIndex(table, clock)
+
+    @classmethod
+    def from_service(cls, service: TableServiceClient, table_name: str, clock: Clock = utcnow) -> Ledger:
+        """A ledger on a table; creates nothing (see `ensure`)."""
+        return cls(service.get_table_client(table_name), clock)
+
+    def ensure(self) -> None:
+        """Create the table if needed: the app's start-up calls this, read-only commands never do."""
+        self.store.ensure()
+
+    # --- the generic guarded change --------------------------------------------------------
+
+    def apply(self, record: ImportRecord, step: Step, note: str | None = None, attempts: int = 5,
+              **extra: Any) -> ImportRecord | None:
+        """Run `step` on the record and write it; on conflict, re-read and run it again.
+
+        `step` changes the record and returns the transitions it took (none: nothing is written and
+        apply returns None, the record moved on). Each transition emits its event once written.
+        """
+        current = record
+        for _ in range(attempts):
+            taken = step(current)
+            if not taken:
+                return None
+            try:
+                self._write(current, note or taken[-1].name)
+            except LedgerConflictError:
+                fresh = self.get(*record.keys)
+                if fresh is None:
+                    return None
+                carry_findings(current, fresh)
+                current = fresh
+                continue
+            for transition in taken:
+                telemetry.emit(transition.event, current.dimensions(), level=transition.level, **extra)
+            return current
+        raise LedgerConflictError(f"record {record.blob} kept changing; gave up after {attempts} tries")
+
+    def move(self, record: ImportRecord, transition: Transition,
+             change: Callable[[ImportRecord], None] | None = None, note: str | None = None, *,
+             once: bool = False, **extra: Any) -> ImportRecord | None:
+        """Take one transition if the stored state allows it; None if the record moved on.
+
+        once=True makes it a compare-and-swap on the copy given: if anyone wrote the record since
+        that copy was read, nothing is written (the writer who got there first owns the next step).
+        """
+
+        def step(current: ImportRecord) -> list[Transition]:
+            if once and current is not record:
+                return []
+            if not transition.allows(current.stored_state or ""):
+                return []
+            if change is not None:
+                change(current)
+            current.state = transition.target
+            return [transition]
+
+        return self.apply(record, step, note, **extra)
+
+    def _write(self, record: ImportRecord, note: str) -> None:
+        """Write the record and keep its indexes in step: a watched record always has a due-index row
+        at its `next_poll_at`, written before the record (a crash leaves it watched); the row of its
+        previous due time is deleted after."""
+        now = self.clock()
+        record.updated_at = now
+        record.add_history(record.state, note, now)
+        watched = record.state in states.WATCHED_STATES
+        previous_due = record.stored_due
+        if watched:
+            record.next_poll_at = record.next_poll_at or now
+            if record.next_poll_at != previous_due:
+                self.watch_index.watch(record)
+        # A write that loses its compare-and-swap leaves its row behind: deleting it could delete the row of
+        # a writer that computed the same due time. The leftover is harmless and short-lived: when it comes
+        # due, check_import finds the import checked meanwhile and drops it.
+        self.store.replace(record)
+        record.stored_due = record.next_poll_at if watched else None
+        if previous_due is not None and previous_due != record.stored_due:
+            self.watch_index.drop_row(due_row(previous_due, record.keys))
+        if record.request_id and record.request_id != record.stored_request_id:
+            self.requests.record(record)
+            record.stored_request_id = record.request_id
+
+    def row_was_leased(self, record: ImportRecord) -> None:
+        """The scheduler moved this copy's due row to a lease row: the next write must not delete the
+        row of its previous due time (gone), the checker deletes the lease row itself."""
+        record.stored_due = None
+
+    @staticmethod
+    def wrote_due_row(record: ImportRecord) -> bool:
+        """Whether a write of this copy (after `row_was_leased`) put the import's next due row in place."""
+        return record.stored_due is not None
+
+    # --- records ---------------------------------------------------------------------------
+
+    def claim(self, record: ImportRecord) -> tuple[ImportRecord, bool]:
+        """Create the record; if it exists (a second delivery), return the stored one and False."""
+        now = self.clock()
+        record.received_at = record.received_at or now
+        record.updated_at = now
+        record.next_poll_at = record.next_poll_at or now
+        record.attempts = 1
+        record.add_history(record.state, "received", now)
+        self.watch_index.watch(record)  # first: a crash right after leaves it watched
+        if self.store.create(record):
+            record.stored_due = record.next_poll_at
+            return record, True
+        existing = self.get(*record.keys)
+        if existing is None or existing.next_poll_at != record.next_poll_at:
+            self.watch_index.drop_row(self.watch_index.row_of(record))  # ours, not the stored record's
+        if existing is None:  # deleted between the two calls: treat as a conflict
+            raise LedgerConflictError(f"record {record.blob} vanished during claim")
+        return existing, False
+
+    def get(self, partition: str, row: str) -> ImportRecord | None:
+        return self.store.get(partition, row)
+
+    def watched_entries(self, due_by: datetime | None = None, limit: int | None = None) -> list[IndexEntry]:
+        """The imports the timer looks after, in due order: those due by `due_by` (all if None)."""
+        return self.watch_index.entries(due_by, limit)
+
+    def watched(self) -> Iterator[tuple[str, ImportRecord | None]]:
+        """(index row, record or None if it is gone) for every watched import."""
+        for entry in self.watched_entries():
+            yield entry.row, self.get(*entry.keys)
+
+    # --- named transitions -----------------------------------------------------------------
+
+    def retake(self, record: ImportRecord, next_try_in: timedelta) -> ImportRecord | None:
+        """A later delivery takes over a version nobody sent yet: a compare-and-swap, one wins.
+
+        `next_try_in` is when the timer may re-drive it if this delivery stops too (the backoff)."""
+        now = self.clock()
+
+        def change(current: ImportRecord) -> None:
+            current.attempts += 1
+            current.next_poll_at = now + next_try_in
+
+        return self.move(record, states.RETAKE, change, f"delivery attempt {record.attempts + 1}", once=True,
+                         attempt=record.attempts + 1)
+
+    def finish(self, record: ImportRecord, transition: Transition, reason: str | None, **extra: Any
+               ) -> ImportRecord | None:
+        """Close an import with its outcome (rejected, superseded, duplicate, failed...)."""
+        now = self.clock()
+
+        def change(current: ImportRecord) -> None:
+            carry_findings(record, current)
+            current.error, current.finished_at = reason, now
+
+        return self.move(record, transition, change, reason, **extra)
+
+    def mark_submitting(self, record: ImportRecord, sas_expires_at: datetime | None,
+                        give_up_at: datetime | None = None) -> ImportRecord | None:
+        """The one guarded step that permits a POST: None if anyone wrote the record since it was read.
+
+        `give_up_at` is when the timer will call the outcome unknown if no request id was stored."""
+
+        def change(current: ImportRecord) -> None:
+            current.error, current.sas_expires_at = None, sas_expires_at
+            current.next_poll_at = give_up_at or self.clock()
+
+        return self.move(record, states.MARK_SUBMITTING, change, "posting importFEC", once=True)
+
+    def record_request_id(self, record: ImportRecord, request_id: str,
+                          transition: Transition = states.RECORD_REQUEST_ID, note: str | None = None,
+                          first_check_in: timedelta = timedelta(0)) -> ImportRecord | None:
+        """Loop's request id is known (from the POST, or found by an operator): the import is pending."""
+        now = self.clock()
+
+        def change(current: ImportRecord) -> None:
+            current.request_id, current.error = request_id, None
+            keeps_first_submission = transition is states.RESOLVE and current.submitted_at is not None
+            current.submitted_at = current.submitted_at if keeps_first_submission else now
+            current.next_poll_at, current.poll_failures = now + first_check_in, 0
+
+        return self.move(record, transition, change, note or f"request id {request_id}")
+
+    def mark_unknown(self, record: ImportRecord, reason: str) -> ImportRecord | None:
+        return self.move(record, states.MARK_UNKNOWN, lambda current: setattr(current, "error", reason), reason)
+
+    def wait_for_retry(self, record: ImportRecord, reason: str, retry_at: Callable[[ImportRecord], datetime]
+                       ) -> ImportRecord | None:
+        def change(current: ImportRecord) -> None:
+            current.error, current.next_poll_at = reason, retry_at(current)
+
+        return self.move(record, states.WAIT_FOR_RETRY, change, reason)
+
+    def reopen(self, record: ImportRecord, code_ibs: str | None, snapshot: str | None,
+               previous_request_id: str | None, redrive_at: datetime | None = None) -> ImportRecord | None:
+        """An operator asks for a new POST of the same version: back to received, history kept.
+
+        `redrive_at` is when the timer takes it over if the operator's command stops half-way."""
+
+        def change(current: ImportRecord) -> None:
+            current.next_poll_at = redrive_at or self.clock()
+            current.code_ibs = code_ibs or current.code_ibs
+            current.snapshot = snapshot or current.snapshot
+            current.request_id, current.loop_status, current.finished_at, current.flags = None, None, None, ""
+            current.error, current.attempts = None, current.attempts + 1
+
+        return self.move(record, states.REOPEN, change, "resubmit requested by an operator", once=True,
+                         previousRequestId=previous_request_id)
+
+    # --- lookups for operators -------------------------------------------------------------
+
+    def all_records(self, state: str | None = None) -> Iterator[ImportRecord]:
+        query = f"PartitionKey ge '{RECORD_PARTITION_PREFIX}' and PartitionKey lt 'blob.'"
+        if state:
+            query += " and state eq @state"
+        return self.store.query(query, {"state": str(state)} if state else None)
+
+    def by_request_id(self, request_id: str) -> ImportRecord | None:
+        keys = self.requests.find(request_id)
+        return self.get(*keys) if keys else None
+
+    def versions_of(self, container: str, blob_name: str) -> list[ImportRecord]:
+        partition, _ = record_keys(container, blob_name, "")
+        records = list(self.store.query("PartitionKey eq @pk", {"pk": partition}))
+        return sorted(records, key=lambda r: r.received_at or datetime.min.replace(tzinfo=UTC))
