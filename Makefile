@@ -39,6 +39,7 @@ test: install
 
 lint: install
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 	$(PY) infra/checkov_gate.py $(CHECKOV_VENV)/bin/checkov
 
 bench: install
