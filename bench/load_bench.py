@@ -20,7 +20,7 @@ import psutil
 from azure.storage.blob import BlobServiceClient
 
 from local.azurite import start_azurite
-from local.loop_emulator import start_emulator_process
+from local.loop_emulator.process import start_emulator_process
 from local.settings import configure_logging
 
 CONTAINER = "api-import-ecrit"

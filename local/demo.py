@@ -15,7 +15,7 @@ from azure.storage.blob import BlobServiceClient
 
 from local.azurite import start_azurite
 from local.drop import drop_file
-from local.loop_emulator import start_emulator_process
+from local.loop_emulator.process import start_emulator_process
 from local.paths import PROJECT_ROOT
 from local.settings import EMULATOR_API_KEY, EMULATOR_SUBSCRIPTION_KEY, configure_logging
 

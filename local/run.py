@@ -67,7 +67,7 @@ def start_loop(stack: ExitStack, env: dict[str, str]) -> None:
     if not local or _listening(parts.hostname or "127.0.0.1", parts.port or 80):
         log.info("Loop: using %s", base_url)
         return
-    from local.loop_emulator import start_emulator_process  # noqa: PLC0415 - only when emulating
+    from local.loop_emulator.process import start_emulator_process  # noqa: PLC0415 - only when emulating
 
     env.setdefault("LOOP_API_KEY", EMULATOR_API_KEY)
     env.setdefault("LOOP_SUBSCRIPTION_KEY", EMULATOR_SUBSCRIPTION_KEY)
