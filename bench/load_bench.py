@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, azurite, emulator) -> int:
     import function_app  # noqa: PLC0415 - after the environment is set
-    from local.runner import LocalHost  # noqa: PLC0415
+    from local.host.host import LocalHost  # noqa: PLC0415
     from shared import states  # noqa: PLC0415
     from shared.runtime import current_pipeline  # noqa: PLC0415
 

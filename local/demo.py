@@ -56,7 +56,7 @@ def main() -> int:
 
 def run_demo(service: BlobServiceClient) -> int:
     import function_app  # noqa: PLC0415 - after the environment is set
-    from local.runner import LocalHost  # noqa: PLC0415
+    from local.host.host import LocalHost  # noqa: PLC0415
     from shared import states  # noqa: PLC0415
     from shared.cli_imports import print_table  # noqa: PLC0415
     from shared.runtime import current_pipeline  # noqa: PLC0415

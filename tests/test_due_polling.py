@@ -11,7 +11,7 @@ import pytest
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.data.tables import TableClient
 
-from local.runner import LocalHost
+from local.host.host import LocalHost
 from shared import states
 from shared.import_record import ImportRecord
 from shared.ledger import Ledger
