@@ -20,7 +20,7 @@ import psutil
 from azure.storage.blob import BlobServiceClient
 
 from local.azurite import start_azurite
-from local.loop_emulator import start_emulator_process
+from local.loop_emulator.process import start_emulator_process
 from local.settings import configure_logging
 
 CONTAINER = "api-import-ecrit"
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, azurite, emulator) -> int:
     import function_app  # noqa: PLC0415 - after the environment is set
-    from local.runner import LocalHost  # noqa: PLC0415
+    from local.host.host import LocalHost  # noqa: PLC0415
     from shared.flows.runtime import current_pipeline  # noqa: PLC0415
     from shared.ledger import states  # noqa: PLC0415
 

@@ -29,7 +29,7 @@ from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.data.tables import TableClient
 
 from local.azurite import start_azurite
-from local.loop_emulator import start_emulator_process
+from local.loop_emulator.process import start_emulator_process
 from local.settings import configure_logging
 
 

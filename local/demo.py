@@ -15,7 +15,7 @@ from azure.storage.blob import BlobServiceClient
 
 from local.azurite import start_azurite
 from local.drop import drop_file
-from local.loop_emulator import start_emulator_process
+from local.loop_emulator.process import start_emulator_process
 from local.paths import PROJECT_ROOT
 from local.settings import EMULATOR_API_KEY, EMULATOR_SUBSCRIPTION_KEY, configure_logging
 
@@ -56,7 +56,7 @@ def main() -> int:
 
 def run_demo(service: BlobServiceClient) -> int:
     import function_app  # noqa: PLC0415 - after the environment is set
-    from local.runner import LocalHost  # noqa: PLC0415
+    from local.host.host import LocalHost  # noqa: PLC0415
     from shared.cli.imports import print_table  # noqa: PLC0415
     from shared.flows.runtime import current_pipeline  # noqa: PLC0415
     from shared.ledger import states  # noqa: PLC0415

@@ -5,7 +5,7 @@
 - The Loop emulator starts when LOOP_API_BASE_URL is unset or points at this machine and nothing
   listens there; otherwise the given Loop is used with LOOP_API_KEY and LOOP_SUBSCRIPTION_KEY.
 - The app runs under `func start` when Azure Functions Core Tools is installed, otherwise under
-  the local host runner (local/runner.py), which invokes the same registered functions.
+  the local host runner (local/host/), which invokes the same registered functions.
 - Storage is probed once before anything else runs: a connection nothing answers, or that is
   refused, stops the run with one line naming the endpoint and what to check (exit code 1), as do
   bad settings and a trigger the local runner cannot run.
@@ -24,8 +24,8 @@ from contextlib import ExitStack
 from urllib.parse import urlsplit
 
 from local.azurite import start_azurite
+from local.host.bindings import UnsupportedTriggerError
 from local.paths import AZURITE_WORKSPACE, PROJECT_ROOT
-from local.runner import UnsupportedTriggerError
 from local.settings import EMULATOR_API_KEY, EMULATOR_SUBSCRIPTION_KEY, configure_logging, local_environment
 from shared.platform.settings import SettingsError, load_settings
 from shared.platform.storage import StorageUnavailableError, blob_service_client, check_storage
@@ -67,7 +67,7 @@ def start_loop(stack: ExitStack, env: dict[str, str]) -> None:
     if not local or _listening(parts.hostname or "127.0.0.1", parts.port or 80):
         log.info("Loop: using %s", base_url)
         return
-    from local.loop_emulator import start_emulator_process  # noqa: PLC0415 - only when emulating
+    from local.loop_emulator.process import start_emulator_process  # noqa: PLC0415 - only when emulating
 
     env.setdefault("LOOP_API_KEY", EMULATOR_API_KEY)
     env.setdefault("LOOP_SUBSCRIPTION_KEY", EMULATOR_SUBSCRIPTION_KEY)
@@ -91,7 +91,7 @@ def run_app(env: dict[str, str]) -> int:
     if func_tool:
         log.info("app: running under Azure Functions Core Tools (func start)")
         return subprocess.call([func_tool, "start"], cwd=PROJECT_ROOT, env=env)
-    from local.runner import LocalHost  # noqa: PLC0415
+    from local.host.host import LocalHost  # noqa: PLC0415
 
     try:
         import function_app  # noqa: PLC0415 - indexing reads the environment set above

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from local.loop_emulator import EmulatorProcess, start_emulator_process
+from local.loop_emulator.process import EmulatorProcess, start_emulator_process
 from tests.fixtures_loop import TEST_LOOP_API_KEY, TEST_LOOP_SUBSCRIPTION_KEY
 from tests.helpers import unique_name
 

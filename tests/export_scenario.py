@@ -64,7 +64,7 @@ def main(config: dict[str, Any]) -> dict[str, Any]:
     pipeline = current_pipeline()  # the app's start-up, as local/run.py does before importing the app
     import function_app  # noqa: PLC0415 - configures telemetry from the environment
     from local.drop import drop_file  # noqa: PLC0415
-    from local.runner import LocalHost  # noqa: PLC0415
+    from local.host.host import LocalHost  # noqa: PLC0415
     from shared.ledger import states  # noqa: PLC0415
     from shared.platform import observability  # noqa: PLC0415
 

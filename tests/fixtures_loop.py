@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from local.loop_emulator import EmulatorProcess, start_emulator_process
+from local.loop_emulator.process import EmulatorProcess, start_emulator_process
 
 # Distinctive fake keys: the secrets test searches every log line and ledger field for them.
 TEST_LOOP_API_KEY = "test-loop-key-7f3a:test-secret-91bd"

@@ -11,7 +11,7 @@ import pytest
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.data.tables import TableClient
 
-from local.runner import LocalHost
+from local.host.host import LocalHost
 from shared.flows.poll import check_import, check_message, poll_imports, row_of_message, schedule_due_checks
 from shared.flows.submit import submit_blob
 from shared.ledger import states

@@ -7,7 +7,7 @@ import pytest
 
 import function_app
 from local.drop import drop_file
-from local.runner import LocalHost
+from local.host.host import LocalHost
 from shared.flows.runtime import current_pipeline, reset_pipeline
 from shared.ledger import states
 from tests.helpers import run_host_until_final

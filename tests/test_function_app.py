@@ -7,7 +7,8 @@ import json
 import pytest
 
 import function_app
-from local.runner import LocalTimerRequest, queue_trigger_argument, registered_functions
+from local.host.arguments import LocalTimerRequest, queue_trigger_argument
+from local.host.bindings import registered_functions
 from shared.flows.runtime import current_pipeline, reset_pipeline
 from shared.flows.submit import SubmitRetryableError
 from shared.ledger import states

@@ -17,7 +17,7 @@ from azurefunctions.extensions.bindings.blob import utils as blob_extension
 
 import blob_trigger
 import function_app
-from local.runner import registered_functions
+from local.host.bindings import registered_functions
 from shared.platform.settings import SECRET_SETTINGS, SettingsError, load_settings
 from tests.infra_templates import INFRA, parse
 

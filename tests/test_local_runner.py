@@ -14,7 +14,8 @@ from azurefunctions.extensions.bindings import blob
 from azurefunctions.extensions.bindings.blob import BlobClientConverter
 
 import function_app
-from local.runner import SUPPORTED_TRIGGERS, LocalHost, UnsupportedTriggerError, discover
+from local.host.bindings import SUPPORTED_TRIGGERS, UnsupportedTriggerError, discover
+from local.host.host import LocalHost
 
 
 def blob_app(container: str, received: list, annotation: type = blob.BlobClient) -> func.FunctionApp:

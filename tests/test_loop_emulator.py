@@ -13,7 +13,7 @@ import requests
 from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 
 from local.azurite import DEV_ACCOUNT_KEY
-from local.loop_emulator import start_emulator_process
+from local.loop_emulator.process import start_emulator_process
 from tests.fixtures_loop import TEST_LOOP_API_KEY, TEST_LOOP_SUBSCRIPTION_KEY
 from tests.helpers import unique_name
 

@@ -7,7 +7,8 @@ import os
 import pytest
 import requests
 
-from local.loop_emulator import FAULT_KINDS, FaultError, check_faults, start_emulator_process
+from local.loop_emulator.faults import FAULT_KINDS, FaultError, check_faults
+from local.loop_emulator.process import start_emulator_process
 
 
 @pytest.mark.parametrize(
