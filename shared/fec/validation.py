@@ -146,6 +146,7 @@ def _report(
         "first_date": _iso_day(checker.first_date) if checker else None,
         "last_date": _iso_day(checker.last_date) if checker else None,
         "journals": sorted(checker.journals) if checker else [],
+        "numbering": checker.numbering_summary if checker else None,
         "encoding": ("utf-8-sig" if reader.bom else reader.encoding) if not reader.fatal else None,
         "separator": layout.separator if layout else None,
         "layout": layout.kind if layout else None,
