@@ -216,17 +216,16 @@ class EntryBook:
                 wide is not None and wide[0] <= value <= wide[1] and wide[2][value - wide[0]] == ident):
             return  # seen
         top = self.wide_top.get(wide_key, -1)
-        if bounds is None and len(self.series) < MAX_SERIES:
-            self.series[(journal, *wide_key)] = [value, value, -1]  # type: ignore[index]
-        elif bounds is not None and value == bounds[1] + 1 and value > bounds[2] and (
-                wide is None or value > wide[1]):
+        if bounds is not None and value == bounds[1] + 1 and value > bounds[2] and (wide is None or value > wide[1]):
             bounds[1] = value
-        elif ident is not None and value > top and (wide is None or value == wide[1] + 1):
-            if wide is None:
-                self.wide[wide_key] = [value, value, bytearray((ident,))]
-            else:
-                wide[1] = value
-                wide[2].append(ident)
+        elif ident is not None and wide is not None and value == wide[1] + 1 and value > top:
+            wide[1] = value
+            wide[2].append(ident)
+            return
+        elif bounds is None and len(self.series) < MAX_SERIES:
+            self.series[(journal, *wide_key)] = [value, value, -1]  # type: ignore[index]
+        elif ident is not None and wide is None and value > top:
+            self.wide[wide_key] = [value, value, bytearray((ident,))]
             return
         else:
             self._hash(journal, number)

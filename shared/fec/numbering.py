@@ -200,18 +200,20 @@ class Numbering:
                 findings.add("ecriturenum_gap", line, column="EcritureNum", value=number, previous=previous,
                              sequence=_sequence(chosen.name, key), missing=missing)
         reference = max((scheme.total for scheme in self.schemes.values()), default=0)
+        schemes = {name: self._scheme(name) for name in SCHEMES}
         return {
             "scheme": chosen.name if chosen is not None else "none",
             "series": len(chosen.series) if chosen is not None else 0,
-            "gaps": {name: None if name in self.dropped else self._scheme(name).gaps for name in SCHEMES},
-            "reused": {name: None if name in self.dropped else reference - self._scheme(name).total
-                       for name in SCHEMES},
+            "gaps": {name: None if scheme is None else scheme.gaps for name, scheme in schemes.items()},
+            "reused": {name: None if scheme is None else reference - scheme.total for name, scheme in schemes.items()},
             "unnumbered_entries": self.unnumbered,
         }
 
-    def _scheme(self, name: str) -> Scheme:
-        """A scheme; a yearly one never split off (one year) is its base."""
-        return self.schemes.get(name) or self.schemes[YEARLY[name]]
+    def _scheme(self, name: str) -> Scheme | None:
+        """A scheme, None if dropped; a yearly one never split off (the file has one year) is its base."""
+        if name in self.schemes or name in self.dropped:
+            return self.schemes.get(name)
+        return self.schemes.get(YEARLY[name])
 
 
 def _sequence(scheme: str, key: Any) -> str:
