@@ -238,13 +238,14 @@ class Checker:
                           valids: list[str | None]) -> None:
         """Entries starting a run whose ValidDate is a validation date (not their EcritureDate): in
         each journal, one numbered above the journal's previous such entry but validated before it.
-        Each is compared with the one before it in that order, so one wrong date gives one warning."""
+        Each is compared with the one before it in that order, so one wrong date gives one warning,
+        and a record gets one warning of this rule at most."""
         last = self.last_valid
         for at in compress(range(len(lines)), map(ne, valids, days)):
-            valid, number, journal = valids[at], nums[at], journals[at]
+            valid, number, journal, day = valids[at], nums[at], journals[at], days[at]
             prefix = number.rstrip(DIGITS)
-            if valid is None or len(prefix) == len(number):
-                continue
+            if valid is None or (day is not None and valid < day) or len(prefix) == len(number):
+                continue  # no date, already reported as before its EcritureDate, or no number
             value = int(number[len(prefix):])
             previous = last.get(journal)
             if previous is None or previous[0] != prefix:
