@@ -325,3 +325,13 @@ def test_montantdevise_takes_one_sign_before_or_after():
     report = validate_bytes(spec.render(rows))
     assert [(f.rule, f.line) for f in report.errors] == [("invalid_amount", 4)]
     assert report.warnings == []
+
+
+def test_warnings_are_counted_exactly_and_listed_up_to_the_budget():
+    """What the ledger and the VALIDATED event carry (`warning_count`) is the count, not the list's length."""
+    spec = FecSpec(entries=[[("ABC000", 100, 0), ("607000", 0, 100)] for _ in range(300)])
+    report = validate_bytes(spec.render())
+    assert report.counts == {"account_number": 300}
+    assert report.warning_count == 300
+    assert len(report.warnings) == 20
+    assert "warning account_number: 300 in all, the first 20 listed" in report.to_text()

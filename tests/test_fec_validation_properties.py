@@ -88,3 +88,18 @@ def test_an_unbalanced_entry_is_found_at_its_first_line(spec, data):
     assert {finding.rule for finding in report.errors} == {"unbalanced_entry", "unbalanced_file"}
     first_line = 2 + sum(len(lines) for lines in spec.entries[:entry])
     assert next(f for f in report.errors if f.rule == "unbalanced_entry").line == first_line
+
+
+@PROPERTY_SETTINGS
+@given(spec=fec_specs(), data=st.data())
+def test_no_rule_warns_more_often_than_there_are_records(spec, data):
+    """Shuffled entries, renumbered at random and dated at random: the warning budget holds."""
+    rows = spec.rows()
+    body = rows[1:]
+    numbers = data.draw(st.lists(st.integers(min_value=0, max_value=50), min_size=len(body), max_size=len(body)))
+    for row, number in zip(body, numbers, strict=True):
+        row[2] = str(number)
+        row[15] = f"2024{number % 12 + 1:02d}{number % 28 + 1:02d}"
+    report = validate_stream(chunked(spec.render(rows), 997), file_name="123456789FEC20241231.txt")
+    records = report.summary["records"]
+    assert all(count <= records for count in report.counts.values()), (report.counts, records)

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from shared.fec import numbering as fec_numbering
 from shared.fec.checks import Checker
+from shared.fec.entries import EntryBook
 from shared.fec.fast import REFUSES, decides_every_line_rule
 from shared.fec.rules import RULES, rules_of
 from shared.fec.validation import validate_stream
-from tests.fec_factory import FecSpec
+from tests.fec_factory import FecSpec, cents
 
 NAME = "123456789FEC20241231.txt"
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -69,7 +71,7 @@ BREAKERS: dict[str, tuple[bytes, str, int | None, set[str]]] = {
     "column_count": (reshaped(lambda rows: rows[2].append("extra")), NAME, 3, set()),
     "required_empty": (edited((3, 5, " ")), NAME, 4, set()),
     "invalid_date": (edited((2, 3, "20191232")), NAME, 3, set()),
-    "date_year": (edited((2, 3, "21240101")), NAME, 3, set()),
+    "date_year": (edited((2, 15, "21250115")), NAME, 3, set()),  # ValidDate: an EcritureDate in 2124 is also validated before it
     "decimal_point": (edited((1, 12, "120.00")), NAME, 2, set()),
     "thousands_separator": (edited((1, 12, "1 200,00")), NAME, 2, set()),
     "invalid_amount": (edited((1, 12, "12O,00")), NAME, 2, set()),
@@ -196,11 +198,12 @@ def test_an_unreadable_key_does_not_hide_other_entries_balance():
     assert report.counts.get("unbalanced_entry") == 1  # a later entry, not next to it, is still checked
 
 
-def test_a_split_entry_counts_once_and_breaks_the_sequence_once():
+def test_a_split_entry_counts_once_and_breaks_no_sequence():
+    """Continuity is of the numbers used, not of their order in the file (issue #18)."""
     data = two_entries(lambda rows: rows.append(rows.pop(1)))  # AC/1, AC/2, AC/1 again
     report = validate(data)
     assert report.summary["entries"] == 2
-    assert report.counts == {"ecriturenum_gap": 1}
+    assert report.counts == {}
 
 
 def test_a_line_rule_the_fast_path_does_not_decide_turns_it_off(monkeypatch):
@@ -215,3 +218,159 @@ def test_a_line_rule_the_fast_path_does_not_decide_turns_it_off(monkeypatch):
     report = validate(BREAKERS["account_number"][0])
     assert report.counts == {"account_number": 1}
     assert calls == [2, 3, 4]  # every record read field by field
+
+
+# Numbering as firms do it (issue #18): each scheme, clean and with one real gap, on every path.
+
+JOURNALS = ("AC", "VT", "BQ", "OD")
+
+
+def _number(shape: str, position: int, journal: str, counters: dict[str, int], year: str) -> str:
+    """EcritureNum of the entry at `position` (0-based) in the file's numbering scheme."""
+    key = {"file": "", "journal": journal, "year": year, "prefixed_journal": journal, "prefixed_year": year}[shape]
+    counters[key] = counters.get(key, 0) + 1
+    count = counters[key]
+    if shape == "prefixed_journal":
+        return f"{journal}{count:06d}"
+    if shape == "prefixed_year":
+        return f"{year}-{count:06d}"
+    return str(count)
+
+
+def numbered_file(shape: str, entries: int = 600, missing: int | None = None) -> tuple[bytes, list[str], list[int]]:
+    """Entries of two lines, journals interleaved, dates in no order, ValidDate = EcritureDate, numbered
+    by `shape`; the entry at `missing` is left out. Returns the file, each entry's JournalCode and
+    EcritureNum joined by '/', and its first line."""
+    spec = FecSpec(entries=[])
+    rows = [spec.rows()[0]]
+    counters: dict[str, int] = {}
+    numbers, lines = [], []
+    for position in range(entries):
+        journal = JOURNALS[(position * 7) % 11 % 4]
+        year = "2023" if position < entries // 2 else "2024"  # the file spans two years
+        number = _number(shape, position, journal, counters, year)
+        day = f"{year}{(position * 5) % 12 + 1:02d}{(position * 13) % 28 + 1:02d}"
+        amount = cents(1000 + position)
+        if position == missing:
+            continue
+        numbers.append(f"{journal}/{number}")
+        lines.append(len(rows) + 1)
+        for account, debit, credit in (("607000", amount, "0,00"), ("401000", "0,00", amount)):
+            rows.append([journal, "Journal é", number, day, account, "Compte", "", "", f"P{position}", day,
+                         "Libellé à payer", debit, credit, "", "", day, "", ""])
+    return spec.render(rows), numbers, lines
+
+
+SHAPES = {"file": "file", "journal": "journal", "year": "file_year", "prefixed_journal": "journal",
+          "prefixed_year": "file"}
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_each_numbering_scheme_is_recognised_and_clean_on_every_path(monkeypatch, shape):
+    data, numbers, _ = numbered_file(shape)
+    reports = []
+    for mode in MODES:
+        monkeypatch.setattr(Checker, "mode", mode)
+        reports.append(validate(data, chunk=4096).to_dict())
+    assert reports[1:] == reports[:-1]  # the same report on every path
+    report = reports[0]
+    assert report["counts"] == {}, report["warnings"]
+    assert report["summary"]["numbering"]["scheme"] == SHAPES[shape]
+    assert report["summary"]["entries"] == len(set(numbers))  # (JournalCode, EcritureNum): a year's reuse is one
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_one_real_gap_in_each_scheme_is_one_warning_naming_both_numbers(monkeypatch, shape):
+    _, all_numbers, _ = numbered_file(shape)
+    data, _, lines = numbered_file(shape, missing=457)
+    gone = all_numbers[457].split("/")[1]
+    reports = []
+    for mode in MODES:
+        monkeypatch.setattr(Checker, "mode", mode)
+        reports.append(validate(data, chunk=4096))
+    assert [r.to_dict() for r in reports[1:]] == [r.to_dict() for r in reports[:-1]]
+    report = reports[0]
+    assert report.counts == {"ecriturenum_gap": 1}, report.to_text()
+    assert report.summary["numbering"]["scheme"] == SHAPES[shape]
+    finding = report.warnings[0]
+    prefix = gone.rstrip("0123456789")
+    value = int(gone[len(prefix):])
+    width = len(gone) - len(prefix)
+    before, following = (f"{prefix}{value - 1:0{width}d}" if width > 1 else f"{prefix}{value - 1}",
+                         f"{prefix}{value + 1:0{width}d}" if width > 1 else f"{prefix}{value + 1}")
+    assert finding.value == following
+    assert f"{following!r} follows {before!r}" in finding.message
+    assert "1 number(s) missing" in finding.message
+    journal = all_numbers[457].split("/")[0]
+    after = next(position for position in range(458, len(all_numbers)) if all_numbers[position].endswith(
+        f"/{following}") and (not shape.endswith("journal") or all_numbers[position].startswith(f"{journal}/")))
+    assert finding.line == lines[after - 1]  # the first line of the entry after the hole
+
+
+def test_a_file_numbered_over_the_file_keeps_the_batch_shortcut(monkeypatch):
+    """Interleaved journals numbered 1, 2, 3... over the file are booked batch by batch, not run by run."""
+    data, _, _ = numbered_file("file", entries=3000)
+    whole = []
+    original = EntryBook._book_in_sequence
+    monkeypatch.setattr(EntryBook, "_book_in_sequence", lambda self, *args: whole.append(original(self, *args))
+                        or whole[-1])
+    report = validate(data, chunk=8192)
+    assert report.summary["entries"] == 3000
+    assert whole.count(True) > 4 * whole.count(False) > 0
+    monkeypatch.setattr(EntryBook, "_book_in_sequence", lambda self, *args: False)
+    assert validate(data, chunk=8192).to_dict() == report.to_dict()
+
+
+def test_a_numbering_no_scheme_fits_gives_no_gap_warnings(monkeypatch):
+    """Past MAX_RANGES holes in every scheme, the file follows none: its summary says so, no warning."""
+    monkeypatch.setattr(fec_numbering, "MAX_RANGES", 50)
+    spec = FecSpec(entries=[[("401000", 0, 500), ("607000", 500, 0)] for _ in range(400)])
+    rows = spec.rows()
+    for position in range(400):
+        rows[1 + 2 * position][2] = rows[2 + 2 * position][2] = str(3 * position + 1)  # a hole after each
+    report = validate(spec.render(rows), chunk=4096)
+    assert report.summary["numbering"]["scheme"] == "none"
+    assert report.counts == {}
+    monkeypatch.setattr(fec_numbering, "MAX_RANGES", 500)
+    assert validate(spec.render(rows), chunk=4096).counts == {"ecriturenum_gap": 399}
+
+
+# ValidDate (issue #18): warned where a reviewer can act on it.
+
+def _validated(valid_dates: list[str]) -> bytes:
+    spec = FecSpec(entries=[[("401000", 0, 500), ("607000", 500, 0)] for _ in valid_dates])
+    rows = spec.rows()
+    for position, valid in enumerate(valid_dates):
+        rows[1 + 2 * position][15] = rows[2 + 2 * position][15] = valid
+    return spec.render(rows)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_validation_dates_going_backwards_warn_once_per_wrong_date(monkeypatch, mode):
+    monkeypatch.setattr(Checker, "mode", mode)
+    report = validate(_validated(["20250110", "20250110", "20291231", "20250112", "20250113", "20250111"]))
+    assert report.counts == {"validdate_order": 2}  # entry 4 after the typo in entry 3, entry 6 after entry 5
+    assert [finding.line for finding in report.warnings] == [8, 12]
+    assert "'3'" in report.warnings[0].message
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_validdate_before_its_ecrituredate_is_one_warning_per_record(monkeypatch, mode):
+    monkeypatch.setattr(Checker, "mode", mode)
+    data = edited((2, 15, "20240101"))  # EcritureDate 20240202
+    report = validate(data)
+    assert report.counts == {"validdate_order": 1}
+    assert report.warnings[0].line == 3
+    assert "EcritureDate 20240202" in report.warnings[0].message
+
+
+def test_validdate_copied_from_unsorted_entry_dates_is_not_warned():
+    data, _, _ = numbered_file("file", entries=600)
+    assert validate(data).counts == {}
+
+
+def test_a_record_gets_one_validdate_warning_at_most():
+    data = _validated(["20250110", "20240101"])  # entry 2: before its EcritureDate and before entry 1's
+    report = validate(data)
+    assert report.counts == {"validdate_order": 2}  # one for each of entry 2's two records
+    assert [finding.line for finding in report.warnings] == [4, 5]

@@ -34,6 +34,7 @@ from shared.fec.layout import (
     parse_amount,
 )
 from shared.fec.lines import LINE_TOO_LONG
+from shared.fec.numbering import DIGITS, Numbering
 from shared.fec.rules import Findings
 
 Row = tuple[int, str, str, str | None, str | None, str | None, int, int]
@@ -79,7 +80,9 @@ class Checker:
         self.total_debit = 0
         self.total_credit = 0
         self.first_date, self.last_date = NO_DATE_YET
-        self.last_valid = ""
+        self.last_valid: dict[str, tuple[str, int, str, str]] = {}  # journal: (prefix, number, ValidDate, EcritureNum)
+        self.numbering = Numbering()
+        self.numbering_summary: dict[str, Any] | None = None
         self.journals: set[str] = set()
         self.unreadable_keys: list[int] = []  # lines of this batch whose entry key is unreadable
 
@@ -173,21 +176,26 @@ class Checker:
         self.total_credit += sum(credits) * scale
         self._amount_pairs(numbers, debits, credits)
         self._dates(numbers, days, pieces, complete)
-        self._validation_order(numbers, valids, complete)
         prefix = [0, *accumulate(map(sub, debits, credits))]
         size = len(nums)
         changes = map(ne, nums[1:], nums[:-1])  # where the entry changes: compared column by column,
         if journals[1:] != journals[:-1]:  # without a key tuple a line
             changes = map(or_, changes, map(ne, journals[1:], journals[:-1]))
         starts = [0, *compress(range(1, size), changes)]
+        run_journals = list(map(journals.__getitem__, starts))
         if len(self.journals) < MAX_JOURNALS_LISTED:  # every journal starts a run
-            self.journals.update(journal[:80] for journal in set(map(journals.__getitem__, starts)))
+            self.journals.update(journal[:80] for journal in set(run_journals))
+        run_nums, run_lines = list(map(nums.__getitem__, starts)), list(map(numbers.__getitem__, starts))
+        run_days = list(map(days.__getitem__, starts))
+        if valids != days:  # a ValidDate that is its record's EcritureDate says nothing of validation
+            self._validation_dates(numbers, days, valids, complete)
+            self._validation_order(run_lines, run_journals, run_nums, run_days, list(map(valids.__getitem__, starts)))
+        self.numbering.book(run_journals, run_nums, run_days, run_lines)
         ends = [*starts[1:], size]
         sums = map(sub, map(prefix.__getitem__, ends), map(prefix.__getitem__, starts))
         if scale != 1:
             sums = map(scale.__mul__, sums)
-        keys = list(zip(map(journals.__getitem__, starts), map(nums.__getitem__, starts), strict=True))
-        self.book.book_runs(keys, list(map(numbers.__getitem__, starts)), sums)
+        self.book.book_runs(list(zip(run_journals, run_nums, strict=True)), run_lines, sums)
 
     def _amount_pairs(self, numbers: Sequence[int], debits: Sequence[int], credits: Sequence[int]) -> None:
         if any(map(mul, debits, credits)):  # both non-zero
@@ -214,19 +222,43 @@ class Checker:
                 if piece > day:  # type: ignore[operator]
                     self.findings.add("piece_after_entry", number, column="PieceDate", value=piece, entry_date=day)
 
-    def _validation_order(self, numbers: Sequence[int], valids: Sequence[str | None], complete: bool) -> None:
-        """Records in the order of their validation: a ValidDate before the previous record's."""
-        if not complete and None in valids:
-            numbers = [number for number, valid in zip(numbers, valids, strict=True) if valid]
-            valids = [valid for valid in valids if valid]
-        if not valids:
-            return
-        chain = [self.last_valid, *valids]
-        if any(map(lt, valids, chain)):
-            for number, valid, previous in zip(numbers, valids, chain, strict=False):
-                if valid < previous:  # type: ignore[operator]
-                    self.findings.add("validdate_order", number, column="ValidDate", value=valid, previous=previous)
-        self.last_valid = valids[-1]  # type: ignore[assignment]
+    def _validation_dates(self, numbers: Sequence[int], days: Sequence[str | None], valids: Sequence[str | None],
+                          complete: bool) -> None:
+        """A record validated before the date it is booked at."""
+        if not complete and (None in valids or None in days):  # a missing date never compares
+            valids = ["~" if valid is None else valid for valid in valids]
+            days = ["" if day is None else day for day in days]
+        if any(map(lt, valids, days)):
+            for number, valid, day in zip(numbers, valids, days, strict=True):
+                if valid < day:  # type: ignore[operator]
+                    self.findings.add("validdate_order", number, column="ValidDate", value=valid,
+                                      previous=f"its EcritureDate {day}")
+
+    def _validation_order(self, lines: list[int], journals: list[str], nums: list[str], days: list[str | None],
+                          valids: list[str | None]) -> None:
+        """Entries starting a run whose ValidDate is a validation date (not their EcritureDate): in
+        each journal, one numbered above the journal's previous such entry but validated before it.
+        Each is compared with the one before it in that order, so one wrong date gives one warning,
+        and a record gets one warning of this rule at most."""
+        last = self.last_valid
+        for at in compress(range(len(lines)), map(ne, valids, days)):
+            valid, number, journal, day = valids[at], nums[at], journals[at], days[at]
+            prefix = number.rstrip(DIGITS)
+            if valid is None or (day is not None and valid < day) or len(prefix) == len(number):
+                continue  # no date, already reported as before its EcritureDate, or no number
+            value = int(number[len(prefix):])
+            previous = last.get(journal)
+            if previous is None or previous[0] != prefix:
+                if previous is not None or len(last) < MAX_JOURNALS_LISTED:
+                    last[journal] = (prefix, value, valid, number)
+                continue
+            if value <= previous[1]:
+                continue  # an entry coming back, or numbered below: not a step of the sequence
+            if valid < previous[2]:
+                self.findings.add("validdate_order", lines[at], column="ValidDate", value=valid,
+                                  previous=f"{previous[2]}, the ValidDate of {previous[3]!r} numbered before it"
+                                           f" in journal {journal!r}")
+            last[journal] = (prefix, value, valid, number)
 
     def check(self, number: int, line: str) -> Row | None:
         """The detailed path: report what is wrong; return the row, or None to leave the line out."""
@@ -331,6 +363,7 @@ class Checker:
 
     def finish(self) -> None:
         self.book.finish()
+        self.numbering_summary = self.numbering.finish(self.findings)
         if self.total_debit != self.total_credit and not self.book.balance_unknown:
             self.findings.add("unbalanced_file", None, debit=format_micro(self.total_debit),
                               credit=format_micro(self.total_credit))

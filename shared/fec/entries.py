@@ -24,8 +24,8 @@ from shared.fec.rules import Findings
 MAX_OPEN = 25_000  # open entries kept in memory (about 250 bytes each)
 MAX_SEEN = 200_000  # key hashes kept in memory (about 60 bytes each)
 MAX_TAINTED = 10_000  # past this many unreadable entries, no entry's balance is reported
-MAX_JOURNALS = 10_000  # journals whose last EcritureNum is remembered for the sequence check
 MAX_SERIES = 10_000  # numbering series whose entries are counted as a range of numbers
+MAX_JOURNAL_IDS = 256  # journals that can own numbers of a file-wide range (one byte each)
 DIGITS = "0123456789"
 
 Key = tuple[str, str]
@@ -67,19 +67,45 @@ class _Spill:
         self.db.close()
 
 
+def _consecutive(keys: list[Any], values: list[int]) -> list[tuple[Any, int, int]] | None:
+    """(key, first, last) for each key if, in file order, each of its values is the previous one
+    + 1; else None."""
+    order = sorted(range(len(values)), key=keys.__getitem__)  # stable: each key's values in file order
+    ordered = list(map(values.__getitem__, order))
+    steps = list(map(sub, ordered[1:], ordered[:-1]))
+    heads = [0]
+    for at in compress(range(1, len(order)), map(ne, map(keys.__getitem__, order[1:]),
+                                                 map(keys.__getitem__, order[:-1]))):
+        heads.append(at)
+        steps[at - 1] = 1
+    if steps.count(1) != len(steps):
+        return None
+    return [(keys[order[head]], ordered[head], ordered[end - 1])
+            for head, end in zip(heads, [*heads[1:], len(order)], strict=True)]
+
+
 class EntryBook:
-    """Books runs of lines into entries; reports unbalanced entries and breaks in the numbering."""
+    """Books runs of lines into entries; reports unbalanced entries and counts distinct ones.
+
+    Distinct entries are counted in one of three places, each entry in one only: a range of
+    numbers of its journal's series (journal, prefix, digit count), a range of the file-wide series
+    (prefix, digit count) with the journal of each number (a file numbered over the file, journals
+    interleaved), or the hashes. A range grows only by its next number, and only above every number
+    of its series held elsewhere, so no entry is counted twice. Numbering continuity is judged
+    apart (fec_numbering), on the numbers alone."""
 
     def __init__(self, findings: Findings) -> None:
         self.findings = findings
         self.open: dict[Key, tuple[int, int]] = {}
-        self.seen: set[int] = set()  # hashes of the entries no series range holds
+        self.seen: set[int] = set()  # hashes of the entries no range holds
         self.series: dict[tuple[str, str, int], list[int]] = {}  # (journal, prefix, digits): [low, high, top]
+        self.wide: dict[tuple[str, int], list[Any]] = {}  # (prefix, digits): [low, high, journal ids]
+        self.wide_top: dict[tuple[str, int], int] = {}  # (prefix, digits): highest number held elsewhere
+        self.journal_ids: dict[str, int] = {}
         self.spill: _Spill | None = None
         self.key: Key | None = None
         self.sum = 0
         self.line = 0
-        self.last_numbers: dict[str, tuple[str, str, int]] = {}  # journal: (EcritureNum, prefix, number)
         self.tainted: set[Key] = set()
         self.taint_next = False
         self.balance_unknown = False
@@ -93,8 +119,8 @@ class EntryBook:
 
     def _book_in_sequence(self, keys: Sequence[Key], lines: Sequence[int], sums: list[int]) -> bool:
         """The common batch, booked whole: every entry balanced where its run ends (but the last,
-        which may go on in the next batch), none open before, and in each journal the entries
-        numbered in sequence after the journal's last one: nothing to report, nothing kept open.
+        which may go on in the next batch), none open before, and the entries new and numbered one
+        after the other, in each journal or over the file: nothing to report, nothing kept open.
         False when the batch is not that; nothing has changed then."""
         if self.open or self.taint_next or not keys:
             return False
@@ -105,50 +131,59 @@ class EntryBook:
             return True
         if closing or any(sums[first:-1]):
             return False
-        ends = self._journal_ends(*zip(*keys[first:], strict=True))
-        if ends is None:
-            return False
-        for journal, bounds, number, prefix, value in ends:
-            bounds[1] = value
-            self.last_numbers[journal] = (number, prefix, value)
-        self.key, self.sum, self.line = keys[-1], sums[-1], lines[-1]
-        return True
-
-    def _journal_ends(self, journals: tuple[str, ...], numbers: tuple[str, ...]) -> list[Any] | None:
-        """For entries (all new runs) numbered, in each journal, one after the other from the
-        journal's last number, in the series range that ends there: each journal's last entry, to
-        extend the range to (what `_number` would do run by run, with nothing to report); else None."""
+        journals, numbers = zip(*keys[first:], strict=True)
         prefixes = list(map(str.rstrip, numbers, repeat(DIGITS)))
         digits = list(map(str.removeprefix, numbers, prefixes))
         if "" in digits:
-            return None
+            return False
         values = list(map(int, digits))
-        order = sorted(range(len(values)), key=journals.__getitem__)  # stable: each journal's runs in order
-        ordered = list(map(values.__getitem__, order))
-        steps = list(map(sub, ordered[1:], ordered[:-1]))
-        heads = [0]  # where each journal starts in `order`
-        for at in compress(range(1, len(order)), map(ne, map(journals.__getitem__, order[1:]),
-                                                     map(journals.__getitem__, order[:-1]))):
-            heads.append(at)
-            steps[at - 1] = 1
-        if steps.count(1) != len(steps) or len(set(zip(journals, prefixes, map(len, digits), strict=True))) != len(
-                heads):
-            return None  # a step other than +1, or a journal with a new prefix or width
-        ends = []
-        for head, end in zip(heads, [*heads[1:], len(order)], strict=True):
-            run, last = order[head], order[end - 1]
-            journal, prefix, value = journals[run], prefixes[run], values[run]
-            previous = self.last_numbers.get(journal)
-            bounds = self.series.get((journal, prefix, len(digits[run])))
-            if previous is None or bounds is None or previous[1] != prefix or not (
-                    previous[2] == bounds[1] == value - 1 and value > bounds[2]):
-                return None
-            ends.append((journal, bounds, numbers[last], prefix, values[last]))
-        return ends
+        widths = list(map(len, digits))
+        if not (self._count_per_journal(journals, prefixes, widths, values)
+                or self._count_over_file(journals, prefixes, widths, values)):
+            return False
+        self.key, self.sum, self.line = keys[-1], sums[-1], lines[-1]
+        return True
+
+    def _count_per_journal(self, journals: Sequence[str], prefixes: list[str], widths: list[int],
+                           values: list[int]) -> bool:
+        """Count new entries numbered, in each journal's series, one after the other from the end of
+        its range; False (nothing counted) if they are not that."""
+        keys = list(zip(journals, prefixes, widths, strict=True))
+        ends = _consecutive(keys, values)
+        if ends is None:
+            return False
+        grown = []
+        for key, low, high in ends:
+            bounds, wide = self.series.get(key), self.wide.get(key[1:])
+            if bounds is None or not (bounds[1] == low - 1 and low > bounds[2]) or (wide and low <= wide[1]):
+                return False
+            grown.append((bounds, key[1:], high))
+        for bounds, wide_key, high in grown:
+            bounds[1] = high
+            self.wide_top[wide_key] = max(self.wide_top.get(wide_key, -1), high)
+        return True
+
+    def _count_over_file(self, journals: Sequence[str], prefixes: list[str], widths: list[int],
+                         values: list[int]) -> bool:
+        """Count new entries numbered over the file, journals interleaved, one after the other from
+        the end of the file-wide range; False (nothing counted) if they are not that."""
+        ids = list(map(self.journal_ids.get, journals))
+        if None in ids:
+            return False
+        keys = list(zip(prefixes, widths, strict=True))
+        if keys.count(keys[0]) != len(keys):
+            return False  # a new prefix or digit count: run by run
+        wide = self.wide.get(keys[0])
+        if wide is None or values[0] != wide[1] + 1 or values[0] <= self.wide_top.get(keys[0], -1) or any(
+                map((1).__ne__, map(sub, values[1:], values[:-1]))):
+            return False
+        wide[1] = values[-1]
+        wide[2] += bytes(ids)  # type: ignore[arg-type]
+        return True
 
     def _book_each(self, keys: Sequence[Key], lines: Sequence[int], sums: list[int]) -> None:
         """Run by run: the hot loop of the uncommon batch, local names only."""
-        open_entries, last = self.open, self.last_numbers
+        open_entries = self.open
         key, total, first = self.key, self.sum, self.line
         for new, line, amount in zip(keys, lines, sums, strict=True):
             if new != key:
@@ -162,57 +197,47 @@ class EntryBook:
                 if self.taint_next:
                     self.taint_next = False
                     self.taint(new)
-                journal, number = new
-                previous = last.get(journal)
-                if previous is None or previous[0] != number:  # else the journal's last entry, back again
-                    self._number(journal, number, previous, line)
+                self._count(*new)
             total += amount
         self.key, self.sum, self.line = key, total, first
 
-    def _number(self, journal: str, number: str, previous: tuple[str, str, int] | None, line: int) -> None:
-        """An entry starting a run: counted if new, and its EcritureNum judged against the journal's
-        last one: continuous within a journal, same prefix, the next number (or the same).
-
-        A number without digits, or a new prefix (a new series: another year, another sub-journal),
-        cannot be judged and passes."""
+    def _count(self, journal: str, number: str) -> None:
+        """An entry starting a run: counted if new, in a range if one can take it, else by hash."""
         prefix = number.rstrip(DIGITS)
-        value = int(number[len(prefix):]) if len(prefix) < len(number) else -1
-        if previous is not None:
-            if value >= 0 and previous[2] >= 0 and prefix == previous[1] and value - previous[2] not in (0, 1):
-                self.findings.add("ecriturenum_gap", line, column="EcritureNum", value=number, previous=previous[0],
-                                  journal=journal)
-            self.last_numbers[journal] = (number, prefix, value)
-        elif len(self.last_numbers) < MAX_JOURNALS:
-            self.last_numbers[journal] = (number, prefix, value)
-        if value < 0 or not self._in_series((journal, prefix, len(number) - len(prefix)), value):
-            self.seen.add(hash((journal, number)))
-            if len(self.seen) > MAX_SEEN:
-                self._spill().add_seen(self.seen)
-                self.seen.clear()
-
-    def _in_series(self, series: tuple[str, str, int], value: int) -> bool:
-        """Count a numbered entry in its series' range of numbers, if it can be: True when it is
-        known seen or newly counted there, False when the hashes must decide.
-
-        A series (journal, prefix, digit count) names each of its EcritureNum by its value alone.
-        Its range [low, high] holds numbers all seen; it grows only by the next number, and only
-        when that number is above every one of the series given to the hashes (`top`), so the range
-        and the hashes never hold the same entry. A file numbered in sequence needs three integers a
-        journal, where a hash an entry would spill to disk past MAX_SEEN entries."""
-        bounds = self.series.get(series)
-        if bounds is None:
-            if len(self.series) >= MAX_SERIES:
-                return False
-            self.series[series] = [value, value, -1]
-            return True
-        low, high, top = bounds
-        if low <= value <= high:
-            return True
-        if value == high + 1 and value > top:
+        if len(prefix) == len(number):
+            self._hash(journal, number)
+            return
+        value, wide_key = int(number[len(prefix):]), (prefix, len(number) - len(prefix))
+        bounds, wide = self.series.get((journal, *wide_key)), self.wide.get(wide_key)  # type: ignore[arg-type]
+        ident = self.journal_ids.get(journal)
+        if ident is None and len(self.journal_ids) < MAX_JOURNAL_IDS:
+            ident = self.journal_ids[journal] = len(self.journal_ids)
+        if (bounds is not None and bounds[0] <= value <= bounds[1]) or (
+                wide is not None and wide[0] <= value <= wide[1] and wide[2][value - wide[0]] == ident):
+            return  # seen
+        top = self.wide_top.get(wide_key, -1)
+        if bounds is not None and value == bounds[1] + 1 and value > bounds[2] and (wide is None or value > wide[1]):
             bounds[1] = value
-            return True
-        bounds[2] = max(top, value)
-        return False
+        elif ident is not None and wide is not None and value == wide[1] + 1 and value > top:
+            wide[1] = value
+            wide[2].append(ident)
+            return
+        elif bounds is None and len(self.series) < MAX_SERIES:
+            self.series[(journal, *wide_key)] = [value, value, -1]  # type: ignore[index]
+        elif ident is not None and wide is None and value > top:
+            self.wide[wide_key] = [value, value, bytearray((ident,))]
+            return
+        else:
+            self._hash(journal, number)
+            if bounds is not None:
+                bounds[2] = max(bounds[2], value)
+        self.wide_top[wide_key] = max(top, value)
+
+    def _hash(self, journal: str, number: str) -> None:
+        self.seen.add(hash((journal, number)))
+        if len(self.seen) > MAX_SEEN:
+            self._spill().add_seen(self.seen)
+            self.seen.clear()
 
     def _spill(self) -> _Spill:
         if self.spill is None:
@@ -229,6 +254,7 @@ class EntryBook:
     @property
     def distinct(self) -> int:
         ranged = sum(high - low + 1 for low, high, _ in self.series.values())
+        ranged += sum(high - low + 1 for low, high, _ in self.wide.values())
         if self.spill is None:
             return ranged + len(self.seen)
         self.spill.add_seen(self.seen)

@@ -27,6 +27,8 @@ from shared.fec.rules import RULES, Finding, Findings
 __all__ = ["RULES", "Finding", "ValidationReport", "read_chunks", "validate_path", "validate_stream"]
 
 READ_CHUNK = 1024 * 1024
+SCHEME_NAMES = {"file": "over the file", "journal": "per journal", "file_year": "over the file, per year",
+                "journal_year": "per journal and year", "none": "in no continuous scheme"}
 
 
 @dataclass
@@ -48,6 +50,11 @@ class ValidationReport:
             "summary": dict(self.summary),
         }
 
+    @property
+    def warning_count(self) -> int:
+        """Every warning found (`warnings` holds at most the first N of each rule)."""
+        return sum(count for rule, count in self.counts.items() if RULES[rule].level == "warning")
+
     def to_text(self) -> str:
         s = self.summary
         errors = sum(count for rule, count in self.counts.items() if RULES[rule].level == "error")
@@ -59,10 +66,17 @@ class ValidationReport:
             f"  layout {s.get('layout')}, encoding {s.get('encoding')}, separator {s.get('separator')!r},"
             f" line ending {s.get('line_ending')}, journals {', '.join(s.get('journals') or [])}",
         ]
+        numbering = s.get("numbering")
+        if numbering:
+            lines.append(f"  EcritureNum numbered {SCHEME_NAMES[numbering['scheme']]}, {numbering['series']} series")
         for label, findings in (("error", self.errors), ("warning", self.warnings)):
             for finding in findings:
                 where = f"line {finding.line}" if finding.line else "file"
                 lines.append(f"  {label} {finding.rule}: {where}: {finding.message}")
+        for rule, count in sorted(self.counts.items()):
+            shown = sum(finding.rule == rule for finding in (*self.errors, *self.warnings))
+            if count > shown:
+                lines.append(f"  {RULES[rule].level} {rule}: {count} in all, the first {shown} listed")
         return "\n".join(lines)
 
 
@@ -146,6 +160,7 @@ def _report(
         "first_date": _iso_day(checker.first_date) if checker else None,
         "last_date": _iso_day(checker.last_date) if checker else None,
         "journals": sorted(checker.journals) if checker else [],
+        "numbering": checker.numbering_summary if checker else None,
         "encoding": ("utf-8-sig" if reader.bom else reader.encoding) if not reader.fatal else None,
         "separator": layout.separator if layout else None,
         "layout": layout.kind if layout else None,

@@ -45,7 +45,7 @@ def validation_of(pipeline: Pipeline, snapshot: BlobClient, record: ImportRecord
             return {"valid": True, "warnings": stored.get("warnings", 0)}
     report = _validate(pipeline, snapshot, record)
     if report.valid:
-        return {"valid": True, "warnings": len(report.warnings)}
+        return {"valid": True, "warnings": report.warning_count}
     return {"valid": False, "reason": _rejection_reason(report), "rules": dict(report.counts)}
 
 
@@ -60,7 +60,7 @@ def _validate(pipeline: Pipeline, snapshot: BlobClient, record: ImportRecord) ->
     record.report_blob = pipeline.reports.save(f"{partition}/{row}.json", full)
     record.validation = json.dumps(
         {"valid": full["valid"], "counts": full["counts"], "summary": full["summary"],
-         "warnings": len(report.warnings), "snapshot": record.snapshot},
+         "warnings": report.warning_count, "snapshot": record.snapshot},
         default=str,
     )
     return report
