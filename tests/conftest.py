@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from local.azurite import Azurite, start_azurite
-from local.paths import SAMPLES_DIR
+from local.paths import EXTERNAL_SAMPLES_DIR, SAMPLES_DIR
 from tests.helpers import MovableClock, environment_for_test
 
 pytest_plugins = ["tests.fixtures_loop", "tests.infra_templates"]
@@ -17,11 +17,19 @@ pytest_plugins = ["tests.fixtures_loop", "tests.infra_templates"]
 
 @pytest.fixture(scope="session")
 def samples_dir() -> Path:
-    """The real samples beside the project, when present. Every rule is also covered by files the
-    tests generate or carry in tests/fixtures/, so a clone alone skips only these extra checks."""
-    if not SAMPLES_DIR.is_dir():
-        pytest.skip(f"FEC samples not found at {SAMPLES_DIR} (optional: tests/fixtures/ covers their quirks)")
+    """Real exports carried in tests/samples/ (see its README)."""
+    assert SAMPLES_DIR.is_dir(), f"{SAMPLES_DIR} is missing: the real samples are part of the repository"
     return SAMPLES_DIR
+
+
+@pytest.fixture(scope="session")
+def odoo_sample() -> Path:
+    """The Odoo sample (LGPL-3, not carried here) when ../shared/fec-samples sits beside the project;
+    tests/fixtures/542107651FEC20210502.txt covers its quirks on a clone alone."""
+    path = EXTERNAL_SAMPLES_DIR / "odoo_odoo_test_wizard_expected_542107651FEC20210502.txt"
+    if not path.is_file():
+        pytest.skip(f"{path} not found (optional: tests/fixtures/542107651FEC20210502.txt covers its quirks)")
+    return path
 
 
 @pytest.fixture(scope="session")

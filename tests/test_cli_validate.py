@@ -30,8 +30,8 @@ def test_importable_file_exits_0_with_a_text_report(capsys):
     assert err == ""
 
 
-def test_a_real_sample_exits_0(samples_dir, capsys):
-    code, out, _ = run(capsys, str(samples_dir / "odoo_odoo_test_wizard_expected_542107651FEC20210502.txt"))
+def test_a_real_sample_exits_0(odoo_sample, capsys):
+    code, out, _ = run(capsys, str(odoo_sample))
     assert code == 0
     assert "5 records, 1 entries, debit 7760.45" in out
 

@@ -15,13 +15,12 @@ from shared.fec.validation import read_chunks, validate_path, validate_stream
 from tests.fec_factory import FecSpec
 
 FIXTURES = Path(__file__).parent / "fixtures"
-# Each real sample (../shared/fec-samples, optional) and the project fixture that reproduces its quirks.
+# Each real sample (tests/samples/) and the project fixture that reproduces its quirks.
 SAMPLES = {
     "neolegal-fr_fec-reader_0000000001FEC20220831.txt": "0000000001FEC20220831.txt",
     "neolegal-fr_fec-reader_000000000FEC20231231.txt": "000000000FEC20231231.txt",
     "neolegal-fr_fec-reader_111111111FEC20221231.TXT": "111111111FEC20221231.TXT",
     "neolegal-fr_fec-reader_123456789FEC20500930.txt": "123456789FEC20500930.txt",
-    "odoo_odoo_test_wizard_expected_542107651FEC20210502.txt": "542107651FEC20210502.txt",
 }
 # What a quirk looks like in the summary, the same for a sample and its fixture.
 QUIRKS = {
@@ -75,7 +74,11 @@ def test_real_sample_figures(samples_dir):
     assert summary("neolegal-fr_fec-reader_000000000FEC20231231.txt")["records"] == 2102
     assert summary("neolegal-fr_fec-reader_111111111FEC20221231.TXT")["records"] == 934
     assert summary("neolegal-fr_fec-reader_123456789FEC20500930.txt")["records"] == 10756
-    assert summary("odoo_odoo_test_wizard_expected_542107651FEC20210502.txt")["first_date"] == "2021-05-02"
+
+
+def test_the_odoo_sample_is_importable_with_its_quirks(odoo_sample):
+    check_quirks(odoo_sample, "542107651FEC20210502.txt")
+    assert validate_stream(read_chunks(odoo_sample), file_name=odoo_sample.name).summary["first_date"] == "2021-05-02"
 
 
 def test_fixture_figures():
