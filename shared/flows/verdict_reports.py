@@ -6,11 +6,12 @@ When: the ledger tells `VerdictReports.after_write` of every transition it write
 report once it has reached a verdict (rejected, submit_failed, completed, failed, unknown,
 duplicate), and from then on every move rewrites it.
 
-Newest wins: each report blob carries in its metadata an order key, the version's Last-Modified
-then the record's update time. A write reads the blob's key and ETag, gives up if the stored key is
-not older than its own, and uploads with If-Match on that ETag (If-None-Match: * when absent); a
-lost race reads again and decides again. So the report of an older version, or an older state of
-the same version, never overwrites a newer one, whatever the order the writers finish in.
+Newest wins: each report blob carries in its metadata an order key: the version's Last-Modified
+(then its claim time, as Last-Modified counts whole seconds), then the record's update time. A
+write reads the blob's key and ETag, gives up if the stored key is not older than its own, and
+uploads with If-Match on that ETag (If-None-Match: * when absent); a lost race reads again and
+decides again. So the report of an older version, or an older state of the same version, never
+overwrites a newer one, whatever the order the writers finish in.
 
 Retry: before writing, a row is put in the ledger table's `report-owed` partition; a written report
 deletes it (only if nobody put it again meanwhile). A report that could not be written is logged
@@ -87,9 +88,14 @@ def _stamp(when: datetime | None) -> str:
 
 
 def order_key(record: ImportRecord) -> str:
-    """Sorts as text like the reports should: by version (Last-Modified, else when it was
-    received), then by the record's last write."""
-    return f"{_stamp(record.modified_at or record.received_at)}_{_stamp(record.updated_at)}"
+    """Sorts as text like the reports should: by version, then by the record's last write.
+
+    A version is placed by its Last-Modified, which storage gives to the second only: two
+    versions written within one second are placed by when each was claimed (received_at, to the
+    microsecond; a delivery claims the ETag it has just read, so the older version's claim reads
+    first). Records claimed before Last-Modified was kept use received_at alone."""
+    version = record.modified_at or record.received_at
+    return f"{_stamp(version)}_{_stamp(record.received_at)}_{_stamp(record.updated_at)}"
 
 
 def owes_report(record: ImportRecord) -> bool:
