@@ -56,7 +56,8 @@ def _verdict(detail: dict[str, Any]) -> str:
 
 def _facts(detail: dict[str, Any]) -> str:
     loop = detail.get("loop_status")
-    loop_text = f"{loop} ({detail.get('loop_status_label')})" if loop else "not known yet"
+    waiting = "not known yet" if detail.get("request_id") else "none (not sent)"
+    loop_text = f"{loop} ({detail.get('loop_status_label')})" if loop else waiting
     rows = [
         ("File", detail.get("blob")),
         ("Version (ETag)", detail.get("etag")),
