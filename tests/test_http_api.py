@@ -105,3 +105,18 @@ def test_the_key_and_port_come_from_settings_or_are_generated():
     assert local_port({"LOCAL_HTTP_PORT": "0"}) == 0
     with pytest.raises(ValueError, match="LOCAL_HTTP_PORT"):
         local_port({"LOCAL_HTTP_PORT": "http"})
+
+
+def test_make_run_prints_the_port_and_the_key_it_serves_with(capsys):
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from local.run import start_http  # noqa: PLC0415
+
+    server = start_http(SimpleNamespace(http_functions=[]), {"LOCAL_HTTP_PORT": "0", "LOCAL_HTTP_FUNCTION_KEY": KEY})
+    try:
+        out = capsys.readouterr().out
+        port = server.server.server_address[1]
+        assert f"HTTP functions on http://127.0.0.1:{port}/api/ (port {port})" in out
+        assert f"function key (from LOCAL_HTTP_FUNCTION_KEY): {KEY}" in out
+    finally:
+        server.stop()
