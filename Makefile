@@ -8,7 +8,7 @@ STAMP_NODE := node_modules/.installed
 CHECKOV_VENV := $(VENV)/checkov
 STAMP_CHECKOV := $(CHECKOV_VENV)/.installed
 
-.PHONY: run test lint bench bench-load bench-poll drop demo install clean
+.PHONY: run test lint bench bench-load bench-poll drop demo install clean chromium report-screenshot
 
 install: $(STAMP_PY) $(STAMP_NODE) $(STAMP_CHECKOV)
 
@@ -33,7 +33,16 @@ local.settings.json:
 run: install local.settings.json
 	$(PY) -m local.run
 
-test: install
+# Debian's chromium, for the test that opens the HTML report headless (tests/test_report_chromium.py).
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core)
+
+# docs/report-rejected.png, the README's picture of a rejected file's report, made by that test.
+report-screenshot: install chromium
+	REPORT_SCREENSHOT=docs/report-rejected.png $(PY) -m pytest -q tests/test_report_chromium.py -k rejected
+
+test: install chromium
 	$(PY) -m ruff check . && $(PY) infra/checkov_gate.py $(CHECKOV_VENV)/bin/checkov
 	$(PY) -m pytest
 

@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 
 from local.azurite import start_azurite
 from local.host.bindings import UnsupportedTriggerError
+from local.host.host import LocalHost
+from local.host.http_server import KEY_SETTING, PORT_SETTING, LocalHttpServer, local_key, local_port
 from local.paths import AZURITE_WORKSPACE, PROJECT_ROOT
 from local.settings import EMULATOR_API_KEY, EMULATOR_SUBSCRIPTION_KEY, configure_logging, local_environment
 from shared.platform.settings import SettingsError, load_settings
@@ -91,7 +93,6 @@ def run_app(env: dict[str, str]) -> int:
     if func_tool:
         log.info("app: running under Azure Functions Core Tools (func start)")
         return subprocess.call([func_tool, "start"], cwd=PROJECT_ROOT, env=env)
-    from local.host.host import LocalHost  # noqa: PLC0415
 
     try:
         import function_app  # noqa: PLC0415 - indexing reads the environment set above
@@ -99,6 +100,7 @@ def run_app(env: dict[str, str]) -> int:
         raise StartupError(str(error)) from None
     log.info("app: Core Tools not found, running the functions under the local host runner")
     host = LocalHost(function_app.app, blob_service_client(load_settings(env, require_loop=False)), env)
+    http = start_http(host, env)
     signal.signal(signal.SIGTERM, lambda *_: host.stop_event.set())
     log.info("drop a file with: make drop FILE=tests/fixtures/123456789FEC20500930.txt DOSSIER=DEMO001 "
              "(Ctrl-C to stop)")
@@ -107,8 +109,25 @@ def run_app(env: dict[str, str]) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        http.stop()
         host.stop()
     return 0
+
+
+def start_http(host: LocalHost, env: dict[str, str]) -> LocalHttpServer:
+    """Serve the HTTP functions on LOCAL_HTTP_PORT; print the port and, once, the key (on the
+    console, not in the log: it is this machine's own key)."""
+    key, generated = local_key(env)
+    try:
+        server = LocalHttpServer(host.http_functions, key, local_port(env)).start()
+    except (OSError, ValueError) as error:
+        raise StartupError(f"HTTP functions: {error} (set {PORT_SETTING} to a free port)") from None
+    print(f"HTTP functions on {server.base_url}/ (port {server.server.server_address[1]}): "
+          + ", ".join(f"{f.name} {'|'.join(f.methods)} /api/{f.route}" for f in host.http_functions), flush=True)
+    origin = f"generated for this run (set {KEY_SETTING} to keep one)" if generated else f"from {KEY_SETTING}"
+    print(f"function key ({origin}): {key}  -> curl -H 'x-functions-key: <key>' {server.base_url}/imports",
+          flush=True)
+    return server
 
 
 def run(env: dict[str, str]) -> int:

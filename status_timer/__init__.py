@@ -20,12 +20,16 @@ log = logging.getLogger(__name__)
 @bp.function_name("fec_status_timer")
 @bp.timer_trigger(arg_name="timer", schedule="%STATUS_POLL_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def fec_status_timer(timer: func.TimerRequest) -> None:
-    """Enqueue one status check per due import (bounded by a time and a count budget)."""
+    """Enqueue one status check per due import (bounded by a time and a count budget), then
+    retry the reports still owed (bounded too)."""
     if timer.past_due:
         log.warning("status poll is running late")
     pipeline = current_pipeline()
     summary = schedule_due_checks(pipeline, pipeline.status_queue.send_message)
     log.log(logging.INFO if summary.outcomes else logging.DEBUG, "status poll: %s", summary)
+    reports = pipeline.verdict_reports.retry_owed()  # the reports next to the files that could not be written
+    if reports:
+        log.info("reports retried: %s", dict(reports))
 
 
 @bp.function_name("fec_status_check")

@@ -46,6 +46,7 @@ def environment_for_test(storage_connection: str, loop_base_url: str) -> dict[st
         "IMPORT_LEDGER_TABLE": unique_name("ledger"),
         "DOSSIER_MAP_TABLE": unique_name("dossiers"),
         "IMPORT_REPORT_CONTAINER": unique_name("reports"),
+        "REPORTS_CONTAINER": unique_name("droppers"),
         "LOOP_API_BASE_URL": loop_base_url,
         "LOOP_API_KEY": TEST_LOOP_API_KEY,
         "LOOP_SUBSCRIPTION_KEY": TEST_LOOP_SUBSCRIPTION_KEY,

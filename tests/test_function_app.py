@@ -33,8 +33,18 @@ def app_env(pipeline_env, monkeypatch):
     reset_pipeline()
 
 
-def test_the_app_registers_exactly_the_two_functions():
-    assert sorted(functions_by_name()) == ["fec_blob_trigger", "fec_status_check", "fec_status_timer"]
+def test_the_app_registers_exactly_its_functions():
+    assert sorted(functions_by_name()) == [
+        "fec_blob_trigger", "fec_status_check", "fec_status_timer", "imports_api_list", "imports_api_show",
+    ]
+
+
+def test_the_api_binding_metadata_asks_for_a_function_key():
+    functions = functions_by_name()
+    show, listing = trigger_of(functions["imports_api_show"]), trigger_of(functions["imports_api_list"])
+    assert (show["type"], show["route"], show["methods"], show["authLevel"]) == (
+        "httpTrigger", "imports/{*name}", ["GET"], "FUNCTION")
+    assert (listing["route"], listing["authLevel"]) == ("imports", "FUNCTION")
 
 
 def test_blob_trigger_binding_metadata():

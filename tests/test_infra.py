@@ -31,6 +31,7 @@ PLATFORM_SETTINGS = {
 ROLE_IDS = {
     "storageBlobDataOwner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
     "storageBlobDataContributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
+    "storageBlobDataReader": "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1",
     "storageQueueDataContributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
     "storageTableDataContributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
     "keyVaultSecretsUser": "4633458b-17de-408a-b874-0445c86b69e6",
@@ -257,6 +258,17 @@ def test_the_deploying_principal_operates_and_uploaders_only_upload(resources, m
     parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     assert parameters["principalId"]["value"] == "${AZURE_PRINCIPAL_ID=}"
     assert "uploaderPrincipalIds" in main["parameters"]
+
+
+def test_uploaders_read_the_reports_container_and_the_app_is_told_its_name(resources):
+    assignments = resources["resources"]
+    readers = assignments["uploaderReportRoles"]
+    assert readers["config"]["loop_type"]["detail"]["array_name"] == "uploaderPrincipalIds"
+    assert body(readers)["scope"] == "reportsContainer"
+    assert role_of(resources, readers) == {"storageBlobDataReader"}
+    assert body(assignments["reportsContainer"])["name"] == "reportsContainerName"
+    assert resources["parameters"]["reportsContainerName"]["default"] == "api-import-ecrit-reports"
+    assert app_settings(resources)["REPORTS_CONTAINER"] == "reportsContainerName"
 
 
 def test_the_hooks_wait_for_the_key_and_name_the_subscription():

@@ -119,10 +119,14 @@ def test_the_real_blob_trigger_is_read_with_its_sdk_type_and_connection(storage_
     assert (blob_function.connection, blob_function.pytype) == ("AzureWebJobsStorage", blob.BlobClient)
     assert [timer.name for timer in found.timers] == ["fec_status_timer"]
     assert [(q.name, q.queue.queue_name) for q in found.queues] == [("fec_status_check", "checks-discovered")]
+    assert sorted((h.name, h.route, h.methods, h.auth_level) for h in found.http) == [
+        ("imports_api_list", "imports", ("GET",), "FUNCTION"),
+        ("imports_api_show", "imports/{*name}", ("GET",), "FUNCTION"),
+    ]
 
 
 def test_the_supported_trigger_types_are_one_table():
-    assert set(SUPPORTED_TRIGGERS) == {"blobTrigger", "timerTrigger", "queueTrigger"}
+    assert set(SUPPORTED_TRIGGERS) == {"blobTrigger", "timerTrigger", "queueTrigger", "httpTrigger"}
 
 
 def test_a_trigger_type_the_runner_cannot_run_is_refused_by_name(storage_env, blob_service):
@@ -137,7 +141,7 @@ def test_a_trigger_type_the_runner_cannot_run_is_refused_by_name(storage_env, bl
         LocalHost(app, blob_service, storage_env)
     message = str(caught.value)
     assert "on_event has a eventHubTrigger trigger" in message
-    assert "blobTrigger, timerTrigger, queueTrigger" in message
+    assert "blobTrigger, timerTrigger, queueTrigger, httpTrigger" in message
     assert "SUPPORTED_TRIGGERS" in message
 
 

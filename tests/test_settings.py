@@ -149,3 +149,15 @@ def test_an_unknown_transfer_mode_is_refused_with_the_others():
     message = str(caught.value)
     assert "LOOP_TRANSFER_MODE must be one of sas, deposit, got 'upload'" in message
     assert "SAS_TTL_HOURS" in message
+
+
+def test_the_reports_container_is_a_container_of_its_own():
+    assert load_settings(BASE).reports_container == "api-import-ecrit-reports"
+    for value, reason in (
+        ("api-import-ecrit", "must differ from FEC_IMPORT_CONTAINER"),
+        ("fec-import-reports", "must differ from IMPORT_REPORT_CONTAINER"),
+        ("Reports_1", "must be a container name"),
+        ("ab", "must be a container name"),
+    ):
+        with pytest.raises(SettingsError, match=reason):
+            load_settings({**BASE, "REPORTS_CONTAINER": value})

@@ -24,6 +24,8 @@ param privateNetworking bool = false
 param loopTransferMode string = 'sas'
 param importContainerName string = 'api-import-ecrit'
 param reportContainerName string = 'fec-import-reports'
+@description('REPORTS_CONTAINER: the readable report next to each dropped file; uploaders may read it')
+param reportsContainerName string = 'api-import-ecrit-reports'
 param ledgerTableName string = 'fecimports'
 param dossierTableName string = 'fecdossiers'
 
@@ -40,6 +42,7 @@ var loopSubscriptionKeySecretName = 'loop-subscription-key'
 var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b' // app: SAS via user delegation key, tags, deployment package
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe' // operators, uploaders (import container)
+  storageBlobDataReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1' // uploaders: the reports of their files
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88' // app: blob trigger (Event Grid source)
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3' // app and operators: the import ledger
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6' // app: Loop keys as Key Vault references
@@ -93,6 +96,13 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
 resource importContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: blobService
   name: importContainerName
+  properties: { publicAccess: 'None' }
+}
+
+// The reports next to the files (shared/flows/verdict_reports.py): never the watched container.
+resource reportsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: reportsContainerName
   properties: { publicAccess: 'None' }
 }
 
@@ -270,6 +280,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'BLOB_TRIGGER_SOURCE', value: 'EventGrid' }
         { name: 'FEC_IMPORT_CONTAINER', value: importContainerName }
         { name: 'IMPORT_REPORT_CONTAINER', value: reportContainerName }
+        { name: 'REPORTS_CONTAINER', value: reportsContainerName }
         { name: 'IMPORT_LEDGER_TABLE', value: ledgerTableName }
         { name: 'DOSSIER_MAP_TABLE', value: dossierTableName }
         { name: 'STATUS_POLL_SCHEDULE', value: statusPollSchedule }
@@ -284,7 +295,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       ]
     }
   }
-  dependsOn: [importContainer, otherContainers, tables, statusCheckQueue, storageRoles, vaultRole, monitoringRole]
+  dependsOn: [importContainer, reportsContainer, otherContainers, tables, statusCheckQueue, storageRoles, vaultRole, monitoringRole]
 }
 
 // --- people: the deploying principal operates the pipeline; uploaders only drop files.
@@ -318,6 +329,18 @@ resource uploaderRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
     properties: {
       principalId: uploader
       roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
+    }
+  }
+]
+
+// Whoever drops files reads the reports of their files (Azure Storage Explorer, a script).
+resource uploaderReportRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for uploader in uploaderPrincipalIds: {
+    name: guid(reportsContainer.id, uploader, roles.storageBlobDataReader)
+    scope: reportsContainer
+    properties: {
+      principalId: uploader
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataReader)
     }
   }
 ]

@@ -1,6 +1,7 @@
 """Which functions the app registers and how the local host runs each: read from the functions'
 own binding metadata (the blob trigger's container path, the timer's NCRONTAB schedule, the queue's
-name), with `%SETTING%` expressions resolved from the environment like the host does.
+name, the HTTP trigger's route, methods and authLevel), with `%SETTING%` expressions resolved from
+the environment like the host does.
 
 A trigger type missing from SUPPORTED_TRIGGERS is refused at start-up, never silently skipped.
 """
@@ -87,6 +88,19 @@ class QueueFunction:
         )
 
 
+@dataclass
+class HttpFunction:
+    """An HTTP-triggered function: served by local/host/http_server.py on `api/<route>` for `methods`;
+    `auth_level` FUNCTION or ADMIN asks for a key, ANONYMOUS does not."""
+
+    name: str
+    arg_name: str
+    route: str
+    methods: tuple[str, ...]
+    auth_level: str
+    call: Callable[..., Any]
+
+
 _indexed: weakref.WeakKeyDictionary[func.FunctionApp, list[func.Function]] = weakref.WeakKeyDictionary()
 
 
@@ -106,6 +120,7 @@ class Triggers:
     blobs: list[BlobFunction] = field(default_factory=list)
     timers: list[TimerFunction] = field(default_factory=list)
     queues: list[QueueFunction] = field(default_factory=list)
+    http: list[HttpFunction] = field(default_factory=list)
 
 
 def _trigger_binding(function: func.Function) -> dict[str, Any]:
@@ -171,12 +186,20 @@ def _add_queue(found: Triggers, function: func.Function, trigger: dict[str, Any]
                                       function.get_user_function()))
 
 
+def _add_http(found: Triggers, function: func.Function, trigger: dict[str, Any], env: Mapping[str, str]) -> None:
+    methods = tuple(str(method).upper() for method in trigger.get("methods") or ("GET", "POST"))
+    route = resolve_expression(trigger.get("route") or function.get_function_name(), env).strip("/")
+    found.http.append(HttpFunction(function.get_function_name(), trigger["name"], route, methods,
+                                   str(trigger.get("authLevel") or "FUNCTION").upper(), function.get_user_function()))
+
+
 # The trigger types the local runner can run: the binding type of function.json and how it is read.
 # A new trigger is one row here, its dataclass and its loop in LocalHost.
 SUPPORTED_TRIGGERS: dict[str, Callable[[Triggers, func.Function, dict[str, Any], Mapping[str, str]], None]] = {
     "blobTrigger": _add_blob,
     "timerTrigger": _add_timer,
     "queueTrigger": _add_queue,
+    "httpTrigger": _add_http,
 }
 
 

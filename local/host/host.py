@@ -42,6 +42,7 @@ class LocalHost:
         found = discover(app, env if env is not None else os.environ)
         self.blob_functions, self.timer_functions = found.blobs, found.timers
         self.queue_functions = found.queues
+        self.http_functions = found.http  # served by local/host/http_server.py
         self.queue_options = QueueOptions.from_host_json()
         self.max_attempts = max_attempts or host_blob_retries()
         self.retry_delay = retry_delay

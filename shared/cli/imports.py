@@ -11,6 +11,7 @@ from typing import Any
 from azure.core.exceptions import AzureError
 
 from shared.flows.deposit import DepositError
+from shared.flows.import_api import list_json, show_json
 from shared.flows.operator_actions import OperatorError, cancel, find_import, resolve, resubmit
 from shared.flows.pipeline import Pipeline
 from shared.flows.submit import SubmitRetryableError
@@ -87,14 +88,15 @@ def _guard(action: Any) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     def action() -> int:
+        pipeline = _pipeline()
+        if args.json:
+            print(json.dumps(list_json(pipeline, args.status), indent=1, ensure_ascii=False))
+            return 0
         records = sorted(
-            _pipeline().ledger.all_records(args.status),
+            pipeline.ledger.all_records(args.status),
             key=lambda r: r.received_at or datetime.min,
             reverse=True,
         )
-        if args.json:
-            print(json.dumps([record.to_dict() for record in records], indent=1, ensure_ascii=False))
-            return 0
         rows = [
             (r.blob_name, r.etag.strip('"'), r.code_ibs or "", r.request_id or "", r.state, _loop_status(r),
              _when(r.submitted_at), _when(r.updated_at), (r.error or "")[:80])
@@ -118,27 +120,15 @@ def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
 
 def run_show(args: argparse.Namespace) -> int:
     def action() -> int:
-        pipeline = _pipeline()
-        first = find_import(pipeline, args.key)
-        records = pipeline.ledger.versions_of(first.container, first.blob_name)
-        if first.request_id and args.key == first.request_id:
-            records = [first]
-        details = [_details(pipeline, record) for record in records]
+        shown_json = show_json(_pipeline(), args.key)
         if args.json:
-            print(json.dumps(details if len(details) > 1 else details[0], indent=1, ensure_ascii=False))
-        else:
-            print("\n\n".join("\n".join(shown(line) for line in _render(detail)) for detail in details))
+            print(json.dumps(shown_json, indent=1, ensure_ascii=False))
+            return 0
+        details = shown_json if isinstance(shown_json, list) else [shown_json]
+        print("\n\n".join("\n".join(shown(line) for line in _render(detail)) for detail in details))
         return 0
 
     return _guard(action)
-
-
-def _details(pipeline: Pipeline, record: ImportRecord) -> dict[str, Any]:
-    detail = record.to_dict()
-    report = pipeline.reports.load(record.report_blob) if record.report_blob else None
-    if report:
-        detail["report"] = {key: report.get(key) for key in ("valid", "errors", "warnings", "counts", "summary")}
-    return detail
 
 
 def _render(detail: dict[str, Any]) -> list[str]:

@@ -17,6 +17,7 @@ from azure.storage.queue import QueueClient
 
 from shared.flows.dossier import SirenTable
 from shared.flows.reports import ReportStore
+from shared.flows.verdict_reports import VerdictReports
 from shared.ledger.ledger import Ledger
 from shared.loop.client import LoopClient
 from shared.platform.backoff import Backoff
@@ -36,6 +37,7 @@ class Pipeline:
     dossiers: SirenTable
     reports: ReportStore
     status_queue: QueueClient
+    verdict_reports: VerdictReports
     clock: Clock = utcnow
     backoff: Backoff = field(default_factory=Backoff)
 
@@ -53,27 +55,33 @@ class Pipeline:
         """Clients only: no request is made until a step runs."""
         blobs = blob_service or blob_service_client(settings)
         tables = table_service or table_service_client(settings)
+        ledger = Ledger.from_service(tables, settings.ledger_table, clock)
+        reports = ReportStore(blobs, settings.report_container)
+        verdict_reports = VerdictReports(blobs, settings.reports_container, ledger, reports, clock)
+        ledger.observer = verdict_reports.after_write  # every verdict gets its report next to the file
         return cls(
             settings=settings,
             blob_service=blobs,
-            ledger=Ledger.from_service(tables, settings.ledger_table, clock),
+            ledger=ledger,
             loop=loop or LoopClient.from_settings(settings),
             signer=SasSigner(blobs, settings.sas_ttl_hours, clock),
             dossiers=SirenTable(tables.get_table_client(settings.dossier_table)),
-            reports=ReportStore(blobs, settings.report_container),
+            reports=reports,
             status_queue=status_queue or status_queue_client(settings),
+            verdict_reports=verdict_reports,
             clock=clock,
             backoff=Backoff.from_settings(settings),
         )
 
     def ensure_resources(self) -> None:
-        """Create the ledger and dossier tables, the status queue, the report and import containers.
+        """Create the ledger and dossier tables, the status queue, the report containers and the import container.
 
         On Azure the infrastructure creates the import container; creating it here is harmless.
         """
         self.ledger.ensure()
         self.dossiers.ensure()
         self.reports.ensure()
+        self.verdict_reports.ensure()
         with contextlib.suppress(ResourceExistsError):
             self.blob_service.create_container(self.settings.container)
         with contextlib.suppress(ResourceExistsError):

@@ -80,7 +80,7 @@ def deliver(pipeline: Pipeline, blob: BlobClient) -> ImportRecord | None:
         telemetry.emit(telemetry.IGNORED, {"blob": f"{container}/{name}", "reason": "folder"})
         return None
     redrive_at = pipeline.clock() + pipeline.claim_lease  # when the timer takes over if this delivery stops
-    claimed = ImportRecord(container, name, props.etag, size=props.size,
+    claimed = ImportRecord(container, name, props.etag, size=props.size, modified_at=props.last_modified,
                            trace_parent=tracing.current_traceparent(), next_poll_at=redrive_at)
     with tracing.span("import.claim"):
         record, created = pipeline.ledger.claim(claimed)

@@ -29,6 +29,8 @@ __all__ = ["ImportRecord", "Ledger", "LedgerConflictError", "LedgerMissingError"
 # What a delivery learned while processing (dossier, snapshot, hash, report): kept across re-reads.
 FINDINGS = ("code_ibs", "snapshot", "content_sha256", "validation", "report_blob", "size")
 Step = Callable[[ImportRecord], Sequence[Transition]]
+# Called with the record after each transition is written.
+WriteObserver = Callable[[ImportRecord], None]
 
 
 def carry_findings(source: ImportRecord, target: ImportRecord) -> None:
@@ -51,6 +53,8 @@ class Ledger:
     def __init__(self, table: TableClient, clock: Clock = utcnow) -> None:
         self.table = table
         self.clock = clock
+        # Told of every written transition (shared.flows.verdict_reports); must not raise.
+        self.observer: WriteObserver | None = None
         self.store = RecordStore(table)
         self.watch_index = WatchIndex(table, clock)
         self.requests = RequestIndex(table, clock)
@@ -90,6 +94,8 @@ class Ledger:
                 continue
             for transition in taken:
                 telemetry.emit(transition.event, current.dimensions(), level=transition.level, **extra)
+            if self.observer is not None:
+                self.observer(current)
             return current
         raise LedgerConflictError(f"record {record.blob} kept changing; gave up after {attempts} tries")
 

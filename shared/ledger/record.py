@@ -61,6 +61,8 @@ class ImportRecord:
     deposit_uri: str | None = None
     snapshot: str | None = None
     size: int | None = None
+    # The blob version's Last-Modified: orders the versions of one name (the reports next to the files).
+    modified_at: datetime | None = None
     content_sha256: str | None = None
     attempts: int = 0
     poll_failures: int = 0

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_CONTAINER = "api-import-ecrit"
+# Where each import's readable report lands, for whoever dropped the file (shared/flows/verdict_reports.py).
+DEFAULT_REPORTS_CONTAINER = "api-import-ecrit-reports"
+_CONTAINER_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
 DEFAULT_LOOP_BASE_URL = "https://api.cegid.com/loop-api-publiques"
 DEFAULT_STATUS_PATH = "/getImportStatus"
 # How Loop gets each file (README, "Transfer mode"): `sas`, Loop downloads it from our storage through
@@ -57,6 +60,7 @@ class Settings:
     ledger_table: str
     dossier_table: str
     report_container: str
+    reports_container: str
     loop_connect_timeout: float
     loop_read_timeout: float
     loop_retries: int
@@ -231,6 +235,20 @@ def _transfer_mode(read: _Reader) -> str:
     return value
 
 
+def _reports_container_problems(settings: Settings) -> list[str]:
+    """REPORTS_CONTAINER is a valid container name of its own: the trigger must never see a report
+    (its container is not the watched one) and the internal validation reports stay apart."""
+    name = settings.reports_container
+    if not _CONTAINER_NAME.match(name):
+        return [f"REPORTS_CONTAINER must be a container name (3-63 lowercase letters, digits and single hyphens), "
+                f"got {name!r}"]
+    if name == settings.container:
+        return ["REPORTS_CONTAINER must differ from FEC_IMPORT_CONTAINER (the trigger would fire on every report)"]
+    if name == settings.report_container:
+        return ["REPORTS_CONTAINER must differ from IMPORT_REPORT_CONTAINER (the internal validation reports)"]
+    return []
+
+
 def load_settings(env: Mapping[str, str] | None = None, *, require_loop: bool = True) -> Settings:
     """Read and validate the settings; raise SettingsError naming every missing or bad one.
 
@@ -276,6 +294,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_loop: bool = 
         ledger_table=read.text("IMPORT_LEDGER_TABLE", "fecimports"),
         dossier_table=read.text("DOSSIER_MAP_TABLE", "fecdossiers"),
         report_container=read.text("IMPORT_REPORT_CONTAINER", "fec-import-reports"),
+        reports_container=read.text("REPORTS_CONTAINER", DEFAULT_REPORTS_CONTAINER),
         loop_connect_timeout=read.seconds("LOOP_CONNECT_TIMEOUT_SECONDS", 10.0),
         loop_read_timeout=read.seconds("LOOP_READ_TIMEOUT_SECONDS", 60.0),
         loop_retries=read.integer("LOOP_MAX_RETRIES", 4, 0, 10),
@@ -301,6 +320,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_loop: bool = 
     )
     if settings.container == settings.report_container:
         read.problems.append("IMPORT_REPORT_CONTAINER must differ from FEC_IMPORT_CONTAINER")
+    read.problems += _reports_container_problems(settings)
     if read.problems:
         raise SettingsError("Invalid settings: " + "; ".join(read.problems))
     return settings

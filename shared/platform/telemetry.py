@@ -56,6 +56,9 @@ STALE = "import.stale"
 RESUBMIT_REQUESTED = "import.resubmit_requested"
 RESOLVED = "import.resolved"
 CANCELLED = "import.cancelled"
+# The readable report next to a file (shared/flows/verdict_reports.py): not a state change, its outcome.
+REPORT_WRITTEN = "import.report_written"
+REPORT_FAILED = "import.report_failed"
 
 class EventRecord(logging.LogRecord):
     """A log record that also keeps the event's dimensions for in-process readers (tests, the

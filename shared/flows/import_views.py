@@ -1,0 +1,33 @@
+"""What one import looks like to people and programs: the JSON of `imports show --json`, shared by
+the operator CLI, the reports next to the files (shared.flows.verdict_reports) and the read API
+(shared.flows.import_api). Every text in it is redacted, as everywhere the app shows a record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.flows.reports import ReportStore
+from shared.ledger.record import ImportRecord
+from shared.platform.redaction import redact_text
+
+REPORT_KEYS = ("valid", "errors", "warnings", "counts", "summary")
+
+
+def redacted(value: Any) -> Any:
+    """The value with every string in it (keys kept) passed through redact_text."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {key: redacted(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redacted(item) for item in value]
+    return value
+
+
+def import_details(reports: ReportStore, record: ImportRecord) -> dict[str, Any]:
+    """One version's record, with its validation report (errors, warnings, counts, summary)."""
+    detail = record.to_dict()
+    report = reports.load(record.report_blob) if record.report_blob else None
+    if report:
+        detail["report"] = {key: report.get(key) for key in REPORT_KEYS}
+    return redacted(detail)

@@ -1,0 +1,122 @@
+"""The read API (http_api/) served by the local host over real HTTP, on Azurite and the emulator:
+with and without a key, unknown and bad names, a hostile name encoded in the URL."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from urllib.parse import quote, urlsplit
+
+import pytest
+
+import function_app
+from local.host.host import LocalHost
+from local.host.http_server import LocalHttpServer, local_key, local_port
+from shared.flows.import_api import show_json
+from shared.flows.runtime import current_pipeline, reset_pipeline
+from tests.helpers import run_host_until_final, upload
+
+KEY = "test-function-key-0123456789"
+
+
+@pytest.fixture
+def api(pipeline_env, monkeypatch, blob_service):
+    for name, value in pipeline_env.items():
+        monkeypatch.setenv(name, value)
+    reset_pipeline()
+    current_pipeline()
+    host = LocalHost(function_app.app, blob_service, pipeline_env, retry_delay=0.1)
+    server = LocalHttpServer(host.http_functions, KEY, port=0).start()
+    yield host, server
+    server.stop()
+    host.stop()
+    reset_pipeline()
+
+
+def get(server: LocalHttpServer, path: str, headers: dict[str, str] | None = None) -> tuple[int, str, dict | list]:
+    """GET a raw path (sent as written: no client-side normalisation of `..`)."""
+    parts = urlsplit(server.base_url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        response = connection.getresponse()
+        body = response.read().decode("utf-8")
+        return response.status, response.getheader("Content-Type") or "", json.loads(body)
+    finally:
+        connection.close()
+
+
+def with_key(path: str) -> str:
+    return path + ("&" if "?" in path else "?") + f"code={KEY}"
+
+
+HOSTILE = "DEMO001/\"quoted' <script>alert(1)</script>.txt"
+
+
+def test_the_api_answers_the_clis_json_with_a_key_and_401_without(api, fec_bytes):
+    host, server = api
+    pipeline = current_pipeline()
+    upload(pipeline, "DEMO001/123456789FEC20241231.txt", fec_bytes)
+    run_host_until_final(host, count=1)
+    path = "/api/imports/DEMO001/123456789FEC20241231.txt"
+    status, content_type, body = get(server, path, {"x-functions-key": KEY})
+    assert (status, content_type) == (200, "application/json; charset=utf-8")
+    assert body == show_json(pipeline, "DEMO001/123456789FEC20241231.txt")
+    assert body["state"] == "completed"
+    assert get(server, with_key(path))[0] == 200
+    for headers in ({}, {"x-functions-key": "wrong"}):
+        status, _, error = get(server, path, headers)
+        assert status == 401
+        assert "key" in error["error"]
+    status, _, listed = get(server, with_key("/api/imports?state=completed"))
+    assert status == 200
+    assert [item["blob_name"] for item in listed] == ["DEMO001/123456789FEC20241231.txt"]
+    assert get(server, "/api/imports?state=completed")[0] == 401
+
+
+def test_unknown_and_bad_names_are_404_json_never_a_traceback(api):
+    _, server = api
+    for path in ("/api/imports/DEMO001/nothing.txt", "/api/imports/DEMO001/../etc/passwd",
+                 "/api/imports/%2E%2E/%2E%2E/x", "/api/imports/a%5Cb", "/api/imports/x%00y", "/api/imports/"):
+        status, content_type, body = get(server, with_key(path))
+        assert (status, content_type) == (404, "application/json; charset=utf-8"), path
+        assert set(body) == {"error", "status"}
+        assert "Traceback" not in body["error"]
+    assert get(server, with_key("/api/imports?state=bogus"))[0] == 400
+    assert get(server, with_key("/api/imports?limit=0"))[0] == 400
+    assert get(server, with_key("/api/nothing"))[0] == 404
+
+
+def test_a_hostile_name_is_found_when_encoded_in_the_url(api, fec_bytes):
+    host, server = api
+    upload(current_pipeline(), HOSTILE, fec_bytes)
+    run_host_until_final(host, count=1)
+    status, _, body = get(server, with_key("/api/imports/" + quote(HOSTILE, safe="/")))
+    assert status == 200
+    assert body["blob_name"] == HOSTILE
+
+
+def test_the_key_and_port_come_from_settings_or_are_generated():
+    assert local_key({"LOCAL_HTTP_FUNCTION_KEY": "given"}) == ("given", False)
+    generated, was_generated = local_key({})
+    assert was_generated
+    assert len(generated) >= 32
+    assert local_port({}) == 7071
+    assert local_port({"LOCAL_HTTP_PORT": "0"}) == 0
+    with pytest.raises(ValueError, match="LOCAL_HTTP_PORT"):
+        local_port({"LOCAL_HTTP_PORT": "http"})
+
+
+def test_make_run_prints_the_port_and_the_key_it_serves_with(capsys):
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from local.run import start_http  # noqa: PLC0415
+
+    server = start_http(SimpleNamespace(http_functions=[]), {"LOCAL_HTTP_PORT": "0", "LOCAL_HTTP_FUNCTION_KEY": KEY})
+    try:
+        out = capsys.readouterr().out
+        port = server.server.server_address[1]
+        assert f"HTTP functions on http://127.0.0.1:{port}/api/ (port {port})" in out
+        assert f"function key (from LOCAL_HTTP_FUNCTION_KEY): {KEY}" in out
+    finally:
+        server.stop()

@@ -1,0 +1,243 @@
+"""The reports next to the files (shared/flows/verdict_reports.py), end to end through the local
+host on Azurite and the Loop emulator: written at each verdict, newest version wins (also when two
+writers race), retried by the timer when storage refused them, free of secrets, hostile names
+escaped. Nothing mocked."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+import function_app
+from local.host.host import LocalHost
+from shared.flows.import_api import show_json
+from shared.flows.report_page import render_report_html
+from shared.flows.runtime import current_pipeline, reset_pipeline
+from shared.flows.verdict_reports import (
+    HTML_TYPE,
+    JSON_TYPE,
+    VERSION_KEY,
+    report_blob_names,
+)
+from shared.ledger import states
+from shared.ledger.record import ImportRecord
+from shared.platform.clock import utcnow
+from tests.helpers import run_host_until_final, run_together, upload
+
+INVALID_LINE = 4  # the header is line 1
+
+
+def broken(fec_bytes: bytes) -> bytes:
+    """The valid test file with line 4's EcritureDate made impossible (the 32nd of December)."""
+    lines = fec_bytes.decode("utf-8").split("\n")
+    fields = lines[INVALID_LINE - 1].split("|")
+    fields[3] = "20191232"
+    lines[INVALID_LINE - 1] = "|".join(fields)
+    return "\n".join(lines).encode("utf-8")
+
+
+@pytest.fixture
+def host(pipeline_env, monkeypatch, blob_service):
+    for name, value in pipeline_env.items():
+        monkeypatch.setenv(name, value)
+    reset_pipeline()
+    current_pipeline()
+    local_host = LocalHost(function_app.app, blob_service, pipeline_env, retry_delay=0.1)
+    yield local_host
+    local_host.stop()
+    reset_pipeline()
+
+
+def report_of(name: str) -> tuple[dict, str, dict]:
+    """The JSON report (parsed), the HTML page and the JSON blob's properties, for a blob name."""
+    container = current_pipeline().verdict_reports.container
+    json_name, html_name = report_blob_names(name)
+    json_blob, html_blob = container.get_blob_client(json_name), container.get_blob_client(html_name)
+    props = json_blob.get_blob_properties()
+    assert props.content_settings.content_type == JSON_TYPE
+    assert html_blob.get_blob_properties().content_settings.content_type == HTML_TYPE
+    page = html_blob.download_blob().readall().decode("utf-8")
+    return json.loads(json_blob.download_blob().readall()), page, props
+
+
+def test_a_valid_file_gets_a_completed_report_with_its_request_id(host, pipeline_env, fec_bytes):
+    pipeline = current_pipeline()
+    upload(pipeline, "DEMO001/123456789FEC20241231.txt", fec_bytes)
+    (record,) = run_host_until_final(host, count=1).values()
+    report, page, props = report_of(record.blob_name)
+    assert report == show_json(pipeline, record.blob_name)  # the same JSON as `imports show --json`
+    assert (report["state"], report["loop_status"], report["request_id"]) == ("completed", 3, record.request_id)
+    assert props.metadata[VERSION_KEY] == record.etag.strip('"')
+    assert '<h1 id="verdict">Imported</h1>' in page
+    assert record.request_id in page
+    # the trigger never fires on the reports container: the ledger holds the one dropped file only
+    assert [r.blob_name for r in pipeline.ledger.all_records()] == [record.blob_name]
+    assert pipeline.verdict_reports.owed_count() == 0
+
+
+def test_an_invalid_file_gets_a_report_listing_its_errors_with_line_numbers(host, fec_bytes):
+    pipeline = current_pipeline()
+    upload(pipeline, "DEMO001/123456789FEC20231231.txt", broken(fec_bytes))
+    (record,) = run_host_until_final(host, count=1).values()
+    assert record.state == states.REJECTED
+    report, page, _ = report_of(record.blob_name)
+    (error,) = [e for e in report["report"]["errors"] if e["rule"] == "invalid_date"]
+    assert (error["line"], error["column"], error["value"]) == (INVALID_LINE, "EcritureDate", "20191232")
+    assert report["report"]["counts"]["invalid_date"] == 1
+    assert '<h1 id="verdict">Rejected</h1>' in page
+    assert "<code>invalid_date</code>" in page
+    assert f"<tr><td>{INVALID_LINE}</td><td>EcritureDate</td><td><code>20191232</code></td>" in page
+
+
+def test_an_overwritten_blob_keeps_the_newer_versions_report(host, fec_bytes):
+    pipeline = current_pipeline()
+    name = "DEMO001/123456789FEC20241231.txt"
+    upload(pipeline, name, fec_bytes)
+    run_host_until_final(host, count=1)
+    upload(pipeline, name, broken(fec_bytes))
+    host.scan_blobs()
+    host.wait_idle()
+    older, newer = pipeline.ledger.versions_of(pipeline.settings.container, name)
+    assert (older.state, newer.state) == (states.COMPLETED, states.REJECTED)
+    assert older.modified_at <= newer.modified_at  # storage counts whole seconds: the claim time breaks ties
+    pipeline.verdict_reports.write(pipeline.ledger.get(*older.keys), None)  # a late writer of the older version
+    report, page, props = report_of(name)
+    assert (report["etag"], report["state"]) == (newer.etag, "rejected")
+    assert props.metadata[VERSION_KEY] == newer.etag.strip('"')
+    assert "Rejected" in page
+
+
+def test_loop_status_4_gets_a_failed_report(host, loop_emulator, fec_bytes):
+    loop_emulator.set_faults({"final_status_by_dossier": {"DEMO002": 4}})
+    upload(current_pipeline(), "DEMO002/123456789FEC20241231.txt", fec_bytes)
+    (record,) = run_host_until_final(host, count=1).values()
+    report, page, _ = report_of(record.blob_name)
+    assert (report["state"], report["loop_status"]) == ("failed", 4)
+    assert '<h1 id="verdict">Failed in Loop</h1>' in page
+
+
+def versions_of_one_name(name: str) -> tuple[ImportRecord, ImportRecord]:
+    now = utcnow()
+    older = ImportRecord("imports", name, '"0x1"', state=states.COMPLETED, modified_at=now, received_at=now,
+                         updated_at=now + timedelta(minutes=5), request_id="11111111-1111-1111-1111-111111111111")
+    newer = ImportRecord("imports", name, '"0x2"', state=states.REJECTED, modified_at=now + timedelta(seconds=1),
+                         received_at=now, updated_at=now + timedelta(seconds=2), error="invalid_date x1")
+    for record in (older, newer):
+        record.add_history(record.state, record.error, record.updated_at)
+    return older, newer
+
+
+def test_two_versions_racing_leave_the_newer_report_every_time(pipeline):
+    """20 rounds: the older and the newer version's reports written at once behind a barrier;
+    the older one finishing last must never overwrite the newer one (ETag-guarded writes)."""
+    reports = pipeline.verdict_reports
+    for round_number in range(20):
+        name = f"DEMO001/race-{round_number}.txt"
+        older, newer = versions_of_one_name(name)
+        results = run_together(2, lambda i, pair=(older, newer): reports.write(pair[i], None))
+        assert results == [True, True], results
+        json_name, html_name = report_blob_names(name)
+        for blob_name in (json_name, html_name):
+            props = reports.container.get_blob_client(blob_name).get_blob_properties()
+            assert props.metadata[VERSION_KEY] == "0x2", (round_number, blob_name)
+        stored = json.loads(reports.container.get_blob_client(json_name).download_blob().readall())
+        assert stored["state"] == "rejected"
+
+
+def test_a_report_storage_refused_is_written_by_the_next_timer_tick(host, fec_bytes):
+    pipeline = current_pipeline()
+    reports = pipeline.verdict_reports
+    reports.container.delete_container()  # the report cannot be written: its container is gone
+    upload(pipeline, "DEMO001/123456789FEC20231231.txt", broken(fec_bytes))
+    host.scan_blobs()
+    host.wait_idle()
+    (record,) = pipeline.ledger.all_records()
+    assert record.state == states.REJECTED  # the ledger is the truth, whatever happened to the report
+    assert reports.owed_count() == 1
+    reports.ensure()
+    for timer in host.timer_functions:
+        host.fire_timer(timer)
+    report, _, _ = report_of(record.blob_name)
+    assert report["state"] == "rejected"
+    assert reports.owed_count() == 0
+
+
+def test_a_report_carries_no_secret_quoted_in_an_error(pipeline):
+    from local.azurite import DEV_ACCOUNT_KEY  # noqa: PLC0415
+
+    now = utcnow()
+    leak = f"Loop said: https://a/b?sv=1&sig=LEAKEDSIG123&se=2 with AccountKey={DEV_ACCOUNT_KEY};"
+    record = ImportRecord("imports", "DEMO001/leak.txt", '"0x9"', state=states.SUBMIT_FAILED, modified_at=now,
+                          received_at=now, updated_at=now, error=leak)
+    record.add_history(record.state, leak, now)
+    assert pipeline.verdict_reports.write(record, None)
+    json_name, html_name = report_blob_names(record.blob_name)
+    for name in (json_name, html_name):
+        text = pipeline.verdict_reports.container.get_blob_client(name).download_blob().readall().decode()
+        assert "LEAKEDSIG123" not in text
+        assert DEV_ACCOUNT_KEY not in text
+        assert "sig=REDACTED" in text
+
+
+HOSTILE = "DEMO001/\"quoted' <script>alert(1)</script>.txt"
+
+
+def test_a_hostile_blob_name_is_escaped_in_the_page(host, fec_bytes):
+    pipeline = current_pipeline()
+    upload(pipeline, HOSTILE, broken(fec_bytes))
+    (record,) = run_host_until_final(host, count=1).values()
+    report, page, _ = report_of(HOSTILE)
+    assert report["blob_name"] == HOSTILE
+    assert "<script>" not in page
+    assert "&quot;quoted&#x27; &lt;script&gt;alert(1)&lt;/script&gt;.txt" in page
+    assert record.state == states.REJECTED
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("DEMO001/a.txt", "DEMO001/a.txt.report.json"),
+        ("DEMO001/../DEMO002/a.txt", "DEMO001/%2E%2E/DEMO002/a.txt.report.json"),
+        ("DEMO001/./a.txt", "DEMO001/%2E/a.txt.report.json"),
+        ("DEMO001\\..\\a.txt", "DEMO001%5C..%5Ca.txt.report.json"),
+        ("../../a.txt", "%2E%2E/%2E%2E/a.txt.report.json"),
+        ("DEMO001/..", "DEMO001/%2E%2E.report.json"),
+    ],
+)
+def test_a_report_name_stays_under_the_files_own_prefix(name, expected):
+    json_name, html_name = report_blob_names(name)
+    assert json_name == expected
+    assert html_name == expected.removesuffix(".json") + ".html"
+    assert not any(segment in (".", "..") for segment in json_name.split("/"))
+    assert json_name.split("/")[0] == expected.split("/")[0]
+
+
+def test_a_dot_segment_name_lands_its_report_where_it_says(pipeline):
+    """Storage resolves `..` in a URL path; the encoded name is stored as written, in its folder."""
+    now = utcnow()
+    record = ImportRecord("imports", "DEMO001/../DEMO002/a.txt", '"0x7"', state=states.REJECTED,
+                          modified_at=now, received_at=now, updated_at=now, error="no dossier")
+    record.add_history(record.state, record.error, now)
+    assert pipeline.verdict_reports.write(record, None)
+    names = sorted(blob.name for blob in pipeline.verdict_reports.container.list_blobs())
+    assert names == ["DEMO001/%2E%2E/DEMO002/a.txt.report.html", "DEMO001/%2E%2E/DEMO002/a.txt.report.json"]
+
+
+def test_the_page_escapes_every_value_and_folds_warnings():
+    detail = {
+        "blob": "c/<b>", "state": "rejected", "error": "<img src=x onerror=alert(1)>", "history": [],
+        "report": {"errors": [{"rule": "invalid_date", "line": 3, "column": "EcritureDate", "value": "\"<x>",
+                               "message": "bad <date>"}],
+                   "warnings": [{"rule": "file_name", "line": None, "column": None, "value": None,
+                                 "message": "name"}],
+                   "counts": {"invalid_date": 41, "file_name": 1}, "summary": {}},
+    }
+    page = render_report_html(detail)
+    for raw in ("<img", "<b>", "<x>"):
+        assert raw not in page
+    assert "41 times (first 1 below)" in page
+    assert '<details id="warnings"><summary>Warnings (1)' in page
+    for external in ("http://", "https://", "<script", "<link", "<img"):
+        assert external not in page  # self-contained: nothing fetched, nothing run
