@@ -271,3 +271,40 @@ def test_a_failure_before_the_post_releases_the_claim_on_the_bytes(pipeline, loo
             submit_blob(pipeline, upload(pipeline, "DEMO001/a.txt", fec_bytes))
     copy = submit_blob(pipeline, upload(pipeline, "DEMO001/copy.txt", fec_bytes))
     assert copy.state == states.PENDING  # not a duplicate of an import that may never be sent
+
+
+def test_a_failed_status_check_never_lands_on_the_submission_an_operator_made_meanwhile(
+    pipeline, loop_emulator, fec_bytes, monkeypatch
+):
+    """The check read the import and asked Loop, which failed; meanwhile an operator cancelled and
+    resubmitted it: the failure is the old request's, the new submission stays due and unmarked."""
+    from shared.flows.poll import check_import  # noqa: PLC0415
+
+    original_status = pipeline.loop.get_import_status
+    operator: dict = {}
+
+    def loop_fails_while_the_operator_resubmits(request_id):
+        if "keys" in operator and "resent" not in operator:
+            cancel(pipeline, pipeline.ledger.get(*operator["keys"]))
+            operator["resent"] = resubmit(pipeline, pipeline.ledger.get(*operator["keys"]))
+        return original_status(request_id)
+
+    monkeypatch.setattr(pipeline.loop, "get_import_status", loop_fails_while_the_operator_resubmits)
+    wrong = []
+    for round_number in range(ROUNDS):
+        sent = submit_blob(pipeline, upload(pipeline, f"DEMO001/p{round_number}.txt",
+                                            unique_bytes(fec_bytes, f"p{round_number}")))
+        operator.clear()
+        operator["keys"] = sent.keys
+        loop_emulator.set_faults({"status": [{"kind": "http", "status": 500}]})
+        row = pipeline.ledger.watch_index.row_of(pipeline.ledger.get(*sent.keys))
+        outcome = check_import(pipeline, row)
+        stored = pipeline.ledger.get(*sent.keys)
+        resent = operator["resent"]
+        seen = (outcome, stored.request_id == resent.request_id, stored.poll_failures, stored.error,
+                stored.next_poll_at == resent.next_poll_at)
+        if seen[1:] != (True, 0, None, True):
+            wrong.append((round_number, *seen))
+        pipeline.ledger.finish(stored, states.CANCEL, "end of round")
+    assert not wrong, f"{len(wrong)}/{ROUNDS} rounds: the old request's failure landed on the new one: {wrong[:3]}"
+
