@@ -256,3 +256,36 @@ def test_a_submitting_import_is_called_unknown_when_its_check_comes_due(pipeline
     schedule_due_checks(pipeline, sent.append)
     assert check_import(pipeline, row_of_message(sent[0])) == "unknown"
     assert pipeline.ledger.get(*record.keys).state == states.UNKNOWN
+
+
+def test_two_ticks_at_once_lease_disjoint_rows_and_one_failure_is_written_once(pipeline, loop_emulator, fec_bytes,
+                                                                             caplog):
+    """The timer's singleton is not guaranteed on every plan: two ticks behind a barrier must send one
+    message per due import between them, and a Loop failure must be one write, one event."""
+    import logging  # noqa: PLC0415
+
+    caplog.set_level(logging.INFO, logger="fec_import")
+    imports_per_round, rounds, wrong = 4, 20, []
+    for round_number in range(rounds):
+        loop_emulator.reset()
+        records = [submit_blob(pipeline, upload(pipeline, f"DEMO001/t{round_number}-{n}.txt",
+                                                fec_bytes.replace(b"Facture", f"Facture t{round_number}-{n}".encode())))
+                   for n in range(imports_per_round)]
+        loop_emulator.set_faults({"status": [{"kind": "http", "status": 500, "times": 2 * imports_per_round}]})
+        sent: list[list[str]] = [[], []]
+        ticks = run_together(2, lambda n, sent=sent: schedule_due_checks(pipeline, sent[n].append))
+        assert not [t for t in ticks if isinstance(t, Exception)], ticks
+        messages = sent[0] + sent[1]
+        caplog.clear()
+        checks = run_together(len(messages), lambda i, messages=messages: check_import(pipeline, row_of_message(messages[i])))
+        assert not [c for c in checks if isinstance(c, Exception)], checks
+        stored = [pipeline.ledger.get(*r.keys) for r in records]
+        failed_events = [r for r in caplog.records if getattr(r, "event_name", "") == "import.status_check_failed"]
+        seen = (len(messages), len(set(messages)), status_calls(loop_emulator), [s.poll_failures for s in stored],
+                len(failed_events))
+        expected = (imports_per_round, imports_per_round, imports_per_round, [1] * imports_per_round, imports_per_round)
+        if seen != expected:
+            wrong.append((round_number, *seen))
+        for record in stored:
+            pipeline.ledger.finish(record, states.CANCEL, "end of round")
+    assert not wrong, f"{len(wrong)}/{rounds} rounds: (messages, distinct, status calls, failures, events) {wrong[:3]}"

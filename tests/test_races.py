@@ -271,3 +271,78 @@ def test_a_failure_before_the_post_releases_the_claim_on_the_bytes(pipeline, loo
             submit_blob(pipeline, upload(pipeline, "DEMO001/a.txt", fec_bytes))
     copy = submit_blob(pipeline, upload(pipeline, "DEMO001/copy.txt", fec_bytes))
     assert copy.state == states.PENDING  # not a duplicate of an import that may never be sent
+
+
+def test_a_failed_status_check_never_lands_on_the_submission_an_operator_made_meanwhile(
+    pipeline, loop_emulator, fec_bytes, monkeypatch
+):
+    """The check read the import and asked Loop, which failed; meanwhile an operator cancelled and
+    resubmitted it: the failure is the old request's, the new submission stays due and unmarked."""
+    from shared.flows.poll import check_import  # noqa: PLC0415
+
+    original_status = pipeline.loop.get_import_status
+    operator: dict = {}
+
+    def loop_fails_while_the_operator_resubmits(request_id):
+        if "keys" in operator and "resent" not in operator:
+            cancel(pipeline, pipeline.ledger.get(*operator["keys"]))
+            operator["resent"] = resubmit(pipeline, pipeline.ledger.get(*operator["keys"]))
+        return original_status(request_id)
+
+    monkeypatch.setattr(pipeline.loop, "get_import_status", loop_fails_while_the_operator_resubmits)
+    wrong = []
+    for round_number in range(ROUNDS):
+        sent = submit_blob(pipeline, upload(pipeline, f"DEMO001/p{round_number}.txt",
+                                            unique_bytes(fec_bytes, f"p{round_number}")))
+        operator.clear()
+        operator["keys"] = sent.keys
+        loop_emulator.set_faults({"status": [{"kind": "http", "status": 500}]})
+        row = pipeline.ledger.watch_index.row_of(pipeline.ledger.get(*sent.keys))
+        outcome = check_import(pipeline, row)
+        stored = pipeline.ledger.get(*sent.keys)
+        resent = operator["resent"]
+        seen = (outcome, stored.request_id == resent.request_id, stored.poll_failures, stored.error,
+                stored.next_poll_at == resent.next_poll_at)
+        if seen[1:] != (True, 0, None, True):
+            wrong.append((round_number, *seen))
+        pipeline.ledger.finish(stored, states.CANCEL, "end of round")
+    assert not wrong, f"{len(wrong)}/{ROUNDS} rounds: the old request's failure landed on the new one: {wrong[:3]}"
+
+
+def test_cancel_while_the_post_is_in_flight_keeps_the_request_id_and_the_content_hold(
+    pipeline, loop_emulator, fec_bytes, monkeypatch
+):
+    """An operator cancels (from a copy read before the mark, and from a fresh one) while the POST is
+    in flight: both are refused with a message saying why, the request id is stored, the bytes held."""
+    original_post, original_sign = pipeline.loop.import_fec, pipeline.signer.sign
+    seen: dict = {}
+
+    def sign_after_the_operator_reads(container, blob_name, **kwargs):
+        seen["before_the_mark"] = pipeline.ledger.versions_of(container, blob_name)[-1]
+        return original_sign(container, blob_name, **kwargs)
+
+    def post_while_the_operator_cancels(*args, **kwargs):
+        for copy in (seen["before_the_mark"], pipeline.ledger.get(*seen["before_the_mark"].keys)):
+            try:
+                seen.setdefault("answers", []).append(cancel(pipeline, copy).state)
+            except OperatorError as refused:
+                seen.setdefault("answers", []).append(str(refused))
+        return original_post(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline.signer, "sign", sign_after_the_operator_reads)
+    monkeypatch.setattr(pipeline.loop, "import_fec", post_while_the_operator_cancels)
+    wrong = []
+    for round_number in range(ROUNDS):
+        seen.clear()
+        data = unique_bytes(fec_bytes, f"c{round_number}")
+        before = {item["id"] for item in loop_emulator.imports()}
+        sent = submit_blob(pipeline, upload(pipeline, f"DEMO001/c{round_number}.txt", data))
+        (in_loop,) = [item["id"] for item in loop_emulator.imports() if item["id"] not in before]
+        monkeypatch.setattr(pipeline.loop, "import_fec", original_post)
+        copy = submit_blob(pipeline, upload(pipeline, f"DEMO001/c{round_number} copy.txt", data))
+        monkeypatch.setattr(pipeline.loop, "import_fec", post_while_the_operator_cancels)
+        stored = pipeline.ledger.get(*sent.keys)
+        refused = [answer for answer in seen["answers"] if "is submitting" in str(answer)]
+        if (stored.state, stored.request_id, copy.state, len(refused)) != (states.PENDING, in_loop, states.DUPLICATE, 2):
+            wrong.append((round_number, stored.state, stored.request_id, copy.state, seen["answers"]))
+    assert not wrong, f"{len(wrong)}/{ROUNDS} rounds lost the request id or the hold: {wrong[:2]}"

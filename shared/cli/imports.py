@@ -51,7 +51,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     attach.add_argument("--request-id", required=True)
     attach.set_defaults(handler=run_resolve)
 
-    stop = actions.add_parser("cancel", help="stop following an import")
+    stop = actions.add_parser("cancel", help="stop following an import (refused while submitting)")
     stop.add_argument("key")
     stop.set_defaults(handler=run_cancel)
 

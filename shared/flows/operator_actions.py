@@ -126,13 +126,28 @@ def resolve(pipeline: Pipeline, record: ImportRecord, request_id: str) -> Import
 def cancel(pipeline: Pipeline, record: ImportRecord) -> ImportRecord:
     """Stop following an import. Loop may still finish an import it received.
 
+    Refused while the import is `submitting`: its POST is in flight, and cancelling would lose the
+    request id Loop answers (and release the bytes while Loop may hold them). The transition table
+    refuses it too, so an operator's copy read before the mark cannot cancel it either.
+
     Raises:
-        OperatorError: the import is already final, or became so meanwhile.
+        OperatorError: the import is submitting, already final, or became either meanwhile.
     """
-    if record.state in states.FINAL_STATES:
-        raise OperatorError(f"{record.blob} is already {record.state}")
+    _check_cancellable(pipeline, record)
     saved = pipeline.ledger.finish(record, states.CANCEL, "cancelled by an operator")
     if saved is None:
-        raise OperatorError(f"{record.blob} reached a final state meanwhile")
+        _check_cancellable(pipeline, pipeline.ledger.get(*record.keys) or record)
+        raise OperatorError(f"{record.blob} changed state meanwhile; look again")
     pipeline.ledger.contents.release(saved)
     return saved
+
+
+def _check_cancellable(pipeline: Pipeline, record: ImportRecord) -> None:
+    if record.state in states.FINAL_STATES:
+        raise OperatorError(f"{record.blob} is already {record.state}")
+    if record.state == states.SUBMITTING:
+        raise OperatorError(
+            f"{record.blob} is submitting: its importFEC call to Loop is in flight, and cancelling now would "
+            "lose the request id Loop answers. Nothing was changed. Wait until it is pending (or unknown, "
+            f"at most {pipeline.settings.submit_timeout_minutes} minutes), then cancel it."
+        )

@@ -231,23 +231,44 @@ def _poll_one(pipeline: Pipeline, record: ImportRecord, now: datetime) -> str:
 
 
 def _record_poll_failure(pipeline: Pipeline, record: ImportRecord, error: LoopError, now: datetime) -> None:
-    def change(current: ImportRecord) -> None:
+    """The failure on the record, under the same guard as a status: for the request that was asked."""
+    still_ours = _checked(record, now)
+
+    def step(current: ImportRecord) -> list[Transition]:
+        if not still_ours(current):
+            return []  # checked, cancelled or resubmitted meanwhile: this failure is not the stored request's
         current.poll_failures += 1
         delay = pipeline.backoff.delay(current.poll_failures)
         if error.retry_after is not None:
             delay = max(delay, timedelta(seconds=error.retry_after))
         current.next_poll_at = now + delay
         current.error = f"status check: {error.message}"
+        return [states.RECORD_POLL_AUTH_FAILURE if isinstance(error, LoopAuthError) else states.RECORD_POLL_FAILURE]
 
-    transition = states.RECORD_POLL_AUTH_FAILURE if isinstance(error, LoopAuthError) else states.RECORD_POLL_FAILURE
-    pipeline.ledger.move(record, transition, change, "status check failed", failures=record.poll_failures + 1)
+    pipeline.ledger.apply(record, step, "status check failed", failures=record.poll_failures + 1)
+
+
+def _checked(record: ImportRecord, now: datetime) -> Callable[[ImportRecord], bool]:
+    """Whether a copy of the record is still the one this check asked Loop about: pending, due, with
+    the same request id and the same due time (nobody checked, resubmitted or cancelled it since).
+
+    What was read is captured now, before a step changes the copy: every poll write, success or
+    failure, is taken only if this holds, so a duplicate message or a second tick never writes twice."""
+    request_id, due = record.request_id, record.next_poll_at
+
+    def still_ours(current: ImportRecord) -> bool:
+        return (current.stored_state == ImportState.PENDING and current.request_id == request_id
+                and current.next_poll_at == due and (due or now) <= now)
+
+    return still_ours
 
 
 def _apply_status(pipeline: Pipeline, record: ImportRecord, status: LoopStatus, now: datetime) -> str:
     status_before = record.loop_status
+    still_ours = _checked(record, now)
 
     def step(current: ImportRecord) -> list[Transition]:
-        if current.stored_state != ImportState.PENDING or (current.next_poll_at or now) > now:
+        if not still_ours(current):
             return []  # another worker checked it meanwhile: one status write per check
         if status.is_final:
             return _finish(current, status, now)

@@ -16,7 +16,7 @@ import time
 from datetime import timedelta
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, BlobProperties
 
 from shared.flows.deposit import DepositRefusedError, prepare_transfer
@@ -25,6 +25,7 @@ from shared.flows.outcome_tags import write_outcome_tags
 from shared.flows.pipeline import Pipeline
 from shared.flows.snapshot_validation import download_client, validation_of
 from shared.ledger import states
+from shared.ledger.ledger import carry_findings
 from shared.ledger.record import ImportRecord
 from shared.ledger.states import ImportState, Transition
 from shared.loop.client import LoopAuthError, LoopOutcomeUnknownError, LoopRejectedError, LoopUnavailableError
@@ -103,16 +104,29 @@ def process_recording_failures(
     except SubmitRetryableError:
         raise
     except Exception as error:
-        reason = f"{type(error).__name__}: {error}"[:500]
-        if record.stored_state in states.NOT_SENT_STATES:  # no POST: its claim on the bytes goes
-            pipeline.ledger.contents.release(record)
-
-        def change(current: ImportRecord) -> None:
-            current.error = reason
-            current.next_poll_at = pipeline.clock() + pipeline.backoff.delay(current.attempts)
-
-        pipeline.ledger.move(record, states.RECORD_ATTEMPT_FAILURE, change, reason)
+        _record_attempt_failure(pipeline, record, f"{type(error).__name__}: {error}"[:500])
         raise
+
+
+def _record_attempt_failure(pipeline: Pipeline, record: ImportRecord, reason: str) -> None:
+    """Decide from the stored record, never from this delivery's copy: a write whose answer was lost
+    may have moved it to `submitting`, and then its claim on the bytes must stay. If storage cannot
+    even be read, nothing is released or written (the timer re-drives or times the import out)."""
+    try:
+        stored = pipeline.ledger.get(*record.keys)
+    except AzureError:
+        log.warning("attempt failure of %s not recorded: storage unreadable", printable(record.blob))
+        return
+    if stored is None or stored.state not in states.NOT_SENT_STATES:
+        return
+    carry_findings(record, stored)  # the hash, snapshot and verdict this delivery found are kept
+    pipeline.ledger.contents.release(stored)  # no POST: its claim on the bytes goes
+
+    def change(current: ImportRecord) -> None:
+        current.error = reason
+        current.next_poll_at = pipeline.clock() + pipeline.backoff.delay(current.attempts)
+
+    pipeline.ledger.move(stored, states.RECORD_ATTEMPT_FAILURE, change, reason)
 
 
 def take_over(pipeline: Pipeline, record: ImportRecord) -> ImportRecord | None:
@@ -249,13 +263,23 @@ def send(pipeline: Pipeline, record: ImportRecord) -> ImportRecord:
     except LoopRejectedError as error:
         pipeline.ledger.contents.release(marked)
         return finish(pipeline, marked, states.FAIL_SUBMIT, error.message)
+    telemetry.emit(telemetry.ACCEPTED, {**marked.dimensions(), "requestId": request_id})
     return _store_request_id(pipeline, marked, request_id)
 
 
 def _store_request_id(pipeline: Pipeline, record: ImportRecord, request_id: str) -> ImportRecord:
-    """Write the request id even if the timer marked the record unknown meanwhile: we know now."""
+    """Write the request id even if the timer marked the record unknown meanwhile: we know now.
+
+    The ledger tries a failed write again (and recognises one that landed with its answer lost); if
+    storage still fails, the id is in the `import.accepted` event and in this error line, for
+    `imports resolve` once the timer calls the import unknown."""
     first_check_in = timedelta(seconds=pipeline.settings.status_first_check_seconds)
-    saved = pipeline.ledger.record_request_id(record, request_id, first_check_in=first_check_in)
+    try:
+        saved = pipeline.ledger.record_request_id(record, request_id, first_check_in=first_check_in)
+    except AzureError as error:
+        log.error("request id %s for %s could not be stored (%s): resolve the import with it",
+                  request_id, printable(record.blob), type(error).__name__)
+        raise
     if saved is None:
         log.error("request id %s for %s could not be stored: record changed state", request_id, printable(record.blob))
         return stored_state_of(pipeline, record)

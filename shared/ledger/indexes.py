@@ -105,6 +105,16 @@ class _Partition:
         return True
 
 
+def _with_repeats_marked(entries: list[IndexEntry]) -> list[tuple[IndexEntry, bool]]:
+    """Each row, and whether an earlier row of the list points at the same import."""
+    seen: set[Keys] = set()
+    rows = []
+    for entry in entries:
+        rows.append((entry, entry.keys in seen))
+        seen.add(entry.keys)
+    return rows
+
+
 class WatchIndex(_Partition):
     """The imports the timer looks after, ordered by when each is next due.
 
@@ -154,32 +164,49 @@ class WatchIndex(_Partition):
             self.table.delete_entity(DUE_PARTITION, row)
 
     def postpone_many(self, entries: list[IndexEntry], until: datetime) -> list[IndexEntry]:
-        """`postpone` for many rows, 50 per entity-group transaction (an upsert and a delete each, in
-        the one `due` partition): a tick leases thousands of rows in a few dozen requests. A chunk
-        whose transaction fails (a row deleted meanwhile, two rows of one import) is moved row by row."""
+        """Lease many rows: each moves to `until` only if it is still the row that was read.
+
+        A row is a create of its lease row and a delete of the row read, under the ETag it was read
+        with, 50 rows per entity-group transaction (the one `due` partition): a tick leases thousands
+        of rows in a few dozen requests. A second row of an import already leased here (a leftover of
+        a lost write) is only deleted, under its ETag: the lease row keeps the import watched, and its
+        message checks it. A chunk whose transaction fails (a row moved meanwhile by another tick or
+        a check) is retried row by row, each its own transaction: a row another tick leased first is
+        left to it, so two ticks at once lease disjoint rows and send one message per import."""
         moved: list[IndexEntry] = []
-        for start in range(0, len(entries), _ROWS_PER_TRANSACTION):
-            chunk = entries[start:start + _ROWS_PER_TRANSACTION]
-            now = self.clock()
-            operations: list[tuple[str, dict[str, object], dict[str, object]]] = []
-            for entry in chunk:
-                entity = _row_entity(DUE_PARTITION, due_row(until, entry.keys), entry.keys, now, since=entry.since)
-                operations.append(("upsert", entity, {"mode": UpdateMode.REPLACE}))
-                operations.append(("delete", {"PartitionKey": DUE_PARTITION, "RowKey": entry.row}, {}))
-            try:
-                self.table.submit_transaction(operations)
-            except (TableTransactionError, ResourceNotFoundError):
-                moved += [self.postpone(entry, until) for entry in chunk]
-                continue
-            moved += [IndexEntry(due_row(until, e.keys), e.keys, None, e.since) for e in chunk]
+        rows = _with_repeats_marked(entries)
+        for start in range(0, len(rows), _ROWS_PER_TRANSACTION):
+            chunk = rows[start:start + _ROWS_PER_TRANSACTION]
+            done = chunk if self._lease(chunk, until) else [row for row in chunk if self._lease([row], until)]
+            moved += [self._leased(entry, until) for entry, folded in done if not folded]
         return moved
 
-    def postpone(self, entry: IndexEntry, until: datetime) -> IndexEntry:
-        """Move a row to a later time (the scheduler's lease while its message is in flight)."""
-        moved = due_row(until, entry.keys)
-        self._upsert(DUE_PARTITION, moved, entry.keys, since=entry.since)
-        self.drop_row(entry.row)
-        return IndexEntry(moved, entry.keys, None, entry.since)
+    def postpone(self, entry: IndexEntry, until: datetime) -> IndexEntry | None:
+        """Move one row to a later time (the scheduler's lease while its message is in flight);
+        None if it is not the row that was read any more."""
+        return self._leased(entry, until) if self._lease([(entry, False)], until) else None
+
+    @staticmethod
+    def _leased(entry: IndexEntry, until: datetime) -> IndexEntry:
+        return IndexEntry(due_row(until, entry.keys), entry.keys, None, entry.since)
+
+    def _lease(self, rows: list[tuple[IndexEntry, bool]], until: datetime) -> bool:
+        """One transaction moving every row (a folded one: deleting it) or none: False if any row
+        changed or went since it was read."""
+        now = self.clock()
+        operations: list[tuple[str, dict[str, object]] | tuple[str, dict[str, object], dict[str, object]]] = []
+        for entry, folded in rows:
+            if not folded:
+                lease = _row_entity(DUE_PARTITION, due_row(until, entry.keys), entry.keys, now, since=entry.since)
+                operations.append(("create", lease))
+            condition = {"etag": entry.etag, "match_condition": MatchConditions.IfNotModified} if entry.etag else {}
+            operations.append(("delete", {"PartitionKey": DUE_PARTITION, "RowKey": entry.row}, condition))
+        try:
+            with table_must_exist(self.table):
+                self.table.submit_transaction(operations)
+        except TableTransactionError:
+            return False
+        return True
 
 
 class RequestIndex(_Partition):

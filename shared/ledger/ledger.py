@@ -10,20 +10,23 @@ call Loop, so a blob version is sent at most once.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from azure.core.exceptions import AzureError
 from azure.data.tables import TableClient, TableServiceClient
 
 from shared.ledger import states
 from shared.ledger.indexes import ContentIndex, IndexEntry, RequestIndex, WatchIndex, due_row
 from shared.ledger.record import RECORD_PARTITION_PREFIX, ImportRecord, record_keys
 from shared.ledger.states import Transition
-from shared.ledger.store import LedgerConflictError, LedgerMissingError, RecordStore
+from shared.ledger.store import LedgerConflictError, LedgerMissingError, RecordStore, with_retries
 from shared.platform import telemetry
 from shared.platform.clock import Clock, utcnow
 
+log = logging.getLogger(__name__)
 __all__ = ["ImportRecord", "Ledger", "LedgerConflictError", "LedgerMissingError", "record_keys"]
 
 # What a delivery learned while processing (dossier, snapshot, hash, report): kept across re-reads.
@@ -85,8 +88,8 @@ class Ledger:
                 return None
             try:
                 self._write(current, note or taken[-1].name)
-            except LedgerConflictError:
-                fresh = self.get(*record.keys)
+            except LedgerConflictError as conflict:
+                fresh = conflict.fresh or self.get(*record.keys)
                 if fresh is None:
                     return None
                 carry_findings(current, fresh)
@@ -121,9 +124,14 @@ class Ledger:
         return self.apply(record, step, note, **extra)
 
     def _write(self, record: ImportRecord, note: str) -> None:
-        """Write the record and keep its indexes in step: a watched record always has a due-index row
-        at its `next_poll_at`, written before the record (a crash leaves it watched); the row of its
-        previous due time is deleted after."""
+        """Write the record and keep its indexes in step.
+
+        Before the record: a watched record's due-index row at its `next_poll_at` (a crash leaves it
+        watched), and its request id's row in the request index (a record never holds an id that
+        `imports show <id>` cannot find; a row written for a write that then failed points at a record
+        that shows the id in no field, harmless). After it: the row of its previous due time is
+        deleted; if that fails the row is a leftover, dropped when it comes due. Each index write is
+        idempotent and tried again on a transient failure (`with_retries`)."""
         now = self.clock()
         record.updated_at = now
         record.add_history(record.state, note, now)
@@ -132,17 +140,24 @@ class Ledger:
         if watched:
             record.next_poll_at = record.next_poll_at or now
             if record.next_poll_at != previous_due:
-                self.watch_index.watch(record)
+                with_retries(lambda: self.watch_index.watch(record), f"due row of {record.blob}")
+        if record.request_id and record.request_id != record.stored_request_id:
+            with_retries(lambda: self.requests.record(record), f"request index row of {record.blob}")
         # A write that loses its compare-and-swap leaves its row behind: deleting it could delete the row of
         # a writer that computed the same due time. The leftover is harmless and short-lived: when it comes
         # due, check_import finds the import checked meanwhile and drops it.
         self.store.replace(record)
         record.stored_due = record.next_poll_at if watched else None
+        record.stored_request_id = record.request_id
         if previous_due is not None and previous_due != record.stored_due:
-            self.watch_index.drop_row(due_row(previous_due, record.keys))
-        if record.request_id and record.request_id != record.stored_request_id:
-            self.requests.record(record)
-            record.stored_request_id = record.request_id
+            self._drop_leftover(due_row(previous_due, record.keys))
+
+    def _drop_leftover(self, row: str) -> None:
+        """The record is written: a row that could not be deleted is left for the timer to drop."""
+        try:
+            with_retries(lambda: self.watch_index.drop_row(row), "previous due row")
+        except AzureError as error:
+            log.warning("previous due row %s left in place (%s): dropped when it comes due", row, type(error).__name__)
 
     def row_was_leased(self, record: ImportRecord) -> None:
         """The scheduler moved this copy's due row to a lease row: the next write must not delete the

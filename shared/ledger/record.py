@@ -74,6 +74,9 @@ class ImportRecord:
     # trace (shared/platform/tracing.py), so one query follows a file from its upload to Loop's answer.
     trace_parent: str | None = None
     history: str = "[]"
+    # A token written with each replace: after a write whose answer was lost, the stored token says
+    # whether it landed (the store re-reads rather than guess). Records written before it have none.
+    write_id: str | None = None
     table_etag: str | None = field(default=None, repr=False, compare=False)
     stored_state: ImportState | None = field(default=None, repr=False, compare=False)
     stored_due: datetime | None = field(default=None, repr=False, compare=False)
@@ -122,7 +125,7 @@ class ImportRecord:
         """JSON-safe view for the CLI."""
         out: dict[str, Any] = {}
         for name, value in asdict(self).items():
-            if name in (*_HIDDEN, "history", "validation"):
+            if name in (*_HIDDEN, "history", "validation", "write_id"):
                 continue
             out[name] = value.isoformat() if isinstance(value, datetime) else value
         out["state"] = str(self.state)

@@ -99,7 +99,8 @@ RECORD_POLL_FAILURE = _t(
 RECORD_POLL_AUTH_FAILURE = _t("record_poll_auth_failure", {S.PENDING}, S.PENDING, telemetry.AUTH_FAILED, logging.ERROR)
 COMPLETE = _t("complete", {S.PENDING}, S.COMPLETED, telemetry.COMPLETED)
 FAIL = _t("fail", {S.PENDING}, S.FAILED, telemetry.FAILED, logging.WARNING)
-CANCEL = _t("cancel", ALL_STATES - FINAL_STATES, S.CANCELLED, telemetry.CANCELLED, logging.WARNING)
+# Not from `submitting`: the POST is in flight and its answer (the request id) must land on the record.
+CANCEL = _t("cancel", ALL_STATES - FINAL_STATES - {S.SUBMITTING}, S.CANCELLED, telemetry.CANCELLED, logging.WARNING)
 
 TRANSITIONS: tuple[Transition, ...] = (
     RETAKE, REOPEN, REJECT, MARK_BLOB_MISSING, SUPERSEDE, MARK_DUPLICATE, RECORD_ATTEMPT_FAILURE, GIVE_UP,

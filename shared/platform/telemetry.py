@@ -40,6 +40,8 @@ REJECTED = "import.rejected"
 VALIDATED = "import.validated"
 SUBMITTING = "import.submitting"
 SUBMITTED = "import.submitted"
+# Loop answered a request id: logged before it is stored, so no failure after the POST can lose it.
+ACCEPTED = "import.accepted"
 SUBMIT_RETRY = "import.submit_retry"
 ATTEMPT_FAILED = "import.attempt_failed"
 SUBMIT_FAILED = "import.submit_failed"
