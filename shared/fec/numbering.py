@@ -86,7 +86,7 @@ class Grouping:
         base = self.order(names[1:])
         order = base
         if names[0] in self.varying:
-            order = sorted(base or range(self.size), key=self.columns[names[0]].__getitem__)
+            order = sorted(range(self.size) if base is None else base, key=self.columns[names[0]].__getitem__)
             if order == base:
                 order = base
         self.orders[names] = order
@@ -243,8 +243,8 @@ class Numbering:
         years = self._years(days)
         self._split_years(years)
         columns: dict[str, Sequence[Hashable]] = {"prefix": prefixes, "journal": journals}
-        if self.year is None:
-            columns["year"] = years  # type: ignore[assignment]
+        if self.year is None and years is not None:  # None: no yearly scheme is left
+            columns["year"] = years
         grouping = Grouping(columns, values)
         if numbers.values is not None:
             numbers.grouping = grouping
