@@ -16,7 +16,7 @@ from itertools import accumulate, compress, count, repeat
 from operator import gt, lt, mul, ne, or_, sub
 from typing import Any
 
-from shared.fec.entries import EntryBook
+from shared.fec.entries import EntryBook, Keys
 from shared.fec.fast import NUL, FastPath, build
 from shared.fec.layout import (
     CASH_OPTIONAL,
@@ -34,7 +34,7 @@ from shared.fec.layout import (
     parse_amount,
 )
 from shared.fec.lines import LINE_TOO_LONG
-from shared.fec.numbering import DIGITS, Numbering
+from shared.fec.numbering import DIGITS, Numbering, Numbers
 from shared.fec.rules import Findings
 
 Row = tuple[int, str, str, str | None, str | None, str | None, int, int]
@@ -190,12 +190,13 @@ class Checker:
         if valids != days:  # a ValidDate that is its record's EcritureDate says nothing of validation
             self._validation_dates(numbers, days, valids, complete)
             self._validation_order(run_lines, run_journals, run_nums, run_days, list(map(valids.__getitem__, starts)))
-        self.numbering.book(run_journals, run_nums, run_days, run_lines)
+        parsed = Numbers(run_nums)
+        self.numbering.book(run_journals, parsed, run_days, run_lines)
         ends = [*starts[1:], size]
         sums = map(sub, map(prefix.__getitem__, ends), map(prefix.__getitem__, starts))
         if scale != 1:
             sums = map(scale.__mul__, sums)
-        self.book.book_runs(list(zip(run_journals, run_nums, strict=True)), run_lines, sums)
+        self.book.book_runs(Keys(run_journals, parsed), run_lines, sums)
 
     def _amount_pairs(self, numbers: Sequence[int], debits: Sequence[int], credits: Sequence[int]) -> None:
         if any(map(mul, debits, credits)):  # both non-zero

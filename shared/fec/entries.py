@@ -14,11 +14,11 @@ a file sorted by account is checked as exactly, at disk speed. See docs/fec-vali
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import compress, repeat
-from operator import ne, sub
-from typing import Any
+from operator import sub
+from typing import Any, overload
 
 from shared.fec.layout import format_micro
+from shared.fec.numbering import Grouping, Numbers
 from shared.fec.rules import Findings
 
 MAX_OPEN = 25_000  # open entries kept in memory (about 250 bytes each)
@@ -29,6 +29,32 @@ MAX_JOURNAL_IDS = 256  # journals that can own numbers of a file-wide range (one
 DIGITS = "0123456789"
 
 Key = tuple[str, str]
+
+
+class Keys(Sequence[Key]):
+    """The entry key (JournalCode, EcritureNum) of each run of a batch, kept as columns with the
+    numbers already split (Numbers): the batch-wise booking reads the columns, no tuple per entry."""
+
+    __slots__ = ("journals", "numbers")
+
+    def __init__(self, journals: list[str], numbers: Numbers) -> None:
+        self.journals = journals
+        self.numbers = numbers
+
+    def __len__(self) -> int:
+        return len(self.journals)
+
+    @overload
+    def __getitem__(self, at: int) -> Key: ...
+    @overload
+    def __getitem__(self, at: slice) -> list[Key]: ...
+    def __getitem__(self, at: int | slice) -> Key | list[Key]:
+        if isinstance(at, slice):
+            return list(zip(self.journals[at], self.numbers.numbers[at], strict=True))
+        return self.journals[at], self.numbers.numbers[at]
+
+    def __iter__(self) -> Iterator[Key]:
+        return zip(self.journals, self.numbers.numbers, strict=True)
 
 
 class _Spill:
@@ -67,21 +93,40 @@ class _Spill:
         self.db.close()
 
 
-def _consecutive(keys: list[Any], values: list[int]) -> list[tuple[Any, int, int]] | None:
-    """(key, first, last) for each key if, in file order, each of its values is the previous one
-    + 1; else None."""
-    order = sorted(range(len(values)), key=keys.__getitem__)  # stable: each key's values in file order
-    ordered = list(map(values.__getitem__, order))
-    steps = list(map(sub, ordered[1:], ordered[:-1]))
-    heads = [0]
-    for at in compress(range(1, len(order)), map(ne, map(keys.__getitem__, order[1:]),
-                                                 map(keys.__getitem__, order[:-1]))):
-        heads.append(at)
-        steps[at - 1] = 1
-    if steps.count(1) != len(steps):
-        return None
-    return [(keys[order[head]], ordered[head], ordered[end - 1])
-            for head, end in zip(heads, [*heads[1:], len(order)], strict=True)]
+def _consecutive(columns: dict[str, Sequence[Any]], values: list[int]) -> list[tuple[Any, int, int]] | None:
+    """(key, first, last) for each key (the columns' values, as a tuple) if, in file order, each of
+    its values is the previous one + 1; else None."""
+    ends = []
+    previous = None
+    for key, first, last in Grouping(columns, values).runs(tuple(columns)):
+        if key == previous:  # a key's runs come one after the other: a second one is a break
+            return None
+        ends.append((key, values[first], values[last]))
+        previous = key
+    return ends
+
+
+def _series_ends(keys: Keys, first: int, widths: list[int], values: list[int]) -> list[tuple[Any, int, int]] | None:
+    """_consecutive for the new entries keys[first:] (widths and values are theirs), keyed by
+    (journal, prefix, digit count), read from the numbering's grouping of the whole batch by
+    (journal, prefix), split where the digit count changes. The entry carried from the last batch,
+    if any, is the first of its series: its run, less itself, is still one."""
+    grouping = keys.numbers.grouping
+    if grouping is None:
+        columns = {"journal": keys.journals[first:], "prefix": keys.numbers.prefixes[first:], "width": widths}
+        return _consecutive(columns, values)
+    grouping.add("width", [len(keys.numbers.digits[0]), *widths] if first else widths)
+    numbers = grouping.values
+    ends = []
+    seen = set()
+    for key, start, end in grouping.runs(("journal", "prefix"), ("width",)):
+        if start < first and start == end:
+            continue  # the carried entry alone: its series' new entries are the next run
+        if key in seen:
+            return None
+        ends.append((key, numbers[start] + 1 if start < first else numbers[start], numbers[end]))
+        seen.add(key)
+    return ends
 
 
 class EntryBook:
@@ -110,14 +155,14 @@ class EntryBook:
         self.taint_next = False
         self.balance_unknown = False
 
-    def book_runs(self, keys: Sequence[Key], lines: Sequence[int], sums: Iterable[int]) -> None:
+    def book_runs(self, keys: Keys, lines: Sequence[int], sums: Iterable[int]) -> None:
         """Add runs of lines: the run starting at `lines[i]` belongs to entry `keys[i]` and sums to
         `sums[i]` (debit - credit, micro-units)."""
         sums = list(sums)
         if not self._book_in_sequence(keys, lines, sums):
             self._book_each(keys, lines, sums)
 
-    def _book_in_sequence(self, keys: Sequence[Key], lines: Sequence[int], sums: list[int]) -> bool:
+    def _book_in_sequence(self, keys: Keys, lines: Sequence[int], sums: list[int]) -> bool:
         """The common batch, booked whole: every entry balanced where its run ends (but the last,
         which may go on in the next batch), none open before, and the entries new and numbered one
         after the other, in each journal or over the file: nothing to report, nothing kept open.
@@ -131,25 +176,28 @@ class EntryBook:
             return True
         if closing or any(sums[first:-1]):
             return False
-        journals, numbers = zip(*keys[first:], strict=True)
-        prefixes = list(map(str.rstrip, numbers, repeat(DIGITS)))
-        digits = list(map(str.removeprefix, numbers, prefixes))
-        if "" in digits:
+        numbers = keys.numbers
+        digits = numbers.digits[first:]
+        if numbers.values is not None:
+            values = numbers.values[first:]
+        elif "" in digits:
             return False
-        values = list(map(int, digits))
-        widths = list(map(len, digits))
-        if not (self._count_per_journal(journals, prefixes, widths, values)
+        else:
+            values = list(map(int, digits))
+        journals, prefixes, widths = keys.journals[first:], numbers.prefixes[first:], list(map(len, digits))
+        if not (self._count_per_journal(keys, first, widths, values)
                 or self._count_over_file(journals, prefixes, widths, values)):
             return False
         self.key, self.sum, self.line = keys[-1], sums[-1], lines[-1]
         return True
 
-    def _count_per_journal(self, journals: Sequence[str], prefixes: list[str], widths: list[int],
-                           values: list[int]) -> bool:
-        """Count new entries numbered, in each journal's series, one after the other from the end of
-        its range; False (nothing counted) if they are not that."""
-        keys = list(zip(journals, prefixes, widths, strict=True))
-        ends = _consecutive(keys, values)
+    def _count_per_journal(self, keys: Keys, first: int, widths: list[int], values: list[int]) -> bool:
+        """Count new entries (keys[first:]) numbered, in each journal's series, one after the other
+        from the end of its range; False (nothing counted) if they are not that."""
+        bounds = self.series.get((keys.journals[first], keys.numbers.prefixes[first], widths[0]))
+        if bounds is None or bounds[1] != values[0] - 1:
+            return False  # the first entry does not follow its series: no grouping needed to know
+        ends = _series_ends(keys, first, widths, values)
         if ends is None:
             return False
         grown = []
@@ -170,11 +218,11 @@ class EntryBook:
         ids = list(map(self.journal_ids.get, journals))
         if None in ids:
             return False
-        keys = list(zip(prefixes, widths, strict=True))
-        if keys.count(keys[0]) != len(keys):
+        if prefixes.count(prefixes[0]) != len(prefixes) or widths.count(widths[0]) != len(widths):
             return False  # a new prefix or digit count: run by run
-        wide = self.wide.get(keys[0])
-        if wide is None or values[0] != wide[1] + 1 or values[0] <= self.wide_top.get(keys[0], -1) or any(
+        key = (prefixes[0], widths[0])
+        wide = self.wide.get(key)
+        if wide is None or values[0] != wide[1] + 1 or values[0] <= self.wide_top.get(key, -1) or any(
                 map((1).__ne__, map(sub, values[1:], values[:-1]))):
             return False
         wide[1] = values[-1]

@@ -22,7 +22,7 @@ journal): memory stays bounded, and a file no scheme fits (every one dropped) is
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from itertools import compress, repeat
 from operator import ne, or_, sub
 from typing import Any
@@ -33,6 +33,108 @@ SCHEMES = ("journal", "file", "journal_year", "file_year")  # the order of prefe
 YEARLY = {"journal_year": "journal", "file_year": "file"}
 MAX_RANGES = 10_000  # ranges a scheme may hold before it is dropped (about 300 bytes each)
 DIGITS = "0123456789"
+KEYS = {"file": ("prefix",), "journal": ("journal", "prefix"), "file_year": ("year", "prefix"),
+        "journal_year": ("year", "journal", "prefix")}  # the columns naming a scheme's series
+
+
+class Numbers:
+    """Each run's EcritureNum split once, for the entry book and the numbering: its prefix (the text
+    before its numeric tail), its digits, and their values (None when a number has no digits); and
+    the batch grouped by series, which the numbering makes and the entry book reads too."""
+
+    __slots__ = ("digits", "grouping", "numbers", "prefixes", "values")
+
+    def __init__(self, numbers: list[str]) -> None:
+        self.numbers = numbers
+        self.grouping: Grouping | None = None
+        joined = "".join(numbers)
+        if joined.isascii() and joined.isdigit():  # numbers without prefix: no per-number strip
+            self.prefixes: list[str] = [""] * len(numbers)
+            self.digits = numbers
+        else:
+            self.prefixes = list(map(str.rstrip, numbers, repeat(DIGITS)))
+            self.digits = list(map(str.removeprefix, numbers, self.prefixes))
+        self.values = None if "" in self.digits else list(map(int, self.digits))
+
+
+class Grouping:
+    """A batch's entries grouped by series, for every scheme at once.
+
+    A scheme's order is a stable sort on one column at a time (no key tuple per entry), built on
+    the order of the coarser scheme: sorting the prefix order by journal gives the journal scheme's,
+    and when journals do not split any prefix's entries (a prefix per journal, the common case)
+    it is the same list, so the ordered numbers and their steps are computed once for both."""
+
+    def __init__(self, columns: dict[str, Sequence[Hashable]], values: list[int]) -> None:
+        self.columns = columns
+        self.values = values
+        self.size = len(values)
+        self.varying = {name for name, column in columns.items() if column.count(column[0]) != len(column)}
+        self.orders: dict[tuple[str, ...], list[int] | None] = {(): None}  # None: the file's order
+        self.steps: dict[int, tuple[list[int], list[bool]]] = {}  # id(order): ordered numbers, breaks
+        self.changes: dict[tuple[str, int], list[bool]] = {}
+        self.runs_of: dict[tuple[str, ...], list[tuple[Any, int, int]]] = {}
+
+    def add(self, name: str, column: Sequence[Hashable]) -> None:
+        self.columns[name] = column
+        if column.count(column[0]) != len(column):
+            self.varying.add(name)
+
+    def order(self, names: tuple[str, ...]) -> list[int] | None:
+        if names in self.orders:
+            return self.orders[names]
+        base = self.order(names[1:])
+        order = base
+        if names[0] in self.varying:
+            order = sorted(range(self.size) if base is None else base, key=self.columns[names[0]].__getitem__)
+            if order == base:
+                order = base
+        self.orders[names] = order
+        return order
+
+    def _breaks(self, order: list[int] | None) -> tuple[list[int], list[bool]]:
+        """The numbers in `order`, and where one is not the previous + 1 (every order is kept in
+        self.orders, so its id names it)."""
+        known = self.steps.get(id(order))
+        if known is None:
+            ordered = self.values if order is None else list(map(self.values.__getitem__, order))
+            known = self.steps[id(order)] = (ordered, list(map((1).__ne__, map(sub, ordered[1:], ordered[:-1]))))
+        return known
+
+    def _changes(self, name: str, order: list[int] | None) -> list[bool]:
+        """Where column `name` changes, in `order`."""
+        known = self.changes.get((name, id(order)))
+        if known is None:
+            column = self.columns[name]
+            ordered = column if order is None else list(map(column.__getitem__, order))
+            known = self.changes[name, id(order)] = list(map(ne, ordered[1:], ordered[:-1]))
+        return known
+
+    def runs(self, names: tuple[str, ...], split: tuple[str, ...] = ()) -> list[tuple[Any, int, int]]:
+        """(series key, first entry, last entry) of each maximal run of consecutive numbers of a
+        series, series after series, each in file order; the key is the column's value, or the
+        tuple of the columns' values. `split`: more key columns that break runs where they change,
+        without ordering them (a key of them may then have runs apart: the caller checks)."""
+        known = self.runs_of.get(names + split)
+        if known is None:
+            known = self.runs_of[names + split] = list(self._runs(names, split))
+        return known
+
+    def _runs(self, names: tuple[str, ...], split: tuple[str, ...]) -> Iterator[tuple[Any, int, int]]:
+        order = self.order(names)
+        _, breaks = self._breaks(order)
+        names += split
+        for name in names:
+            if name in self.varying:
+                breaks = list(map(or_, breaks, self._changes(name, order)))
+        starts = [0, *compress(range(1, self.size), breaks)]
+        ends = [start - 1 for start in starts[1:]]
+        ends.append(self.size - 1)
+        if order is not None:
+            starts, ends = list(map(order.__getitem__, starts)), list(map(order.__getitem__, ends))
+        columns = [map(self.columns[name].__getitem__, starts) for name in names]
+        keys = columns[0] if len(columns) == 1 else zip(*columns, strict=True)
+        return zip(keys, starts, ends, strict=True)
 
 
 class Ranges:
@@ -98,27 +200,14 @@ class Scheme:
         self.series: dict[Any, Ranges] = {}
         self.ranges = 0
 
-    def book(self, keys: Sequence[Hashable], values: list[int], numbers: Sequence[str], lines: Sequence[int]) -> None:
-        """Book entries (a batch's run starts, in file order): each maximal run of consecutive
-        numbers of one series, in the order the file gives them, is added as one range."""
-        size = len(values)
-        if keys.count(keys[0]) == size:  # one series: the file's order as it is
-            order: Sequence[int] = range(size)
-            ordered = values
-            breaks = map((1).__ne__, map(sub, values[1:], values[:-1]))
-        else:
-            order = sorted(range(size), key=keys.__getitem__)  # stable: each series in file order
-            ordered = list(map(values.__getitem__, order))
-            ordered_keys = list(map(keys.__getitem__, order))
-            steps = map((1).__ne__, map(sub, ordered[1:], ordered[:-1]))
-            breaks = map(or_, steps, map(ne, ordered_keys[1:], ordered_keys[:-1]))
-        starts = [0, *compress(range(1, size), breaks)]
+    def book(self, runs: Iterable[tuple[Any, int, int]], values: list[int], numbers: Sequence[str],
+             lines: Sequence[int]) -> None:
+        """Add each run of consecutive numbers of a series (Grouping.runs) as one range."""
         series = self.series
-        for start, end in zip(starts, [*starts[1:], size], strict=True):
-            first, last = order[start], order[end - 1]
-            ranges = series.get(keys[first])
+        for key, first, last in runs:
+            ranges = series.get(key)
             if ranges is None:
-                ranges = series[keys[first]] = Ranges()
+                ranges = series[key] = Ranges()
             self.ranges += ranges.add(values[first], values[last], numbers[first], lines[first], numbers[last])
 
     @property
@@ -139,35 +228,45 @@ class Numbering:
         self.year: str | None = None  # the only year seen so far; None once there are two
         self.unnumbered = 0
 
-    def book(self, journals: Sequence[str], numbers: Sequence[str], days: Sequence[str | None],
+    def book(self, journals: Sequence[str], numbers: Numbers, days: Sequence[str | None],
              lines: Sequence[int]) -> None:
         """Entries starting a run: JournalCode, EcritureNum, EcritureDate (None if unreadable), line."""
-        prefixes = list(map(str.rstrip, numbers, repeat(DIGITS)))
-        digits = list(map(str.removeprefix, numbers, prefixes))
-        years = ["" if day is None else day[:4] for day in days] if None in days else [day[:4] for day in days]  # type: ignore[index]
-        if "" in digits:  # numbers without digits are not judged
-            kept = list(map(bool, digits))
+        texts, prefixes, values = numbers.numbers, numbers.prefixes, numbers.values
+        if values is None:  # numbers without digits are not judged
+            kept = list(map(bool, numbers.digits))
             self.unnumbered += kept.count(False)
-            journals, numbers, lines, prefixes, digits, years = (
-                list(compress(column, kept)) for column in (journals, numbers, lines, prefixes, digits, years))
-            if not digits:
+            journals, texts, lines, prefixes, days = (
+                list(compress(column, kept)) for column in (journals, texts, lines, prefixes, days))
+            if not texts:
                 return
+            values = list(map(int, compress(numbers.digits, kept)))
+        years = self._years(days)
         self._split_years(years)
-        values = list(map(int, digits))
-        keys: dict[str, Sequence[Hashable]] = {"file": prefixes, "journal": list(zip(journals, prefixes, strict=True))}
-        if self.year is None:
-            keys["file_year"] = list(zip(years, prefixes, strict=True))
-            keys["journal_year"] = list(zip(years, journals, prefixes, strict=True))
+        columns: dict[str, Sequence[Hashable]] = {"prefix": prefixes, "journal": journals}
+        if self.year is None and years is not None:  # None: no yearly scheme is left
+            columns["year"] = years
+        grouping = Grouping(columns, values)
+        if numbers.values is not None:
+            numbers.grouping = grouping
         for name, scheme in list(self.schemes.items()):
-            scheme.book(keys[name], values, numbers, lines)
+            scheme.book(grouping.runs(KEYS[name]), values, texts, lines)
             if scheme.ranges > MAX_RANGES:
                 del self.schemes[name]
                 self.dropped.add(name)
 
-    def _split_years(self, years: list[str]) -> None:
+    def _years(self, days: Sequence[str | None]) -> list[str] | None:
+        """The year of each entry ("" if its date is unreadable); None when every one is in the one
+        year of the file so far, or no yearly scheme is left (the common case: no list is built)."""
+        if self.year is None and self.dropped >= YEARLY.keys():
+            return None
+        if self.year is not None and None not in days and min(days)[:4] == self.year == max(days)[:4]:  # type: ignore[index, type-var]
+            return None
+        return ["" if day is None else day[:4] for day in days]
+
+    def _split_years(self, years: list[str] | None) -> None:
         """While the file has one year, the yearly schemes are the others; at the second year they
         start as copies of them, their series keyed by that first year."""
-        if self.year is None and (self.schemes.keys() & YEARLY or self.dropped & YEARLY.keys()):
+        if years is None or (self.year is None and (self.schemes.keys() & YEARLY or self.dropped & YEARLY.keys())):
             return
         first = self.year if self.year is not None else years[0]
         if years.count(first) == len(years):
