@@ -335,6 +335,26 @@ def test_a_numbering_no_scheme_fits_gives_no_gap_warnings(monkeypatch):
     assert validate(spec.render(rows), chunk=4096).counts == {"ecriturenum_gap": 399}
 
 
+
+def test_a_file_over_two_years_that_no_scheme_fits_is_read_to_its_end_on_every_path(monkeypatch):
+    """The yearly schemes split off at the second year, then every scheme is dropped: the batches
+    after that still book (no year column is asked of a scheme that is gone)."""
+    monkeypatch.setattr(fec_numbering, "MAX_RANGES", 50)
+    spec = FecSpec(entries=[[("401000", 0, 500), ("607000", 500, 0)] for _ in range(400)])
+    rows = spec.rows()
+    for position in range(400):
+        day = f"{2023 + position % 2}0{position % 9 + 1}15"
+        for row in rows[1 + 2 * position:3 + 2 * position]:
+            row[2], row[3], row[9], row[15] = str(3 * position + 1), day, day, day
+    reports = []
+    for mode in MODES:
+        monkeypatch.setattr(Checker, "mode", mode)
+        reports.append(validate(spec.render(rows), chunk=2048).to_dict())
+    assert reports[1:] == reports[:-1]
+    assert reports[0]["summary"]["numbering"]["scheme"] == "none"
+    assert reports[0]["summary"]["records"] == 800
+    assert reports[0]["counts"] == {}
+
 # ValidDate (issue #18): warned where a reviewer can act on it.
 
 def _validated(valid_dates: list[str]) -> bytes:
