@@ -19,6 +19,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, BlobProperties
 
+from shared.flows import check_spacing
 from shared.flows.deposit import DepositRefusedError, prepare_transfer
 from shared.flows.dossier import DossierError, resolve_dossier
 from shared.flows.outcome_tags import write_outcome_tags
@@ -254,7 +255,7 @@ def send(pipeline: Pipeline, record: ImportRecord) -> ImportRecord:
 
 def _store_request_id(pipeline: Pipeline, record: ImportRecord, request_id: str) -> ImportRecord:
     """Write the request id even if the timer marked the record unknown meanwhile: we know now."""
-    first_check_in = timedelta(seconds=pipeline.settings.status_first_check_seconds)
+    first_check_in = check_spacing.first_check_in(pipeline.settings)
     saved = pipeline.ledger.record_request_id(record, request_id, first_check_in=first_check_in)
     if saved is None:
         log.error("request id %s for %s could not be stored: record changed state", request_id, printable(record.blob))
