@@ -13,6 +13,7 @@ clients it makes for snapshots included.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 from collections import Counter
@@ -23,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from azure.core.pipeline import PipelineResponse
+from azure.storage.blob import BlobServiceClient
 
 from shared.flows.pipeline import Pipeline
 from shared.platform.settings import Settings
@@ -158,3 +160,14 @@ def counted_pipeline(settings: Settings, counter: RequestCounter, **options: Any
         blob_client_options={"raw_response_hook": blob_hook},
         **options,
     )
+
+
+def count_trigger_clients(counter: RequestCounter) -> None:
+    """The blob trigger's client is built by the binding extension's converter, from the connection
+    in the environment: make the service clients it builds count into `counter` too."""
+    from azurefunctions.extensions.bindings.blob import blobSdkType  # noqa: PLC0415 - the extension's name
+
+    def counted_service(connection: str) -> BlobServiceClient:
+        return BlobServiceClient.from_connection_string(os.environ[connection], raw_response_hook=counter.hook("blob"))
+
+    blobSdkType.service_client_factory = counted_service
