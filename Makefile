@@ -8,7 +8,7 @@ STAMP_NODE := node_modules/.installed
 CHECKOV_VENV := $(VENV)/checkov
 STAMP_CHECKOV := $(CHECKOV_VENV)/.installed
 
-.PHONY: run test lint bench bench-load bench-poll drop demo install clean chromium report-screenshot
+.PHONY: run test lint bench bench-load bench-poll bench-peak drop demo install clean chromium report-screenshot
 
 install: $(STAMP_PY) $(STAMP_NODE) $(STAMP_CHECKOV)
 
@@ -59,6 +59,9 @@ bench-load: install
 
 bench-poll: install
 	$(PY) -m bench.poll_bench
+
+bench-peak: install
+	$(PY) -m bench.peak_bench $(PEAK_ARGS)
 
 drop: install
 	@test -n "$(FILE)" || (echo "usage: make drop FILE=path/to/file [DOSSIER=DEMO001]" && exit 2)

@@ -22,6 +22,13 @@ def current_pipeline() -> Pipeline:
         return _pipeline
 
 
+def use_pipeline(pipeline: Pipeline) -> None:
+    """Make `pipeline` the one the functions share (benchmarks install one whose clients count requests)."""
+    global _pipeline  # noqa: PLW0603
+    with _lock:
+        _pipeline = pipeline
+
+
 def reset_pipeline() -> None:
     """Forget the pipeline (tests and the local runner change settings between runs)."""
     global _pipeline  # noqa: PLW0603
