@@ -205,7 +205,7 @@ def test_checks_are_spaced_by_age_up_to_a_ceiling(pipeline, age, expected):
     from shared.flows.poll import next_check_in  # noqa: PLC0415
 
     pipeline.settings = dataclasses.replace(pipeline.settings, status_first_check_seconds=30,
-                                            status_max_interval_seconds=120)
+                                            status_step_seconds=30, status_max_interval_seconds=120)
     now = pipeline.clock()
     record = ImportRecord("c", "n", '"0x1"', submitted_at=now - age)
     assert next_check_in(pipeline, record, now) == timedelta(seconds=expected)

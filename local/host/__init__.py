@@ -9,6 +9,6 @@ silently skipped. It is not a production host: no scale-out, receipts kept in me
 
 - bindings.py: discovery (registered_functions, discover, SUPPORTED_TRIGGERS) and the function descriptors
 - arguments.py: what each function is handed (the blob SDK type, func.QueueMessage, func.TimerRequest)
-- host_json.py: the options read from host.json (blob poison threshold, queue options)
-- host.py: LocalHost, the trigger loops and poison handling
+- host_json.py: the options read from host.json (blob concurrency and poison threshold, queue options)
+- host.py: LocalHost, one executor per trigger group (blob, queue, timer), the trigger loops and poison handling
 """

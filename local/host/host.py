@@ -1,6 +1,14 @@
-"""The local host's loops: blob versions scanned and handed to the blob functions (retried, then
-given up as poison), queues drained in batches (failed messages made visible again, then moved to
-`<queue>-poison`), timers fired on their schedule; serve_forever runs the three until stop."""
+"""The local host's loops, one executor per trigger group as on Azure: blob versions scanned and
+handed to the blob functions in the blob executor (retried, then given up as poison), queue messages
+received by a listener per queue and handled in the queue executor (failed messages made visible
+again, then moved to `<queue>-poison`), timers fired on their own thread. serve_forever runs them
+side by side until stop, so a blob backlog never delays a queue message or a timer tick.
+
+Sizes, from host.json as the host reads them: the blob executor runs `blobs.maxDegreeOfParallelism`
+invocations at once; the queue executor `queues.batchSize + newBatchThreshold`, a new batch being
+received as soon as the messages in process drop to `newBatchThreshold`; the timer is a singleton
+that runs one tick at a time. docs/local-host.md compares this with the Functions host.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +17,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 
 import azure.functions as func
@@ -20,13 +28,64 @@ from azure.storage.queue import QueueMessage as QueueMessageItem
 
 from local.host.arguments import LocalTimerRequest, blob_trigger_argument, queue_trigger_argument
 from local.host.bindings import BlobFunction, QueueFunction, TimerFunction, discover
-from local.host.host_json import QueueOptions, host_blob_retries
+from local.host.host_json import BlobOptions, QueueOptions
 
 log = logging.getLogger("local.host")
+_FIRST_POLLING_INTERVAL = 0.1  # the queue listener's first wait on an empty queue, doubled up to maxPollingInterval
+_TIMER_LOOK_SECONDS = 1.0  # the timer thread looks at the schedule at least this often
+
+
+class QueueListener:
+    """Receives one queue's messages in batches and hands them to the queue executor: a new batch
+    as soon as the messages in process drop to newBatchThreshold, as the host's queue listener does."""
+
+    def __init__(self, host: LocalHost, function: QueueFunction) -> None:
+        self.host, self.function = host, function
+        self.in_process = 0
+        self.changed = threading.Condition()
+
+    def run(self) -> None:
+        waiting = _FIRST_POLLING_INTERVAL
+        while not self.host.stop_event.is_set():
+            self._wait_for_room()
+            try:
+                messages = self.host.receive(self.function)
+            except Exception as error:
+                log.warning("receiving from %s failed: %s", self.function.queue.queue_name, error)
+                messages = []
+            if not messages:
+                self.host.stop_event.wait(waiting)
+                waiting = min(waiting * 2, max(self.host.queue_options.max_polling_interval, _FIRST_POLLING_INTERVAL))
+                continue
+            waiting = _FIRST_POLLING_INTERVAL
+            for message in messages:
+                self._start(message)
+
+    def _wait_for_room(self) -> None:
+        threshold = self.host.queue_options.new_batch_threshold
+        with self.changed:
+            while self.in_process > threshold and not self.host.stop_event.is_set():
+                self.changed.wait(0.5)
+
+    def _start(self, message: QueueMessageItem) -> None:
+        with self.changed:
+            self.in_process += 1
+        try:
+            future = self.host.queue_pool.submit(self.host._invoke_queue, self.function, message)
+        except RuntimeError:  # the executor shut down (stop): the message becomes visible again later
+            self._done(None)
+            return
+        future.add_done_callback(self._done)
+
+    def _done(self, _future: Future[None] | None) -> None:
+        with self.changed:
+            self.in_process -= 1
+            self.changed.notify_all()
 
 
 class LocalHost:
-    """Scans containers for new blob versions and fires timers; invokes the app's functions."""
+    """Scans containers for new blob versions, listens to queues and fires timers; invokes the app's
+    functions, each trigger group in its own executor."""
 
     def __init__(
         self,
@@ -36,20 +95,25 @@ class LocalHost:
         *,
         max_attempts: int | None = None,
         retry_delay: float = 2.0,
-        workers: int = 4,
+        workers: int | None = None,
     ) -> None:
+        """`workers` overrides host.json's blob concurrency (`blobs.maxDegreeOfParallelism`)."""
         self.blob_service = blob_service
         found = discover(app, env if env is not None else os.environ)
         self.blob_functions, self.timer_functions = found.blobs, found.timers
         self.queue_functions = found.queues
         self.http_functions = found.http  # served by local/host/http_server.py
+        self.blob_options = BlobOptions.from_host_json()
         self.queue_options = QueueOptions.from_host_json()
-        self.max_attempts = max_attempts or host_blob_retries()
+        self.max_attempts = max_attempts or self.blob_options.poison_threshold
         self.retry_delay = retry_delay
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blob-trigger")
+        self.blob_pool = ThreadPoolExecutor(workers or self.blob_options.max_degree_of_parallelism,
+                                            thread_name_prefix="blob-trigger")
+        self.queue_pool = ThreadPoolExecutor(self.queue_options.concurrency, thread_name_prefix="queue-trigger")
         self.seen: dict[tuple[str, str], str] = {}
         self.in_flight: list[Future[None]] = []
         self.stop_event = threading.Event()
+        self.threads: list[threading.Thread] = []
 
     def scan_blobs(self) -> int:
         """Start an invocation for each blob version not seen yet; return how many started."""
@@ -61,7 +125,7 @@ class LocalHost:
                 if self.seen.get(key) == item.etag:
                     continue
                 self.seen[key] = item.etag
-                self.in_flight.append(self.pool.submit(self._invoke_blob, function, item.name))
+                self.in_flight.append(self.blob_pool.submit(self._invoke_blob, function, item.name))
                 started += 1
         return started
 
@@ -87,21 +151,25 @@ class LocalHost:
             future.result(timeout=max(deadline - time.monotonic(), 0.01))
         self.in_flight = [future for future in self.in_flight if not future.done()]
 
+    def receive(self, function: QueueFunction) -> list[QueueMessageItem]:
+        """One batch of the function's queue (batchSize messages at most), invisible while handled."""
+        return list(function.queue.receive_messages(
+            messages_per_page=self.queue_options.batch_size, max_messages=self.queue_options.batch_size,
+            visibility_timeout=max(int(self.queue_options.visibility_timeout), 30),
+        ))
+
     def drain_queues(self, max_batches: int | None = None) -> int:
-        """Receive and handle queue messages (batchSize at a time, handled in the pool) until the
+        """Receive and handle queue messages in the queue executor, a batch at a time, until the
         queues are empty or `max_batches` batches were taken; return how many were handled."""
         handled = 0
         for function in self.queue_functions:
             batches = 0
             while max_batches is None or batches < max_batches:
-                messages = list(function.queue.receive_messages(
-                    messages_per_page=self.queue_options.batch_size, max_messages=self.queue_options.batch_size,
-                    visibility_timeout=max(int(self.queue_options.visibility_timeout), 30),
-                ))
+                messages = self.receive(function)
                 if not messages:
                     break
                 batches += 1
-                list(self.pool.map(lambda message, f=function: self._invoke_queue(f, message), messages))
+                wait([self.queue_pool.submit(self._invoke_queue, function, message) for message in messages])
                 handled += len(messages)
         return handled
 
@@ -143,6 +211,36 @@ class LocalHost:
         except Exception:
             log.exception("%s failed", timer.name)
 
+    def _scan_loop(self, scan_interval: float) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self.scan_blobs()
+            except Exception as error:
+                log.warning("blob scan failed: %s", error)
+            self.stop_event.wait(scan_interval)
+
+    def _timer_loop(self) -> None:
+        """The timers' own thread: a tick runs on time whatever the other executors hold, one at a time."""
+        while not self.stop_event.is_set():
+            self.fire_due_timers()
+            upcoming = min(timer.next_run for timer in self.timer_functions)
+            wait_for = (upcoming - datetime.now(UTC)).total_seconds()
+            self.stop_event.wait(min(max(wait_for, 0.01), _TIMER_LOOK_SECONDS))
+
+    def _start_thread(self, name: str, target: Callable[..., None], *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def start(self, scan_interval: float = 1.0) -> None:
+        """Start the blob scan, one listener per queue and the timers, each on its own thread."""
+        if self.blob_functions:
+            self._start_thread("blob-scan", self._scan_loop, scan_interval)
+        for function in self.queue_functions:
+            self._start_thread(f"queue-listener-{function.name}", QueueListener(self, function).run)
+        if self.timer_functions:
+            self._start_thread("timer-trigger", self._timer_loop)
+
     def serve_forever(self, scan_interval: float = 1.0) -> None:
         log.info(
             "local host: %s",
@@ -152,15 +250,15 @@ class LocalHost:
                 + [f"{q.name} on queue {q.queue.queue_name}" for q in self.queue_functions]
             ),
         )
-        while not self.stop_event.is_set():
-            try:
-                self.scan_blobs()
-                self.fire_due_timers()
-                self.drain_queues(max_batches=4)
-            except Exception as error:
-                log.warning("scan failed: %s", error)
-            self.stop_event.wait(scan_interval)
+        self.start(scan_interval)
+        while not self.stop_event.wait(0.5):
+            pass
 
     def stop(self) -> None:
+        """Stop every loop; invocations in progress finish, those not started are dropped (their
+        blobs are scanned again at the next start, their messages become visible again)."""
         self.stop_event.set()
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        for thread in self.threads:
+            thread.join(timeout=30)
+        self.blob_pool.shutdown(wait=True, cancel_futures=True)
+        self.queue_pool.shutdown(wait=True, cancel_futures=True)

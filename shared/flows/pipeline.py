@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableServiceClient
@@ -40,6 +41,7 @@ class Pipeline:
     verdict_reports: VerdictReports
     clock: Clock = utcnow
     backoff: Backoff = field(default_factory=Backoff)
+    blob_client_options: dict[str, Any] = field(default_factory=dict)  # for the blob clients steps build themselves
 
     @classmethod
     def from_settings(
@@ -51,6 +53,7 @@ class Pipeline:
         loop: LoopClient | None = None,
         status_queue: QueueClient | None = None,
         clock: Clock = utcnow,
+        blob_client_options: dict[str, Any] | None = None,
     ) -> Pipeline:
         """Clients only: no request is made until a step runs."""
         blobs = blob_service or blob_service_client(settings)
@@ -71,6 +74,7 @@ class Pipeline:
             verdict_reports=verdict_reports,
             clock=clock,
             backoff=Backoff.from_settings(settings),
+            blob_client_options=blob_client_options or {},
         )
 
     def ensure_resources(self) -> None:

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from shared.flows import check_spacing
 from shared.flows.deposit import DepositError
 from shared.flows.outcome_tags import write_outcome_tags
 from shared.flows.pipeline import Pipeline
@@ -202,13 +203,8 @@ def _look_after_unsent(pipeline: Pipeline, record: ImportRecord) -> str:
 
 
 def next_check_in(pipeline: Pipeline, record: ImportRecord, now: datetime) -> timedelta:
-    """Soon after submission, then a tenth of the import's age, between the first interval and the
-    ceiling (STATUS_POLL_FIRST_SECONDS, STATUS_POLL_MAX_INTERVAL_SECONDS)."""
-    settings = pipeline.settings
-    age = now - (record.submitted_at or record.received_at or now)
-    first = timedelta(seconds=settings.status_first_check_seconds)
-    ceiling = timedelta(seconds=settings.status_max_interval_seconds)
-    return min(max(first, age / 10), ceiling)
+    """The spacing policy of shared.flows.check_spacing, from the import's submission."""
+    return check_spacing.next_check_in(pipeline.settings, record.submitted_at or record.received_at or now, now)
 
 
 def poll_one(pipeline: Pipeline, record: ImportRecord, now: datetime) -> str:

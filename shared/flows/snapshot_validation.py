@@ -26,7 +26,7 @@ def download_client(pipeline: Pipeline, record: ImportRecord) -> BlobClient:
     chunk = pipeline.settings.download_chunk_bytes
     return BlobClient(
         service.url, record.container, record.blob_name, snapshot=record.snapshot, credential=service.credential,
-        max_single_get_size=chunk, max_chunk_get_size=chunk,
+        max_single_get_size=chunk, max_chunk_get_size=chunk, **pipeline.blob_client_options,
     )
 
 

@@ -19,6 +19,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, BlobProperties
 
+from shared.flows import check_spacing
 from shared.flows.deposit import DepositRefusedError, prepare_transfer
 from shared.flows.dossier import DossierError, resolve_dossier
 from shared.flows.outcome_tags import write_outcome_tags
@@ -273,7 +274,7 @@ def _store_request_id(pipeline: Pipeline, record: ImportRecord, request_id: str)
     The ledger tries a failed write again (and recognises one that landed with its answer lost); if
     storage still fails, the id is in the `import.accepted` event and in this error line, for
     `imports resolve` once the timer calls the import unknown."""
-    first_check_in = timedelta(seconds=pipeline.settings.status_first_check_seconds)
+    first_check_in = check_spacing.first_check_in(pipeline.settings)
     try:
         saved = pipeline.ledger.record_request_id(record, request_id, first_check_in=first_check_in)
     except AzureError as error:

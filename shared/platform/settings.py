@@ -78,6 +78,7 @@ class Settings:
     download_chunk_bytes: int
     status_queue: str
     status_first_check_seconds: int
+    status_step_seconds: int
     status_max_interval_seconds: int
     status_check_lease_seconds: int
     status_tick_budget_seconds: int
@@ -278,6 +279,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_loop: bool = 
     if not status_path.startswith("/"):
         status_path = "/" + status_path
 
+    first_check_seconds = read.integer("STATUS_POLL_FIRST_SECONDS", 30, 0, 3_600)
     settings = Settings(
         storage_connection_string=connection_string or None,
         storage_account_name=account_name or None,
@@ -311,7 +313,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_loop: bool = 
         submit_max_attempts=read.integer("SUBMIT_MAX_ATTEMPTS", 8, 1, 100),
         download_chunk_bytes=read.integer("BLOB_DOWNLOAD_CHUNK_BYTES", 4 * MIB, 64 * 1024, 32 * MIB),
         status_queue=read.text("STATUS_CHECK_QUEUE", "fec-status-checks"),
-        status_first_check_seconds=read.integer("STATUS_POLL_FIRST_SECONDS", 30, 0, 3_600),
+        status_first_check_seconds=first_check_seconds,
+        status_step_seconds=read.integer("STATUS_POLL_STEP_SECONDS", first_check_seconds, 1, 3_600),
         status_max_interval_seconds=read.integer("STATUS_POLL_MAX_INTERVAL_SECONDS", 120, 1, 86_400),
         status_check_lease_seconds=read.integer("STATUS_CHECK_LEASE_SECONDS", 300, 10, 86_400),
         status_tick_budget_seconds=read.integer("STATUS_TICK_BUDGET_SECONDS", 20, 1, 600),

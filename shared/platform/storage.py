@@ -38,17 +38,20 @@ def blob_service_client(
     return BlobServiceClient(account_url, credential=credential or _default_credential(), **options)
 
 
-def table_service_client(settings: Settings, credential: TokenCredential | None = None) -> TableServiceClient:
+def table_service_client(
+    settings: Settings, credential: TokenCredential | None = None, **options: Any
+) -> TableServiceClient:
     if settings.storage_connection_string:
-        return TableServiceClient.from_connection_string(settings.storage_connection_string)
+        return TableServiceClient.from_connection_string(settings.storage_connection_string, **options)
     endpoint = settings.table_service_uri or f"https://{settings.storage_account_name}.table.core.windows.net"
-    return TableServiceClient(endpoint, credential=credential or _default_credential())
+    return TableServiceClient(endpoint, credential=credential or _default_credential(), **options)
 
 
-def status_queue_client(settings: Settings, credential: TokenCredential | None = None) -> QueueClient:
+def status_queue_client(settings: Settings, credential: TokenCredential | None = None, **extra: Any) -> QueueClient:
     """The queue of status checks, base64-encoded as the Functions queue trigger expects by default."""
     options: dict[str, Any] = {
         "message_encode_policy": TextBase64EncodePolicy(), "message_decode_policy": BinaryBase64DecodePolicy(),
+        **extra,
     }
     if settings.storage_connection_string:
         return QueueClient.from_connection_string(settings.storage_connection_string, settings.status_queue, **options)
