@@ -134,6 +134,25 @@ class WatchIndex(_Partition):
         since = record.submitted_at or record.received_at
         self._upsert(DUE_PARTITION, self.row_of(record), record.keys, record.blob, since=since)
 
+    def move(self, record: ImportRecord, from_row: str) -> None:
+        """Put the record's row at its `next_poll_at` and delete `from_row` in one entity-group transaction
+        (both in the one `due` partition): one request, and no moment without a row. If `from_row` is gone
+        (the scheduler leased it, a check dropped it), the transaction fails whole and the new row is put
+        alone."""
+        since = record.submitted_at or record.received_at
+        row = _row_entity(DUE_PARTITION, self.row_of(record), record.keys, self.clock(), record.blob, since=since)
+        if row["RowKey"] == from_row:
+            return
+        operations: list[tuple[str, dict[str, object]] | tuple[str, dict[str, object], dict[str, object]]] = [
+            ("upsert", row, {"mode": UpdateMode.REPLACE}),
+            ("delete", {"PartitionKey": DUE_PARTITION, "RowKey": from_row}),
+        ]
+        try:
+            with table_must_exist(self.table):
+                self.table.submit_transaction(operations)
+        except TableTransactionError:
+            self.watch(record)
+
     def entries(self, due_by: datetime | None = None, limit: int | None = None) -> list[IndexEntry]:
         """Rows in due order: those due by `due_by` (all if None), at most `limit` of them."""
         return list(itertools.islice(self.iter_entries(due_by), limit))
