@@ -55,7 +55,7 @@ def breakdown(counts: Counter, scope: str, per: int) -> str:
 def test_storage_requests_per_submitted_file_and_per_status_check_stay_under_their_bounds(counted, fec_bytes,
                                                                                         loop_emulator):
     pipeline, counter = counted
-    blobs = [upload(pipeline, f"DEMO001/{n}.txt", fec_bytes.replace(b"Facture", f"Facture {n}".encode()))
+    blobs = [upload(pipeline, f"DEMO001/12345678{n}FEC20241231.txt", fec_bytes.replace(b"Facture", f"Facture {n}".encode()))
              for n in range(FILES)]
     counter.reset()  # the uploads are the uploader's, not the app's
     with counting_scope("submit"):
