@@ -118,8 +118,9 @@ def _with_repeats_marked(entries: list[IndexEntry]) -> list[tuple[IndexEntry, bo
 class WatchIndex(_Partition):
     """The imports the timer looks after, ordered by when each is next due.
 
-    The ledger writes a record's row (at its `next_poll_at`) before the record itself, so a crash
-    leaves it watched, and deletes the row of the previous due time after. A row whose key is not the
+    A record without a row gets it (at its `next_poll_at`) before the record itself; a record with one
+    keeps it until the record is written, then `move` replaces it in one transaction. Either way a
+    crash leaves it watched. A row whose key is not the
     record's current one (a lease the scheduler moved, a leftover) is dropped by whoever reads it:
     the live row always has another key, so dropping an old one can never unwatch a live import.
     """
