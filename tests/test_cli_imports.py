@@ -9,6 +9,8 @@ import sys
 import pytest
 
 from shared.cli.main import main
+from shared.fec.validation import validate_stream
+from shared.flows.import_views import REPORT_KEYS
 from shared.flows.submit import submit_blob
 from shared.ledger import states
 from tests.helpers import PROJECT_ROOT, upload
@@ -130,3 +132,21 @@ def test_a_read_only_command_on_an_account_without_tables_says_so_and_creates_no
     assert len(err.strip().splitlines()) == 1
     assert {table.name for table in table_service.list_tables()} == tables_before
     assert {container.name for container in blob_service.list_containers()} == containers_before
+
+
+def test_show_of_a_clean_file_prints_the_report_its_record_holds_without_a_report_blob(
+    pipeline, loop_emulator, fec_bytes, cli_env, capsys
+):
+    """A file validated without a finding stores no report blob: `imports show` rebuilds the same
+    report (errors, warnings, counts, summary) from the record, as the validator gives it."""
+    record = submit_blob(pipeline, upload(pipeline, "DEMO001/123456789FEC20241231.txt", fec_bytes))
+    assert record.report_blob is None
+    assert list(pipeline.reports.container.list_blobs()) == []
+    full = validate_stream(iter([fec_bytes]), file_name="123456789FEC20241231.txt").to_dict()
+    code, out, _ = run_cli(capsys, "imports", "show", "DEMO001/123456789FEC20241231.txt", "--json")
+    assert code == 0
+    assert json.loads(out)["report"] == json.loads(json.dumps({key: full[key] for key in REPORT_KEYS}))
+    code, out, _ = run_cli(capsys, "imports", "show", "DEMO001/123456789FEC20241231.txt")
+    summary = full["summary"]
+    assert (f"validation   valid; records={summary['records']} entries={summary['entries']} "
+            f"debit={summary['total_debit']} credit={summary['total_credit']}") in out

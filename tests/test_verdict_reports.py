@@ -146,6 +146,21 @@ def test_two_versions_racing_leave_the_newer_report_every_time(pipeline):
         assert stored["state"] == "rejected"
 
 
+def test_two_first_verdicts_racing_create_first_and_leave_the_newer_report_every_time(pipeline):
+    """The same race with each writer trying If-None-Match: * before any read (a first verdict): the
+    loser's create is refused, it reads and decides, and the newer version's report stays."""
+    reports = pipeline.verdict_reports
+    for round_number in range(20):
+        name = f"DEMO001/first-{round_number}.txt"
+        older, newer = versions_of_one_name(name)
+        results = run_together(2, lambda i, pair=(older, newer): reports.write(pair[i], None, likely_absent=True))
+        assert results == [True, True], results
+        for blob_name in report_blob_names(name):
+            props = reports.container.get_blob_client(blob_name).get_blob_properties()
+            assert props.metadata[VERSION_KEY] == "0x2", (round_number, blob_name)
+    assert reports.owed_count() == 0
+
+
 def test_a_report_storage_refused_is_written_by_the_next_timer_tick(host, fec_bytes):
     pipeline = current_pipeline()
     reports = pipeline.verdict_reports

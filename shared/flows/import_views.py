@@ -4,6 +4,7 @@ the operator CLI, the reports next to the files (shared.flows.verdict_reports) a
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from shared.flows.reports import ReportStore
@@ -24,10 +25,22 @@ def redacted(value: Any) -> Any:
     return value
 
 
+def clean_report(record: ImportRecord) -> dict[str, Any] | None:
+    """The validation report of a file validated without a finding, from the record alone: such a
+    report is not stored as a blob (shared.flows.snapshot_validation), its counts and summary are
+    `record.validation`. None when the record holds no such summary (never validated, or cut)."""
+    stored = json.loads(record.validation) if record.validation else None
+    if not stored or stored.get("truncated") or "summary" not in stored:
+        return None
+    return {"valid": stored.get("valid"), "errors": [], "warnings": [], "counts": stored.get("counts") or {},
+            "summary": stored["summary"]}
+
+
 def import_details(reports: ReportStore, record: ImportRecord) -> dict[str, Any]:
-    """One version's record, with its validation report (errors, warnings, counts, summary)."""
+    """One version's record, with its validation report (errors, warnings, counts, summary): the
+    stored blob when there is one, else rebuilt from the record (no download)."""
     detail = record.to_dict()
-    report = reports.load(record.report_blob) if record.report_blob else None
+    report = reports.load(record.report_blob) if record.report_blob else clean_report(record)
     if report:
         detail["report"] = {key: report.get(key) for key in REPORT_KEYS}
     return redacted(detail)

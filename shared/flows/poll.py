@@ -173,9 +173,9 @@ def check_import(pipeline: Pipeline, row: str) -> str:
     own_row = pipeline.ledger.watch_index.row_of(record)
     leased = row != own_row
     if record.next_poll_at and record.next_poll_at > now:
-        if leased and pipeline.ledger.watch_index.entry_of(record) is not None:
-            pipeline.ledger.watch_index.drop_row(row)  # checked meanwhile: its own row is back
-        return "not_due"  # else this lease is the import's only row: it stays, due when the lease ends
+        if leased:
+            _keep_one_row(pipeline, record, row)
+        return "not_due"
     if leased:
         pipeline.ledger.row_was_leased(record)
     if record.state == ImportState.PENDING:
@@ -185,6 +185,18 @@ def check_import(pipeline: Pipeline, row: str) -> str:
     if leased and (pipeline.ledger.wrote_due_row(record) or record.state not in states.WATCHED_STATES):
         pipeline.ledger.watch_index.drop_row(row)  # this check wrote the import's next row, or closed it
     return outcome
+
+
+def _keep_one_row(pipeline: Pipeline, record: ImportRecord, row: str) -> None:
+    """A leased row of an import not due yet. Its own row is back (checked meanwhile): the lease goes.
+    Else the lease is the import's only row and stays, due when the lease ends; for a `submitting`
+    import (whose row is its claim's, due before its give-up time: `Ledger._due_row_time`) it is moved
+    to the give-up time, so the timer calls it unknown then, not a lease later."""
+    watch_index = pipeline.ledger.watch_index
+    if watch_index.entry_of(record) is not None:
+        watch_index.drop_row(row)
+    elif record.state == ImportState.SUBMITTING:
+        watch_index.move(record, row)
 
 
 def _look_after_unsent(pipeline: Pipeline, record: ImportRecord) -> str:

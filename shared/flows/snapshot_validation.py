@@ -16,7 +16,7 @@ from azure.storage.blob import BlobClient
 
 from shared.fec.validation import ValidationReport, validate_stream
 from shared.flows.pipeline import Pipeline
-from shared.ledger.record import ImportRecord
+from shared.ledger.record import MAX_TEXT_UNITS, ImportRecord, utf16_units
 
 
 def download_client(pipeline: Pipeline, record: ImportRecord) -> BlobClient:
@@ -55,15 +55,24 @@ def _validate(pipeline: Pipeline, snapshot: BlobClient, record: ImportRecord) ->
     chunks = snapshot.download_blob(max_concurrency=1).chunks()
     report = validate_stream(_hashing(chunks, digest), file_name=PurePosixPath(record.blob_name).name)
     record.content_sha256 = digest.hexdigest()
-    partition, row = record.keys
     full = report.to_dict()
-    record.report_blob = pipeline.reports.save(f"{partition}/{row}.json", full)
     record.validation = json.dumps(
         {"valid": full["valid"], "counts": full["counts"], "summary": full["summary"],
          "warnings": report.warning_count, "snapshot": record.snapshot},
         default=str,
     )
+    record.report_blob = _saved_report(pipeline, record, full)
     return report
+
+
+def _saved_report(pipeline: Pipeline, record: ImportRecord, full: dict[str, Any]) -> str | None:
+    """The report's blob name, stored only when it says more than `record.validation`: findings to
+    list, or a summary too large for the record. A clean file's report is its counts and summary,
+    already on the record (shared.flows.import_views rebuilds it), so it costs no upload."""
+    if not full["errors"] and not full["warnings"] and utf16_units(record.validation or "") <= MAX_TEXT_UNITS:
+        return None
+    partition, row = record.keys
+    return pipeline.reports.save(f"{partition}/{row}.json", full)
 
 
 def _rejection_reason(report: ValidationReport) -> str:

@@ -11,13 +11,18 @@ Newest wins: each report blob carries in its metadata an order key: the version'
 write reads the blob's key and ETag, gives up if the stored key is not older than its own, and
 uploads with If-Match on that ETag (If-None-Match: * when absent); a lost race reads again and
 decides again. So the report of an older version, or an older state of the same version, never
-overwrites a newer one, whatever the order the writers finish in.
+overwrites a newer one, whatever the order the writers finish in. A version's first verdict
+(no earlier one in its history) most likely has no report yet: it tries If-None-Match: * first and
+reads only if a report is there (another version's, or a lost answer), saving the read.
 
-Retry: before writing, a row is put in the ledger table's `report-owed` partition; a written report
-deletes it (only if nobody put it again meanwhile). A report that could not be written is logged
-(`import.report_failed`) and its row stays; the timer's tick (status_timer/) calls `retry_owed`,
-which drains the partition within a row and a time budget. The ledger stays the truth: a report is
-only a view of it, and nothing in the flows waits for or depends on one.
+Retry: a report that could not be written is logged (`import.report_failed`) and a row is put in
+the ledger table's `report-owed` partition; the timer's tick (status_timer/) calls `retry_owed`,
+which drains the partition within a row and a time budget, and a written report deletes its row
+(only if nobody put it again meanwhile). A report written at the first try costs no table request.
+What this leaves: a crash (the process dying, not an exception) after the ledger write and before
+the report is written leaves no row, and that report waits for the version's next write (a final
+version has none). The ledger stays the truth: a report is only a view of it, and nothing in the
+flows waits for or depends on one.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 from azure.data.tables import TableClient
-from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient, ContentSettings
+from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient, ContainerClient, ContentSettings
 
 from shared.flows.import_views import import_details
 from shared.flows.report_page import render_report_html
@@ -105,24 +110,40 @@ def owes_report(record: ImportRecord) -> bool:
     )
 
 
+def first_verdict(record: ImportRecord) -> bool:
+    """No verdict before this write in the version's history: its report most likely does not exist
+    yet (a guess that only decides whether a write reads first; it is never trusted for the outcome)."""
+    return not any(entry.get("state") in REPORT_STATES for entry in record.history_entries()[:-1])
+
+
 def _refused(error: HttpResponseError) -> bool:
     """A lost conditional write (412, or 409 when a create met an existing blob)."""
     return isinstance(error, ResourceModifiedError | ResourceExistsError) or error.status_code in (409, 412)
 
 
-def write_if_newer(blob: BlobClient, body: bytes, content_type: str, metadata: dict[str, str]) -> bool:
+def _properties(blob: BlobClient) -> BlobProperties | None:
+    try:
+        return blob.get_blob_properties()
+    except ResourceNotFoundError:
+        return None
+
+
+def write_if_newer(blob: BlobClient, body: bytes, content_type: str, metadata: dict[str, str], *,
+                   likely_absent: bool = False) -> bool:
     """Upload unless the stored report is as new or newer (its ORDER_KEY); True if written.
+
+    `likely_absent`: try the create (If-None-Match: *) before any read; a report already there
+    refuses it, and the loop reads and decides as usual. Either way every upload is conditional.
 
     Raises:
         ReportRaceError: lost the conditional write WRITE_ATTEMPTS times in a row.
         azure.core.exceptions.AzureError: storage could not be reached.
     """
     settings = ContentSettings(content_type=content_type)
+    read = not likely_absent
     for _ in range(WRITE_ATTEMPTS):
-        try:
-            props = blob.get_blob_properties()
-        except ResourceNotFoundError:
-            props = None
+        props = _properties(blob) if read else None
+        read = True
         if props is not None and (props.metadata or {}).get(ORDER_KEY, "") >= metadata[ORDER_KEY]:
             return False
         condition = (
@@ -164,15 +185,16 @@ class VerdictReports:
         owed row left for the timer (the ledger write this follows has happened)."""
         if not owes_report(record):
             return
-        owed = self._owe(record)
-        self.write(record, owed)
+        self.write(record, None, likely_absent=first_verdict(record))
 
-    def write(self, record: ImportRecord, owed_etag: str | None) -> bool:
-        """Write both report blobs of `record`; on success drop its owed row. True if done."""
+    def write(self, record: ImportRecord, owed_etag: str | None, *, likely_absent: bool = False) -> bool:
+        """Write both report blobs of `record`; True if done. On success its owed row (`owed_etag`, the
+        timer's retry) is dropped; on failure a row is owed, unless it already is."""
         try:
-            written = self._write_blobs(record)
+            written = self._write_blobs(record, likely_absent)
         except Exception as error:  # a report must never fail the flow that wrote the ledger
-            self._failed(record, f"{type(error).__name__}: {str(error)[:200]}", queued=owed_etag is not None)
+            queued = owed_etag is not None or self._owe(record) is not None
+            self._failed(record, f"{type(error).__name__}: {str(error)[:200]}", queued=queued)
             return False
         if owed_etag is not None:
             self._forget(record, owed_etag)
@@ -181,14 +203,16 @@ class VerdictReports:
                            logging.INFO, verdict=str(record.state), report=report_blob_names(record.blob_name)[0])
         return True
 
-    def _write_blobs(self, record: ImportRecord) -> bool:
+    def _write_blobs(self, record: ImportRecord, likely_absent: bool) -> bool:
         detail = import_details(self.details, record)
         json_name, html_name = report_blob_names(record.blob_name)
         metadata = {ORDER_KEY: order_key(record), VERSION_KEY: record.etag.strip('"'), STATE_KEY: str(record.state)}
         body = json.dumps(detail, ensure_ascii=False, indent=1).encode("utf-8")
-        wrote_json = write_if_newer(self.container.get_blob_client(json_name), body, JSON_TYPE, metadata)
+        wrote_json = write_if_newer(self.container.get_blob_client(json_name), body, JSON_TYPE, metadata,
+                                    likely_absent=likely_absent)
         page = render_report_html(detail).encode("utf-8")
-        wrote_html = write_if_newer(self.container.get_blob_client(html_name), page, HTML_TYPE, metadata)
+        wrote_html = write_if_newer(self.container.get_blob_client(html_name), page, HTML_TYPE, metadata,
+                                    likely_absent=likely_absent)
         return wrote_json or wrote_html
 
     def _failed(self, record: ImportRecord, reason: str, *, queued: bool) -> None:
@@ -203,7 +227,8 @@ class VerdictReports:
         return "|".join(record.keys)
 
     def _owe(self, record: ImportRecord) -> str | None:
-        """Put (or refresh) the owed row; its ETag, or None if it could not be written."""
+        """Put (or refresh) the owed row of a report that could not be written; its ETag, or None if
+        it could not be written either."""
         partition, row = record.keys
         entity = {"PartitionKey": OWED_PARTITION, "RowKey": self.owed_row(record), "record_partition": partition,
                   "record_row": row, "blob": record.blob, "owed_at": self.clock()}

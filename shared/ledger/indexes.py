@@ -118,8 +118,9 @@ def _with_repeats_marked(entries: list[IndexEntry]) -> list[tuple[IndexEntry, bo
 class WatchIndex(_Partition):
     """The imports the timer looks after, ordered by when each is next due.
 
-    The ledger writes a record's row (at its `next_poll_at`) before the record itself, so a crash
-    leaves it watched, and deletes the row of the previous due time after. A row whose key is not the
+    A record without a row gets it (at its `next_poll_at`) before the record itself; a record with one
+    keeps it until the record is written, then `move` replaces it in one transaction. Either way a
+    crash leaves it watched. A row whose key is not the
     record's current one (a lease the scheduler moved, a leftover) is dropped by whoever reads it:
     the live row always has another key, so dropping an old one can never unwatch a live import.
     """
@@ -133,6 +134,25 @@ class WatchIndex(_Partition):
     def watch(self, record: ImportRecord) -> None:
         since = record.submitted_at or record.received_at
         self._upsert(DUE_PARTITION, self.row_of(record), record.keys, record.blob, since=since)
+
+    def move(self, record: ImportRecord, from_row: str) -> None:
+        """Put the record's row at its `next_poll_at` and delete `from_row` in one entity-group transaction
+        (both in the one `due` partition): one request, and no moment without a row. If `from_row` is gone
+        (the scheduler leased it, a check dropped it), the transaction fails whole and the new row is put
+        alone."""
+        since = record.submitted_at or record.received_at
+        row = _row_entity(DUE_PARTITION, self.row_of(record), record.keys, self.clock(), record.blob, since=since)
+        if row["RowKey"] == from_row:
+            return
+        operations: list[tuple[str, dict[str, object]] | tuple[str, dict[str, object], dict[str, object]]] = [
+            ("upsert", row, {"mode": UpdateMode.REPLACE}),
+            ("delete", {"PartitionKey": DUE_PARTITION, "RowKey": from_row}),
+        ]
+        try:
+            with table_must_exist(self.table):
+                self.table.submit_transaction(operations)
+        except TableTransactionError:
+            self.watch(record)
 
     def entries(self, due_by: datetime | None = None, limit: int | None = None) -> list[IndexEntry]:
         """Rows in due order: those due by `due_by` (all if None), at most `limit` of them."""

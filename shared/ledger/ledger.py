@@ -126,12 +126,13 @@ class Ledger:
     def _write(self, record: ImportRecord, note: str) -> None:
         """Write the record and keep its indexes in step.
 
-        Before the record: a watched record's due-index row at its `next_poll_at` (a crash leaves it
-        watched), and its request id's row in the request index (a record never holds an id that
-        `imports show <id>` cannot find; a row written for a write that then failed points at a record
-        that shows the id in no field, harmless). After it: the row of its previous due time is
-        deleted; if that fails the row is a leftover, dropped when it comes due. Each index write is
-        idempotent and tried again on a transient failure (`with_retries`)."""
+        Its request id's row in the request index goes before the record (a record never holds an id
+        that `imports show <id>` cannot find; a row written for a write that then failed points at a
+        record that shows the id in no field, harmless). Its due-index row (`_watch_rows`): a record
+        with a row of its own keeps it until the record is written, then one entity-group transaction
+        moves it to the new due time; a record without one gets its row first. Either way a crash
+        leaves it watched. Each index write is idempotent and tried again on a transient failure
+        (`with_retries`)."""
         now = self.clock()
         record.updated_at = now
         record.add_history(record.state, note, now)
@@ -139,25 +140,41 @@ class Ledger:
         previous_due = record.stored_due
         if watched:
             record.next_poll_at = record.next_poll_at or now
-            if record.next_poll_at != previous_due:
-                with_retries(lambda: self.watch_index.watch(record), f"due row of {record.blob}")
+        due = self._due_row_time(record, previous_due) if watched else None
+        if watched and previous_due is None:
+            with_retries(lambda: self.watch_index.watch(record), f"due row of {record.blob}")
         if record.request_id and record.request_id != record.stored_request_id:
             with_retries(lambda: self.requests.record(record), f"request index row of {record.blob}")
-        # A write that loses its compare-and-swap leaves its row behind: deleting it could delete the row of
-        # a writer that computed the same due time. The leftover is harmless and short-lived: when it comes
-        # due, check_import finds the import checked meanwhile and drops it.
         self.store.replace(record)
-        record.stored_due = record.next_poll_at if watched else None
+        record.stored_due = due
         record.stored_request_id = record.request_id
-        if previous_due is not None and previous_due != record.stored_due:
-            self._drop_leftover(due_row(previous_due, record.keys))
+        if previous_due is not None and previous_due != due:
+            self._after_write(record, previous_due, watched)
 
-    def _drop_leftover(self, row: str) -> None:
-        """The record is written: a row that could not be deleted is left for the timer to drop."""
+    @staticmethod
+    def _due_row_time(record: ImportRecord, previous_due: datetime | None) -> datetime | None:
+        """When the record's due row will be once written. A `submitting` record keeps the row it had
+        when that row is due no later than its give-up time (the claim lease): the POST's answer moves
+        it with the request id, and a check that finds it due early moves it to the give-up time
+        (shared.flows.poll). So marking `submitting` writes the record alone."""
+        keeps_row = (record.state == states.SUBMITTING and previous_due is not None
+                     and record.next_poll_at is not None and previous_due <= record.next_poll_at)
+        return previous_due if keeps_row else record.next_poll_at
+
+    def _after_write(self, record: ImportRecord, previous_due: datetime, watched: bool) -> None:
+        """The record is written: move its row to the new due time, or drop it if no longer watched.
+        A failure here is logged, never raised (the transition is written and owes its event): the
+        previous row keeps the import watched, and the check it brings puts things right. A write that
+        lost its compare-and-swap never gets here, so it never deletes a row another writer relies on."""
+        previous = due_row(previous_due, record.keys)
         try:
-            with_retries(lambda: self.watch_index.drop_row(row), "previous due row")
+            if watched:
+                with_retries(lambda: self.watch_index.move(record, previous), f"due row of {record.blob}")
+            else:
+                with_retries(lambda: self.watch_index.drop_row(previous), "previous due row")
         except AzureError as error:
-            log.warning("previous due row %s left in place (%s): dropped when it comes due", row, type(error).__name__)
+            log.warning("previous due row %s left in place (%s): dropped or moved when it comes due", previous,
+                        type(error).__name__)
 
     def row_was_leased(self, record: ImportRecord) -> None:
         """The scheduler moved this copy's due row to a lease row: the next write must not delete the
