@@ -13,8 +13,10 @@ import pytest
 import function_app
 from local.host.host import LocalHost
 from shared.flows.import_api import show_json
+from shared.flows.poll import check_import, row_of_message, schedule_due_checks
 from shared.flows.report_page import render_report_html
 from shared.flows.runtime import current_pipeline, reset_pipeline
+from shared.flows.submit import submit_blob
 from shared.flows.verdict_reports import (
     HTML_TYPE,
     JSON_TYPE,
@@ -24,7 +26,7 @@ from shared.flows.verdict_reports import (
 from shared.ledger import states
 from shared.ledger.record import ImportRecord
 from shared.platform.clock import utcnow
-from tests.helpers import run_host_until_final, run_together, upload
+from tests.helpers import run_host_until_final, run_together, upload, wait_until_final_at_loop
 
 INVALID_LINE = 4  # the header is line 1
 
@@ -178,6 +180,52 @@ def test_a_report_storage_refused_is_written_by_the_next_timer_tick(host, fec_by
     assert report["state"] == "rejected"
     assert reports.owed_count() == 0
 
+
+
+def stored_report_state(pipeline, name: str) -> str | None:
+    """The state in the JSON report of a blob name, or None when there is no report."""
+    blob = pipeline.verdict_reports.container.get_blob_client(report_blob_names(name)[0])
+    if not blob.exists():
+        return None
+    return json.loads(blob.download_blob().readall())["state"]
+
+
+def test_a_delivery_that_died_before_its_report_is_caught_up_by_the_redelivery(pipeline, fec_bytes):
+    name = "DEMO001/123456789FEC20231231.txt"
+    blob = upload(pipeline, name, broken(fec_bytes))
+    observer, pipeline.ledger.observer = pipeline.ledger.observer, None  # dies right after the ledger write
+    assert submit_blob(pipeline, blob).state == states.REJECTED
+    assert stored_report_state(pipeline, name) is None
+    pipeline.ledger.observer = observer
+    submit_blob(pipeline, blob)  # the host delivers the blob again: the invocation never ended
+    assert stored_report_state(pipeline, name) == "rejected"
+
+
+def test_a_status_check_that_died_before_its_report_is_caught_up_by_the_row_it_left(
+    pipeline, fec_bytes, loop_emulator, monkeypatch
+):
+    name = "DEMO001/123456789FEC20241231.txt"
+    assert submit_blob(pipeline, upload(pipeline, name, fec_bytes)).state == states.PENDING
+    wait_until_final_at_loop(loop_emulator)
+    pipeline.clock.advance(timedelta(seconds=pipeline.settings.status_first_check_seconds + 1))
+    sent: list[str] = []
+    schedule_due_checks(pipeline, sent.append)
+    (message,) = sent
+    observer, pipeline.ledger.observer = pipeline.ledger.observer, None
+
+    def died(row: str) -> None:
+        raise RuntimeError("the process died before dropping the leased row")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline.ledger.watch_index, "drop_row", died)
+        with pytest.raises(RuntimeError):
+            check_import(pipeline, row_of_message(message))
+    (record,) = pipeline.ledger.all_records()
+    assert record.state == states.COMPLETED  # the final write landed, its report did not
+    assert stored_report_state(pipeline, name) is None
+    pipeline.ledger.observer = observer
+    assert check_import(pipeline, row_of_message(message)) == "unwatched"  # the row, found again later
+    assert stored_report_state(pipeline, name) == "completed"
 
 def test_a_report_carries_no_secret_quoted_in_an_error(pipeline):
     from local.azurite import DEV_ACCOUNT_KEY  # noqa: PLC0415

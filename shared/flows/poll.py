@@ -168,6 +168,8 @@ def check_import(pipeline: Pipeline, row: str) -> str:
     now = pipeline.clock()
     record = pipeline.ledger.get(*keys_of_due_row(row))
     if record is None or record.state not in states.WATCHED_STATES:
+        if record is not None:
+            pipeline.verdict_reports.catch_up(record)  # a row left by a crash after the final write
         pipeline.ledger.watch_index.drop_row(row)  # a live row always has another key than this one
         return "unwatched"
     own_row = pipeline.ledger.watch_index.row_of(record)

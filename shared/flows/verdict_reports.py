@@ -19,10 +19,10 @@ Retry: a report that could not be written is logged (`import.report_failed`) and
 the ledger table's `report-owed` partition; the timer's tick (status_timer/) calls `retry_owed`,
 which drains the partition within a row and a time budget, and a written report deletes its row
 (only if nobody put it again meanwhile). A report written at the first try costs no table request.
-What this leaves: a crash (the process dying, not an exception) after the ledger write and before
-the report is written leaves no row, and that report waits for the version's next write (a final
-version has none). The ledger stays the truth: a report is only a view of it, and nothing in the
-flows waits for or depends on one.
+A crash (the process dying, not an exception) after the ledger write and before the report leaves
+no row; `catch_up` covers it: the blob's redelivery (submit) or the leased due row found again (poll)
+meets the version final and writes its report if the stored one is older or missing. The ledger
+stays the truth: a report is only a view of it, and nothing in the flows waits for or depends on one.
 """
 
 from __future__ import annotations
@@ -186,6 +186,14 @@ class VerdictReports:
         if not owes_report(record):
             return
         self.write(record, None, likely_absent=first_verdict(record))
+
+    def catch_up(self, record: ImportRecord) -> None:
+        """A version met again after its verdict (a redelivery of its blob, or a due row a crash left
+        behind) gets its report if the stored one is older or missing: this closes the window between
+        the ledger's write and the report's when the process died in it. Costs a read per report blob
+        when it is up to date; never raises."""
+        if owes_report(record):
+            self.write(record, None)
 
     def write(self, record: ImportRecord, owed_etag: str | None, *, likely_absent: bool = False) -> bool:
         """Write both report blobs of `record`; True if done. On success its owed row (`owed_etag`, the
