@@ -35,6 +35,8 @@ run: install local.settings.json
 
 # Debian's chromium, for the test that opens the HTML report headless (tests/test_report_chromium.py).
 chromium:
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; } || \
+	  { echo "make chromium: no chromium on the PATH and no apt-get as root to install it; install Chromium and put a chromium command on the PATH" >&2; exit 2; }
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	  apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 
 import azure.functions as func
 
@@ -30,13 +31,14 @@ def json_response(status: int, body: Json) -> func.HttpResponse:
     )
 
 
-def _guarded(answer: callable) -> func.HttpResponse:
-    """A failure (storage unreachable...) is a 503 with a JSON error, never a traceback."""
+def _guarded(answer: Callable[[], tuple[int, Json]]) -> func.HttpResponse:
+    """The answer of shared.flows.import_api (storage down is its 503); anything unexpected is a 500
+    with a JSON error, its traceback in the app's log only, never in the response."""
     try:
         return json_response(*answer())
-    except Exception as error:
-        log.warning("imports API failed: %s", type(error).__name__)
-        return json_response(503, {"error": "the import ledger could not be read; try again", "status": 503})
+    except Exception:
+        log.exception("imports API failed")
+        return json_response(500, {"error": "the request could not be answered; see the app's log", "status": 500})
 
 
 @bp.function_name("imports_api_show")

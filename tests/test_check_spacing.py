@@ -38,6 +38,11 @@ def follow(spacing, finishes_after: float, period: float) -> tuple[int, float]:
         due = now + check_spacing.next_check_in(spacing, submitted, now)
 
 
+def test_a_first_check_at_zero_still_leaves_a_step_of_one_second():
+    """STATUS_POLL_FIRST_SECONDS=0 (check at the next tick) must not make the default step 0: young
+    imports would be checked at every tick, below the step's own minimum."""
+    assert settings(STATUS_POLL_FIRST_SECONDS="0").status_step_seconds == 1
+
 def test_by_default_the_step_is_the_first_check_as_before():
     spacing = settings(STATUS_POLL_FIRST_SECONDS="30", STATUS_POLL_MAX_INTERVAL_SECONDS="120")
     assert spacing.status_step_seconds == 30

@@ -120,3 +120,29 @@ def test_make_run_prints_the_port_and_the_key_it_serves_with(capsys):
         assert f"function key (from LOCAL_HTTP_FUNCTION_KEY): {KEY}" in out
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("length", ["abc", "-5", str(2 * 1024 * 1024)])
+def test_a_bad_content_length_is_a_400_json_and_the_connection_closes(api, length):
+    _, server = api
+    status, content_type, body = get(server, with_key("/api/imports"), headers={"Content-Length": length})
+    assert status == 400
+    assert content_type.startswith("application/json")
+    assert "Content-Length" in body["error"]
+
+
+def test_a_body_sent_with_a_refused_request_does_not_become_the_next_request(api):
+    """Keep-alive: the body of a 401 is read, so the next request on the connection is answered."""
+    _, server = api
+    parts = urlsplit(server.base_url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        connection.request("GET", "/api/imports", body=b"GET /api/imports?code=x HTTP/1.1\r\n\r\n")
+        first = connection.getresponse()
+        first.read()
+        connection.request("GET", with_key("/api/imports"))
+        second = connection.getresponse()
+        assert (first.status, second.status) == (401, 200)
+        assert json.loads(second.read()) == []
+    finally:
+        connection.close()

@@ -267,6 +267,8 @@ def test_a_hostile_blob_name_is_escaped_in_the_page(host, fec_bytes):
         ("DEMO001\\..\\a.txt", "DEMO001%5C..%5Ca.txt.report.json"),
         ("../../a.txt", "%2E%2E/%2E%2E/a.txt.report.json"),
         ("DEMO001/..", "DEMO001/%2E%2E.report.json"),
+        ("DEMO001/%2E%2E/a.txt", "DEMO001/%252E%252E/a.txt.report.json"),  # not the report of DEMO001/../a.txt
+        ("DEMO001/x%5Cy.txt", "DEMO001/x%255Cy.txt.report.json"),  # not the report of DEMO001/x\\y.txt
     ],
 )
 def test_a_report_name_stays_under_the_files_own_prefix(name, expected):

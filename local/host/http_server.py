@@ -145,23 +145,35 @@ def _handler_for(server: LocalHttpServer) -> type[BaseHTTPRequestHandler]:
             params = dict(parse_qsl(parts.query, keep_blank_values=True))
             headers = {name.lower(): value for name, value in self.headers.items()}
             found = server.match(parts.path, self.command)
-            if found is None:
+            body = self._read_body(headers)
+            if body is None:
+                self.close_connection = True  # the rest of the stream cannot be framed
+                response = _json_error(400, f"Content-Length must be a whole number of bytes up to {MAX_BODY}")
+            elif found is None:
                 response = _json_error(404, "no function serves this route")
             elif found is False:
                 response = _json_error(405, "method not allowed")
             else:
                 route, route_params = found
-                response = self._invoke(route.function, headers, params, route_params, parts.path)
+                response = self._invoke(route.function, headers, params, route_params, parts.path, body=body)
             self._write(response)
 
+        def _read_body(self, headers: dict[str, str]) -> bytes | None:
+            """The request body, read whatever the answer (so keep-alive stays framed); None when its
+            Content-Length is not a whole number up to MAX_BODY."""
+            declared = headers.get("content-length", "0").strip() or "0"
+            if not declared.isdigit() or int(declared) > MAX_BODY:
+                return None
+            length = int(declared)
+            return self.rfile.read(length) if length else b""
+
         def _invoke(self, function: HttpFunction, headers: dict[str, str], params: dict[str, str],
-                    route_params: dict[str, str], path: str) -> func.HttpResponse:
+                    route_params: dict[str, str], path: str, *, body: bytes) -> func.HttpResponse:
             if not server.authorized(function, headers, params):
                 return _json_error(401, "a function key is required (x-functions-key header or code parameter)")
-            length = min(int(headers.get("content-length") or 0), MAX_BODY)
             request = func.HttpRequest(
                 method=self.command, url=f"http://{headers.get('host', 'localhost')}{path}", headers=headers,
-                params=params, route_params=route_params, body=self.rfile.read(length) if length else b"",
+                params=params, route_params=route_params, body=body,
             )
             try:
                 return function.call(**{function.arg_name: request})

@@ -1,6 +1,6 @@
 """The rule bodies: the field-by-field path, and the cross-line checks both paths feed.
 
-Per batch of lines: if every line matches the fast regex (fec_fast), the batch is booked column by
+Per batch of lines: if every line matches the fast regex (shared.fec.fast), the batch is booked column by
 column with C-level map/zip/accumulate; otherwise each line is read by the fast regex when it
 matches and by `Checker.check` (the detailed path, which reports what is wrong) when it does not,
 and the resulting rows are booked the same way. A row is (line number, JournalCode, EcritureNum,

@@ -3,7 +3,7 @@
 It accepts a subset of valid records (amounts with two decimals, unpadded calendar dates in
 1900-2099 except 29 February, accounts starting with 3 digits, Montantdevise only with Idevise),
 so a line it accepts breaks none of the `line` rules in REFUSES; anything else goes to the
-detailed path (fec_checks.Checker.check), which is the authority and the one that explains.
+detailed path (checks.Checker.check), which is the authority and the one that explains.
 Cross-line (`booking`) rules are computed on the columns both paths produce.
 """
 
@@ -45,7 +45,7 @@ class FastPath:
     `batch` accepts a batch of lines joined by the separator and NUL only when `match` accepts every line. It
     is the same record without groups, and stricter: the values read from its columns (JournalCode,
     EcritureNum, the dates, Sens) have no blanks around them, so they are used as split. No value it
-    accepts starts with NUL, and lines hold none (fec_lines removes them; its LINE_TOO_LONG mark
+    accepts starts with NUL, and lines hold none (shared.fec.lines removes them; its LINE_TOO_LONG mark
     starts with one, and matches no record), so a record can never run over a joint: the regex
     meets every joint between two records, and each record is one line. One call checks a whole
     batch, with no match object per line, and the joined text splits into the batch's columns.

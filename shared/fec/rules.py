@@ -4,7 +4,7 @@ Scopes say who decides a rule:
 - `stream`: the byte reader (encoding, line endings, line length), once per file or per line;
 - `header`: the header line; `file`: the file as a whole (name, emptiness, total balance);
 - `line`: one record's own fields. The fast regex path must refuse every line that breaks one of
-  these (so the detailed path reports it): `fec_fast.REFUSES` lists the ones it does, and a layout
+  these (so the detailed path reports it): `fast.REFUSES` lists the ones it does, and a layout
   whose fast path does not decide every `line` rule is checked by the detailed path alone;
 - `booking`: across lines (entries, order, amount pairs), computed on the columns both paths
   produce, so they cannot disagree.

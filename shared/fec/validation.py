@@ -4,8 +4,8 @@ Public API (shared/flows/submit.py and the CLI use it): `validate_stream`, `vali
 `ValidationReport`, `Finding`. The rules, their levels and reasons: shared/fec/rules.py and
 docs/fec-validation.md. Errors block the import; warnings are recorded and the file is still sent.
 
-Modules: fec_lines (bytes to lines), fec_layout (header, value formats), fec_fast (the fast regex
-path), fec_checks (the rule bodies), fec_entries (entry balance and numbering, bounded).
+Modules of shared.fec: lines (bytes to lines), layout (header, value formats), fast (the fast regex
+path), checks (the rule bodies), entries (entry balance), numbering (EcritureNum schemes, bounded).
 """
 
 from __future__ import annotations

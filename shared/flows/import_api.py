@@ -8,10 +8,13 @@ import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
+from azure.core.exceptions import AzureError
+
 from shared.flows.import_views import import_details, redacted
 from shared.flows.operator_actions import OperatorError, find_import
 from shared.flows.pipeline import Pipeline
 from shared.ledger.states import ImportState
+from shared.ledger.store import LedgerMissingError
 
 Json = dict[str, Any] | list[dict[str, Any]]
 MAX_BLOB_NAME = 1024
@@ -56,6 +59,9 @@ def _error(status: int, message: str) -> tuple[int, Json]:
     return status, {"error": redacted(message), "status": status}
 
 
+STORAGE_DOWN = "the import ledger could not be read; try again"
+
+
 def get_import(pipeline: Pipeline, name: str) -> tuple[int, Json]:
     """GET /api/imports/{name}: every version of the blob (or the import with that request id)."""
     problem = name_problem(name)
@@ -65,6 +71,8 @@ def get_import(pipeline: Pipeline, name: str) -> tuple[int, Json]:
         return 200, show_json(pipeline, name)
     except OperatorError:
         return _error(404, "no import found for that blob name or request id")
+    except (AzureError, LedgerMissingError):
+        return _error(503, STORAGE_DOWN)
 
 
 def list_imports(pipeline: Pipeline, state: str | None, limit: str | None) -> tuple[int, Json]:
@@ -77,4 +85,7 @@ def list_imports(pipeline: Pipeline, state: str | None, limit: str | None) -> tu
         count = 0
     if not 1 <= count <= MAX_LIMIT:
         return _error(400, f"limit must be a whole number between 1 and {MAX_LIMIT}")
-    return 200, list_json(pipeline, state or None, count)
+    try:
+        return 200, list_json(pipeline, state or None, count)
+    except (AzureError, LedgerMissingError):
+        return _error(503, STORAGE_DOWN)

@@ -147,8 +147,7 @@ def take_over(pipeline: Pipeline, record: ImportRecord) -> ImportRecord | None:
     lease_over = record.state == ImportState.RETRY_WAIT or due
     if record.state not in states.NOT_SENT_STATES or not lease_over:
         telemetry.emit(telemetry.DUPLICATE_DELIVERY, record.dimensions())
-        if record.state in states.FINAL_STATES:
-            pipeline.verdict_reports.catch_up(record)  # the delivery before may have died before its report
+        pipeline.verdict_reports.catch_up(record)  # after a verdict: the delivery before may have died before it
         return None
     if record.attempts >= pipeline.settings.submit_max_attempts:
         reason = f"gave up after {record.attempts} attempts; last: {record.error or 'no reason recorded'}"

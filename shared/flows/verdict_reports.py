@@ -79,9 +79,10 @@ def report_blob_names(blob_name: str) -> tuple[str, str]:
 
     Storage and HTTP clients rewrite `.` and `..` segments and backslashes, so a name holding them
     would land its report in another folder: those segments are written as `%2E` runs and a
-    backslash as `%5C`, keeping the report under the file's own prefix."""
+    backslash as `%5C`, keeping the report under the file's own prefix; a literal `%` is written
+    `%25`, so two blob names never share a report."""
     segments = [
-        _DOT_SEGMENT * len(segment) if segment in (".", "..") else segment.replace("\\", "%5C")
+        _DOT_SEGMENT * len(segment) if segment in (".", "..") else segment.replace("%", "%25").replace("\\", "%5C")
         for segment in blob_name.split("/")
     ]
     base = "/".join(segments)

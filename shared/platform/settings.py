@@ -314,7 +314,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_loop: bool = 
         download_chunk_bytes=read.integer("BLOB_DOWNLOAD_CHUNK_BYTES", 4 * MIB, 64 * 1024, 32 * MIB),
         status_queue=read.text("STATUS_CHECK_QUEUE", "fec-status-checks"),
         status_first_check_seconds=first_check_seconds,
-        status_step_seconds=read.integer("STATUS_POLL_STEP_SECONDS", first_check_seconds, 1, 3_600),
+        status_step_seconds=read.integer("STATUS_POLL_STEP_SECONDS", max(first_check_seconds, 1), 1, 3_600),
         status_max_interval_seconds=read.integer("STATUS_POLL_MAX_INTERVAL_SECONDS", 120, 1, 86_400),
         status_check_lease_seconds=read.integer("STATUS_CHECK_LEASE_SECONDS", 300, 10, 86_400),
         status_tick_budget_seconds=read.integer("STATUS_TICK_BUDGET_SECONDS", 20, 1, 600),
