@@ -1,5 +1,6 @@
 """The ledger against a real Azurite Table service."""
 
+import copy
 import threading
 from datetime import timedelta
 
@@ -111,3 +112,26 @@ def test_a_second_claim_of_a_finished_import_leaves_nothing_to_watch(ledger):
     completed(ledger, record)
     ledger.claim(new_record())
     assert list(ledger.watched()) == []
+
+
+def test_a_late_answer_to_an_earlier_post_never_lands_on_an_operators_resubmission(ledger):
+    """The timer called the first POST unknown, an operator resubmitted, and the second POST is in
+    flight when the first one's answer finally arrives: that id belongs to the first submission and
+    is not stored on the second (it is in the logs); the second's own id is."""
+    record, _ = ledger.claim(new_record())
+    first = copy.deepcopy(ledger.mark_submitting(record, None))  # the first delivery's own copy
+    ledger.mark_unknown(ledger.get(*record.keys), "no request id stored after posting; check Loop")  # the timer
+    ledger.reopen(ledger.get(*record.keys), "DEMO001", None, None)  # the operator's resubmit
+    second = ledger.mark_submitting(ledger.get(*record.keys), None)
+    assert ledger.record_request_id(first, "first-post-late-answer") is None
+    stored = ledger.get(*record.keys)
+    assert (stored.state, stored.request_id) == (states.SUBMITTING, None)
+    pending = ledger.record_request_id(second, REQUEST_ID)
+    assert (pending.state, pending.request_id) == (states.PENDING, REQUEST_ID)
+
+
+def test_an_operator_resolving_an_unknown_import_is_not_refused_by_the_submission_guard(ledger):
+    record, _ = ledger.claim(new_record())
+    unknown = ledger.mark_unknown(ledger.mark_submitting(record, None), "no request id")
+    resolved = ledger.record_request_id(unknown, REQUEST_ID, transition=states.RESOLVE, note="found in Loop")
+    assert (resolved.state, resolved.request_id) == (states.PENDING, REQUEST_ID)

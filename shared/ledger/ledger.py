@@ -104,17 +104,21 @@ class Ledger:
 
     def move(self, record: ImportRecord, transition: Transition,
              change: Callable[[ImportRecord], None] | None = None, note: str | None = None, *,
-             once: bool = False, **extra: Any) -> ImportRecord | None:
+             once: bool = False, guard: Callable[[ImportRecord], bool] | None = None,
+             **extra: Any) -> ImportRecord | None:
         """Take one transition if the stored state allows it; None if the record moved on.
 
         once=True makes it a compare-and-swap on the copy given: if anyone wrote the record since
         that copy was read, nothing is written (the writer who got there first owns the next step).
+        `guard`, checked on the stored record at each try, is a further condition for the move.
         """
 
         def step(current: ImportRecord) -> list[Transition]:
             if once and current is not record:
                 return []
             if not transition.allows(current.stored_state or ""):
+                return []
+            if guard is not None and not guard(current):
                 return []
             if change is not None:
                 change(current)
@@ -260,8 +264,14 @@ class Ledger:
     def record_request_id(self, record: ImportRecord, request_id: str,
                           transition: Transition = states.RECORD_REQUEST_ID, note: str | None = None,
                           first_check_in: timedelta = timedelta(0)) -> ImportRecord | None:
-        """Loop's request id is known (from the POST, or found by an operator): the import is pending."""
+        """Loop's request id is known (from the POST, or found by an operator): the import is pending.
+
+        The answer to a POST is stored only on the submission that made it: an operator's resubmit
+        counts an attempt, so a late answer to an earlier POST (the timer called it unknown, an
+        operator sent the file again) finds another count and is refused; its id stays in the logs.
+        An operator's `resolve` is not a POST's answer and has no such condition."""
         now = self.clock()
+        submission = record.attempts
 
         def change(current: ImportRecord) -> None:
             current.request_id, current.error = request_id, None
@@ -269,7 +279,8 @@ class Ledger:
             current.submitted_at = current.submitted_at if keeps_first_submission else now
             current.next_poll_at, current.poll_failures = now + first_check_in, 0
 
-        return self.move(record, transition, change, note or f"request id {request_id}")
+        same_submission = None if transition is states.RESOLVE else (lambda current: current.attempts == submission)
+        return self.move(record, transition, change, note or f"request id {request_id}", guard=same_submission)
 
     def mark_unknown(self, record: ImportRecord, reason: str) -> ImportRecord | None:
         return self.move(record, states.MARK_UNKNOWN, lambda current: setattr(current, "error", reason), reason)
