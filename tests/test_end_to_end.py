@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-import function_app
 from local.drop import drop_file
-from local.host.host import LocalHost
-from shared.flows.runtime import current_pipeline, reset_pipeline
 from shared.ledger import states
 from tests.helpers import run_host_until_final
 
@@ -20,18 +17,6 @@ def fec_file(fec_bytes, tmp_path):
     path = tmp_path / "valid.txt"
     path.write_bytes(fec_bytes)
     return path
-
-
-@pytest.fixture
-def host(pipeline_env, monkeypatch, blob_service):
-    for name, value in pipeline_env.items():
-        monkeypatch.setenv(name, value)
-    reset_pipeline()
-    current_pipeline()  # the app's start-up: creates its tables and containers
-    local_host = LocalHost(function_app.app, blob_service, pipeline_env, retry_delay=0.1)
-    yield local_host
-    local_host.stop()
-    reset_pipeline()
 
 
 def test_the_runner_reads_the_bindings(host, pipeline_env):

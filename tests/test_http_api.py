@@ -9,28 +9,19 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-import function_app
-from local.host.host import LocalHost
 from local.host.http_server import LocalHttpServer, local_key, local_port
 from shared.flows.import_api import show_json
-from shared.flows.runtime import current_pipeline, reset_pipeline
+from shared.flows.runtime import current_pipeline
 from tests.helpers import run_host_until_final, upload
 
 KEY = "test-function-key-0123456789"
 
 
 @pytest.fixture
-def api(pipeline_env, monkeypatch, blob_service):
-    for name, value in pipeline_env.items():
-        monkeypatch.setenv(name, value)
-    reset_pipeline()
-    current_pipeline()
-    host = LocalHost(function_app.app, blob_service, pipeline_env, retry_delay=0.1)
+def api(host):
     server = LocalHttpServer(host.http_functions, KEY, port=0).start()
     yield host, server
     server.stop()
-    host.stop()
-    reset_pipeline()
 
 
 def get(server: LocalHttpServer, path: str, headers: dict[str, str] | None = None) -> tuple[int, str, dict | list]:

@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import function_app
-from local.host.host import LocalHost
-from shared.flows.runtime import current_pipeline, reset_pipeline
+from shared.flows.runtime import current_pipeline
 from shared.flows.verdict_reports import report_blob_names
 from tests.helpers import run_host_until_final, upload
 from tests.test_verdict_reports import HOSTILE, INVALID_LINE, broken
@@ -43,18 +41,6 @@ def run_chromium(chromium: str, tmp_path: Path, *args: str) -> str:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
-
-
-@pytest.fixture
-def host(pipeline_env, monkeypatch, blob_service):
-    for name, value in pipeline_env.items():
-        monkeypatch.setenv(name, value)
-    reset_pipeline()
-    current_pipeline()
-    local_host = LocalHost(function_app.app, blob_service, pipeline_env, retry_delay=0.1)
-    yield local_host
-    local_host.stop()
-    reset_pipeline()
 
 
 def saved_page(name: str, tmp_path: Path) -> Path:

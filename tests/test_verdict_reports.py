@@ -10,12 +10,10 @@ from datetime import timedelta
 
 import pytest
 
-import function_app
-from local.host.host import LocalHost
 from shared.flows.import_api import show_json
 from shared.flows.poll import check_import, row_of_message, schedule_due_checks
 from shared.flows.report_page import render_report_html
-from shared.flows.runtime import current_pipeline, reset_pipeline
+from shared.flows.runtime import current_pipeline
 from shared.flows.submit import submit_blob
 from shared.flows.verdict_reports import (
     HTML_TYPE,
@@ -38,18 +36,6 @@ def broken(fec_bytes: bytes) -> bytes:
     fields[3] = "20191232"
     lines[INVALID_LINE - 1] = "|".join(fields)
     return "\n".join(lines).encode("utf-8")
-
-
-@pytest.fixture
-def host(pipeline_env, monkeypatch, blob_service):
-    for name, value in pipeline_env.items():
-        monkeypatch.setenv(name, value)
-    reset_pipeline()
-    current_pipeline()
-    local_host = LocalHost(function_app.app, blob_service, pipeline_env, retry_delay=0.1)
-    yield local_host
-    local_host.stop()
-    reset_pipeline()
 
 
 def report_of(name: str) -> tuple[dict, str, dict]:
