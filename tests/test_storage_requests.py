@@ -22,11 +22,11 @@ FILES = 3
 # that finds the import completed (the status written, the outcome tagged, its first reports written).
 # Each remaining request, and why it stays (issue #20; before the cut: 10 table + 4 blob per file,
 # 5 table + 7 blob per check):
-# - file, table 7: due row before the claim (a crash leaves it watched); the claim (create_entity:
+# - file, table 6: due row before the claim (a crash leaves it watched); the claim (create_entity:
 #   one delivery wins); the content claim (create_entity: one POST per content); the `submitting`
 #   mark (the ETag-guarded write that allows the POST; it keeps the claim's due row); the request
-#   index row (written before the record, so `imports show <id>` finds any stored id); the request
-#   id on the record; the due row moved to the first check (one entity-group transaction).
+#   id on the record (a field `imports show <id>` queries: no index row); the due row moved to the
+#   first check (one entity-group transaction).
 # - file, blob 3: properties (ETag, size, metadata of the version to claim), the snapshot (under that
 #   ETag: Loop reads the validated bytes), the download (validation and sha256 in one pass). A file
 #   with findings adds its internal report upload.
@@ -34,7 +34,7 @@ FILES = 3
 #   leased row dropped. A report that fails adds its owed row.
 # - check, blob 4: properties then tags (tags only on the version still current), the JSON and HTML
 #   reports (If-None-Match: * on a first verdict; a report already there adds a read).
-SUBMIT_BOUNDS = {"table": 7, "blob": 3, "queue": 0}
+SUBMIT_BOUNDS = {"table": 6, "blob": 3, "queue": 0}
 CHECK_BOUNDS = {"table": 3, "blob": 4, "queue": 0}
 
 

@@ -3,7 +3,6 @@
 - `due` (WatchIndex): one row per import the timer looks after, RowKey
   `<next check time>|<PartitionKey>|<RowKey>`, so rows sort by when they are due and a tick reads
   only the imports that are due, never the whole set in flight.
-- `request` (RequestIndex): RowKey a Loop request id (`imports show <request id>`).
 - `content-<codeIbs>` (ContentIndex): RowKey the sha256 of the file, pointing at the import that
   holds those bytes for that dossier (duplicate detection).
 
@@ -27,7 +26,6 @@ from shared.ledger.record import ImportRecord
 from shared.ledger.store import table_must_exist
 
 DUE_PARTITION = "due"
-REQUEST_PARTITION = "request"
 CONTENT_PARTITION_PREFIX = "content-"
 Keys = tuple[str, str]
 _ROWS_PER_TRANSACTION = 50  # two operations each: Table Storage takes 100 per transaction
@@ -227,18 +225,6 @@ class WatchIndex(_Partition):
         except TableTransactionError:
             return False
         return True
-
-
-class RequestIndex(_Partition):
-    """Loop request id -> record."""
-
-    def record(self, record: ImportRecord) -> None:
-        if record.request_id:
-            self._upsert(REQUEST_PARTITION, record.request_id, record.keys, record.blob)
-
-    def find(self, request_id: str) -> Keys | None:
-        entry = self._read(REQUEST_PARTITION, request_id)
-        return entry.keys if entry else None
 
 
 class ContentIndex(_Partition):

@@ -19,7 +19,7 @@ from azure.core.exceptions import AzureError
 from azure.data.tables import TableClient, TableServiceClient
 
 from shared.ledger import states
-from shared.ledger.indexes import ContentIndex, IndexEntry, RequestIndex, WatchIndex, due_row
+from shared.ledger.indexes import ContentIndex, IndexEntry, WatchIndex, due_row
 from shared.ledger.record import RECORD_PARTITION_PREFIX, ImportRecord, record_keys
 from shared.ledger.states import Transition
 from shared.ledger.store import LedgerConflictError, LedgerMissingError, RecordStore, with_retries
@@ -31,6 +31,8 @@ __all__ = ["ImportRecord", "Ledger", "LedgerConflictError", "LedgerMissingError"
 
 # What a delivery learned while processing (dossier, snapshot, hash, report): kept across re-reads.
 FINDINGS = ("code_ibs", "snapshot", "content_sha256", "validation", "report_blob", "size")
+# The record partitions (`blob-<digest>`), apart from the index partitions of the same table.
+_ALL_RECORDS = f"PartitionKey ge '{RECORD_PARTITION_PREFIX}' and PartitionKey lt 'blob.'"
 Step = Callable[[ImportRecord], Sequence[Transition]]
 # Called with the record after each transition is written.
 WriteObserver = Callable[[ImportRecord], None]
@@ -60,7 +62,6 @@ class Ledger:
         self.observer: WriteObserver | None = None
         self.store = RecordStore(table)
         self.watch_index = WatchIndex(table, clock)
-        self.requests = RequestIndex(table, clock)
         self.contents = ContentIndex(table, clock)
 
     @classmethod
@@ -130,9 +131,8 @@ class Ledger:
     def _write(self, record: ImportRecord, note: str) -> None:
         """Write the record and keep its indexes in step.
 
-        Its request id's row in the request index goes before the record (a record never holds an id
-        that `imports show <id>` cannot find; a row written for a write that then failed points at a
-        record that shows the id in no field, harmless). Its due-index row (`_watch_rows`): a record
+        Its request id is a field of the record itself (`by_request_id` queries it), so a stored id is
+        always found, and storing it costs no write besides the record's. Its due-index row (`_watch_rows`): a record
         with a row of its own keeps it until the record is written, then one entity-group transaction
         moves it to the new due time; a record without one gets its row first. Either way a crash
         leaves it watched. Each index write is idempotent and tried again on a transient failure
@@ -147,11 +147,8 @@ class Ledger:
         due = self._due_row_time(record, previous_due) if watched else None
         if watched and previous_due is None:
             with_retries(lambda: self.watch_index.watch(record), f"due row of {record.blob}")
-        if record.request_id and record.request_id != record.stored_request_id:
-            with_retries(lambda: self.requests.record(record), f"request index row of {record.blob}")
         self.store.replace(record)
         record.stored_due = due
-        record.stored_request_id = record.request_id
         if previous_due is not None and previous_due != due:
             self._after_write(record, previous_due, watched)
 
@@ -311,14 +308,19 @@ class Ledger:
     # --- lookups for operators -------------------------------------------------------------
 
     def all_records(self, state: str | None = None) -> Iterator[ImportRecord]:
-        query = f"PartitionKey ge '{RECORD_PARTITION_PREFIX}' and PartitionKey lt 'blob.'"
+        query = _ALL_RECORDS
         if state:
             query += " and state eq @state"
         return self.store.query(query, {"state": str(state)} if state else None)
 
     def by_request_id(self, request_id: str) -> ImportRecord | None:
-        keys = self.requests.find(request_id)
-        return self.get(*keys) if keys else None
+        """The import Loop gave this request id, by a query on the records' `request_id` field.
+
+        The table has no index on it, so this reads through the record partitions (server-side
+        filtered: a few requests per thousand records): fine for an operator's lookup, and it spares
+        every submission a second write (an index row) on the hot path."""
+        query = _ALL_RECORDS + " and request_id eq @request_id"
+        return next(iter(self.store.query(query, {"request_id": request_id})), None)
 
     def versions_of(self, container: str, blob_name: str) -> list[ImportRecord]:
         partition, _ = record_keys(container, blob_name, "")

@@ -80,7 +80,6 @@ class ImportRecord:
     table_etag: str | None = field(default=None, repr=False, compare=False)
     stored_state: ImportState | None = field(default=None, repr=False, compare=False)
     stored_due: datetime | None = field(default=None, repr=False, compare=False)
-    stored_request_id: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def keys(self) -> tuple[str, str]:
@@ -137,7 +136,7 @@ class ImportRecord:
         return out
 
 
-_HIDDEN = ("table_etag", "stored_state", "stored_due", "stored_request_id")
+_HIDDEN = ("table_etag", "stored_state", "stored_due")
 
 
 def utf16_units(text: str) -> int:
@@ -218,5 +217,4 @@ def from_entity(entity: Any) -> ImportRecord:
     record.table_etag = entity.metadata.get("etag") if hasattr(entity, "metadata") else None
     record.stored_state = record.state
     record.stored_due = record.next_poll_at if record.state in WATCHED_STATES else None
-    record.stored_request_id = record.request_id
     return record
