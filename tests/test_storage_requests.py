@@ -20,21 +20,22 @@ from tests.helpers import MovableClock, upload, wait_until_final_at_loop
 FILES = 3
 # Upper bounds per submitted file (a new valid file without findings, SAS mode) and per status check
 # that finds the import completed (the status written, the outcome tagged, its first reports written).
-# Each remaining request, and why it stays (issue #20; before the cut: 10 table + 4 blob per file,
+# Each remaining request, and why it stays (issue #20; before the cuts: 10 table + 4 blob per file,
 # 5 table + 7 blob per check):
 # - file, table 6: due row before the claim (a crash leaves it watched); the claim (create_entity:
 #   one delivery wins); the content claim (create_entity: one POST per content); the `submitting`
 #   mark (the ETag-guarded write that allows the POST; it keeps the claim's due row); the request
 #   id on the record (a field `imports show <id>` queries: no index row); the due row moved to the
 #   first check (one entity-group transaction).
-# - file, blob 3: properties (ETag, size, metadata of the version to claim), the snapshot (under that
-#   ETag: Loop reads the validated bytes), the download (validation and sha256 in one pass). A file
-#   with findings adds its internal report upload.
+# - file, blob 2: the download's first GET (ETag, size and metadata of the version to claim, with
+#   its first chunk: no properties request; later chunks of a large file are read If-Match that
+#   ETag, validation and sha256 in one pass), the snapshot (under that ETag: Loop reads the validated
+#   bytes). A file with findings adds its internal report upload.
 # - check, table 3: the record read (the message names a row only), the status written (ETag), the
 #   leased row dropped. A report that fails adds its owed row.
 # - check, blob 4: properties then tags (tags only on the version still current), the JSON and HTML
 #   reports (If-None-Match: * on a first verdict; a report already there adds a read).
-SUBMIT_BOUNDS = {"table": 6, "blob": 3, "queue": 0}
+SUBMIT_BOUNDS = {"table": 6, "blob": 2, "queue": 0}
 CHECK_BOUNDS = {"table": 3, "blob": 4, "queue": 0}
 
 

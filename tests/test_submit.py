@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
 
 import pytest
 
+import shared.flows.submit as submit_module
 from shared.flows.submit import SubmitRetryableError, process, submit_blob
 from shared.ledger import states
 from shared.ledger.record import ImportRecord
+from tests.fec_factory import FecSpec
 from tests.helpers import upload
 
 
@@ -147,6 +150,33 @@ def test_overwritten_after_snapshot_loop_still_gets_the_validated_bytes(pipeline
     record = submit_blob(pipeline, blob)
     loop_emulator.wait_for_download(record.request_id)
     assert loop_emulator.imports()[0]["sha256"] == hashlib.sha256(fec_bytes).hexdigest()
+
+
+def test_a_large_file_overwritten_while_it_is_read_is_validated_and_sent_as_claimed(
+    pipeline, loop_emulator, monkeypatch
+):
+    """The first GET gives the version and its first chunk; the rest is read If-Match that version,
+    and when the blob was overwritten meanwhile, from the snapshot: the hash, the verdict and Loop's
+    bytes are those of the claimed version, not a mix."""
+    pipeline.settings = dataclasses.replace(pipeline.settings, download_chunk_bytes=64 * 1024)
+    entries = [[("401000", 0, 12000 + n), ("607000", 10000 + n, 0), ("445660", 2000, 0)] for n in range(3000)]
+    claimed = FecSpec(entries=entries).render()
+    assert len(claimed) > 4 * 64 * 1024
+    blob = upload(pipeline, "DEMO001/large.txt", claimed)
+    original_snapshot = submit_module._snapshot
+
+    def snapshot_then_overwrite(*args, **kwargs):
+        taken = original_snapshot(*args, **kwargs)
+        upload(pipeline, "DEMO001/large.txt", b"JournalCode\tnot the claimed bytes\n" * 10_000)
+        return taken
+
+    monkeypatch.setattr(submit_module, "_snapshot", snapshot_then_overwrite)
+    record = submit_blob(pipeline, blob)
+    assert record.state == states.PENDING, record.error
+    assert record.content_sha256 == hashlib.sha256(claimed).hexdigest()
+    assert record.size == len(claimed)
+    loop_emulator.wait_for_download(record.request_id)
+    assert loop_emulator.imports()[0]["sha256"] == hashlib.sha256(claimed).hexdigest()
 
 
 def test_deleted_before_processing_is_logged_not_raised(pipeline, loop_emulator, fec_bytes, caplog):

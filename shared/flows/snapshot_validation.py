@@ -1,5 +1,8 @@
 """The verdict on one snapshot: streamed once through the validator and sha256, stored as a report.
 
+A delivery opens the download of the blob first (`open_version`): that one GET gives the version's
+ETag, size and metadata with its first chunk, so no separate properties request is made, and the
+rest is read under that ETag (or from the snapshot of it, if the blob is overwritten meanwhile).
 A re-driven delivery or an operator's resubmit of the same snapshot reuses the stored verdict
 instead of downloading the file again.
 """
@@ -12,7 +15,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import PurePosixPath
 from typing import Any
 
-from azure.storage.blob import BlobClient
+from azure.core.exceptions import ResourceModifiedError
+from azure.storage.blob import BlobClient, StorageStreamDownloader
 
 from shared.fec.validation import ValidationReport, validate_stream
 from shared.flows.pipeline import Pipeline
@@ -22,12 +26,41 @@ from shared.ledger.record import MAX_TEXT_UNITS, ImportRecord, utf16_units
 def download_client(pipeline: Pipeline, record: ImportRecord) -> BlobClient:
     """A client on the record's snapshot that downloads in bounded chunks (BLOB_DOWNLOAD_CHUNK_BYTES):
     the SDK's default first read is 32 MiB, too much for several files at once on a small instance."""
+    return _bounded_client(pipeline, record.container, record.blob_name, record.snapshot)
+
+
+def _bounded_client(pipeline: Pipeline, container: str, blob_name: str, snapshot: str | None) -> BlobClient:
     service = pipeline.blob_service
     chunk = pipeline.settings.download_chunk_bytes
     return BlobClient(
-        service.url, record.container, record.blob_name, snapshot=record.snapshot, credential=service.credential,
+        service.url, container, blob_name, snapshot=snapshot, credential=service.credential,
         max_single_get_size=chunk, max_chunk_get_size=chunk, **pipeline.blob_client_options,
     )
+
+
+def open_version(pipeline: Pipeline, blob: BlobClient) -> StorageStreamDownloader:
+    """The download of the blob's current version, its first chunk read: `.properties` holds the
+    version's ETag, size and metadata, and the SDK asks every later chunk If-Match that ETag.
+
+    Raises:
+        azure.core.exceptions.ResourceNotFoundError: the blob is gone.
+    """
+    client = _bounded_client(pipeline, blob.container_name, blob.blob_name, None)
+    return client.download_blob(max_concurrency=1)
+
+
+def version_chunks(opened: StorageStreamDownloader, snapshot: BlobClient) -> Iterator[bytes]:
+    """The opened version's bytes: from its download, and if the blob is overwritten before the last
+    chunk is read (the SDK's If-Match fails), the rest from the snapshot of that same version."""
+    offset = 0
+    try:
+        for chunk in opened.chunks():
+            offset += len(chunk)
+            yield chunk
+        return
+    except ResourceModifiedError:
+        pass
+    yield from snapshot.download_blob(offset=offset, max_concurrency=1).chunks()
 
 
 def _hashing(chunks: Iterable[bytes], digest: Any) -> Iterator[bytes]:
@@ -36,23 +69,27 @@ def _hashing(chunks: Iterable[bytes], digest: Any) -> Iterator[bytes]:
         yield chunk
 
 
-def validation_of(pipeline: Pipeline, snapshot: BlobClient, record: ImportRecord) -> dict[str, Any]:
+def validation_of(pipeline: Pipeline, snapshot: BlobClient, record: ImportRecord,
+                  opened: StorageStreamDownloader | None = None) -> dict[str, Any]:
     """The verdict on the snapshot: reused when this snapshot was validated before (a re-driven
-    delivery does not download the file again), else streamed through validator and hash once."""
+    delivery does not download the file again), else streamed through validator and hash once:
+    from `opened` (this delivery's download of the same version) when given, else from the snapshot."""
     if record.validation and record.content_sha256:
         stored = json.loads(record.validation)
         if stored.get("valid") and stored.get("snapshot") == record.snapshot:
             return {"valid": True, "warnings": stored.get("warnings", 0)}
-    report = _validate(pipeline, snapshot, record)
+    if opened is not None and opened.properties.etag != record.etag:
+        opened = None
+    chunks = version_chunks(opened, snapshot) if opened else snapshot.download_blob(max_concurrency=1).chunks()
+    report = _validate(pipeline, chunks, record)
     if report.valid:
         return {"valid": True, "warnings": report.warning_count}
     return {"valid": False, "reason": _rejection_reason(report), "rules": dict(report.counts)}
 
 
-def _validate(pipeline: Pipeline, snapshot: BlobClient, record: ImportRecord) -> ValidationReport:
-    """Stream the snapshot through the validator and the hash in one pass; store the report."""
+def _validate(pipeline: Pipeline, chunks: Iterable[bytes], record: ImportRecord) -> ValidationReport:
+    """Stream the bytes through the validator and the hash in one pass; store the report."""
     digest = hashlib.sha256()
-    chunks = snapshot.download_blob(max_concurrency=1).chunks()
     report = validate_stream(_hashing(chunks, digest), file_name=PurePosixPath(record.blob_name).name)
     record.content_sha256 = digest.hexdigest()
     full = report.to_dict()

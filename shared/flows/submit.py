@@ -1,7 +1,8 @@
 """The submit flow: one blob version in, at most one importFEC call out.
 
-Order of steps (README, "How it works"): ignore what is not an import; claim the version in the
-ledger; resolve the dossier; snapshot the exact version; validate it while streaming; check for the
+Order of steps (README, "How it works"): ignore what is not an import; open the download (its first
+GET gives the version's ETag, size and metadata); claim the version in the ledger; resolve the
+dossier; snapshot the exact version; validate it while streaming the rest; check for the
 same bytes sent recently; sign a read-only SAS URL on the snapshot; mark `submitting` (the single
 compare-and-swap that allows a POST); POST; store the request id as `pending`.
 
@@ -17,14 +18,14 @@ from datetime import timedelta
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
-from azure.storage.blob import BlobClient, BlobProperties
+from azure.storage.blob import BlobClient, BlobProperties, StorageStreamDownloader
 
 from shared.flows import check_spacing
 from shared.flows.deposit import DepositRefusedError, prepare_transfer
 from shared.flows.dossier import DossierError, resolve_dossier
 from shared.flows.outcome_tags import write_outcome_tags
 from shared.flows.pipeline import Pipeline
-from shared.flows.snapshot_validation import download_client, validation_of
+from shared.flows.snapshot_validation import download_client, open_version, validation_of
 from shared.ledger import states
 from shared.ledger.ledger import carry_findings
 from shared.ledger.record import ImportRecord
@@ -74,10 +75,11 @@ def deliver(pipeline: Pipeline, blob: BlobClient) -> ImportRecord | None:
         telemetry.emit(telemetry.IGNORED, {"blob": f"{container}/{name}", "reason": "folder"})
         return None
     try:
-        props = blob.get_blob_properties()
+        opened = open_version(pipeline, blob)
     except ResourceNotFoundError:
         telemetry.emit(telemetry.BLOB_MISSING, {"blob": f"{container}/{name}", "reason": "deleted"})
         return None
+    props = opened.properties
     if is_ignored(name, props.metadata):
         telemetry.emit(telemetry.IGNORED, {"blob": f"{container}/{name}", "reason": "folder"})
         return None
@@ -92,16 +94,17 @@ def deliver(pipeline: Pipeline, blob: BlobClient) -> ImportRecord | None:
         record = take_over(pipeline, record)
         if record is None:
             return None
-    return process_recording_failures(pipeline, blob, record, props)
+    return process_recording_failures(pipeline, blob, record, props, opened)
 
 
 def process_recording_failures(
-    pipeline: Pipeline, blob: BlobClient, record: ImportRecord, props: BlobProperties
+    pipeline: Pipeline, blob: BlobClient, record: ImportRecord, props: BlobProperties,
+    opened: StorageStreamDownloader | None = None,
 ) -> ImportRecord:
     """`process`, with an unexpected failure before the POST written on the record (its reason, and
     when the timer may try again by the backoff) before it is raised to the host."""
     try:
-        return process(pipeline, blob, record, props)
+        return process(pipeline, blob, record, props, opened)
     except SubmitRetryableError:
         raise
     except Exception as error:
@@ -159,8 +162,10 @@ def take_over(pipeline: Pipeline, record: ImportRecord) -> ImportRecord | None:
     return taken
 
 
-def process(pipeline: Pipeline, blob: BlobClient, record: ImportRecord, props: BlobProperties) -> ImportRecord:
-    """From a claimed record to pending, or to the recorded reason why not."""
+def process(pipeline: Pipeline, blob: BlobClient, record: ImportRecord, props: BlobProperties,
+            opened: StorageStreamDownloader | None = None) -> ImportRecord:
+    """From a claimed record to pending, or to the recorded reason why not. `opened` is this
+    delivery's download of the version, read on for the validation (else the snapshot is read)."""
     if not props.size:
         return finish(pipeline, record, states.REJECT, "empty file (0 bytes)")
     try:
@@ -173,7 +178,7 @@ def process(pipeline: Pipeline, blob: BlobClient, record: ImportRecord, props: B
         snapshot = _snapshot(pipeline, blob, record)
     if snapshot is None:
         return stored_state_of(pipeline, record)
-    report = _validate(pipeline, snapshot, record)
+    report = _validate(pipeline, snapshot, record, opened)
     if not report["valid"]:
         return finish(pipeline, record, states.REJECT, report["reason"], rules=report["rules"])
     telemetry.emit(telemetry.VALIDATED, record.dimensions(), warnings=report["warnings"])
@@ -206,11 +211,12 @@ def _snapshot(pipeline: Pipeline, blob: BlobClient, record: ImportRecord) -> Blo
     return download_client(pipeline, record)
 
 
-def _validate(pipeline: Pipeline, snapshot: BlobClient, record: ImportRecord) -> dict:
+def _validate(pipeline: Pipeline, snapshot: BlobClient, record: ImportRecord,
+              opened: StorageStreamDownloader | None) -> dict:
     """`validation_of` in its span, timed into `fec.validation.duration` and `.throughput`."""
     started = time.perf_counter()
     with tracing.span("import.validate", size=record.size) as current:
-        report = validation_of(pipeline, snapshot, record)
+        report = validation_of(pipeline, snapshot, record, opened)
         current.set_attribute("valid", bool(report["valid"]))
     metrics.record_validation(time.perf_counter() - started, record.size, bool(report["valid"]))
     return report
