@@ -216,10 +216,10 @@ def test_rows_left_by_lost_writes_are_dropped_when_they_come_due(pipeline, loop_
     record = submit_blob(pipeline, upload(pipeline, "DEMO001/a.txt", fec_bytes))
     pipeline.clock.advance(timedelta(seconds=31))
     stored = pipeline.ledger.get(*record.keys)
-    own = pipeline.ledger.watch_index.entry_of(stored)
-    leftover = pipeline.ledger.watch_index.postpone(own, stored.next_poll_at - timedelta(milliseconds=1))
-    pipeline.ledger.watch_index.watch(stored)  # two rows for one import, as a lost write leaves them
-    assert len(pipeline.ledger.watched_entries()) == 2
+    own = pipeline.ledger.watch_index.entry_of(stored)  # its only row: the claim's, kept by the POST's answer
+    leftover_at = stored.stored_due - timedelta(milliseconds=1)
+    pipeline.ledger.watch_index.watch(stored, leftover_at)  # two rows for one import, as a lost write leaves them
+    (leftover,) = [entry for entry in pipeline.ledger.watched_entries() if entry.row != own.row]
     assert check_import(pipeline, own.row) == "status_changed"
     assert check_import(pipeline, leftover.row) == "not_due"
     checked = pipeline.ledger.get(*record.keys)
@@ -227,7 +227,8 @@ def test_rows_left_by_lost_writes_are_dropped_when_they_come_due(pipeline, loop_
 
 
 def test_a_check_that_finds_the_import_not_due_keeps_its_only_row(pipeline, loop_emulator, fec_bytes):
-    """The scheduler's clock ran ahead of the worker's: the lease is the import's only row, so it stays."""
+    """The scheduler's clock ran ahead of the worker's: the lease is the import's only row, so it is
+    moved to the import's own time (never dropped)."""
     record = submit_blob(pipeline, upload(pipeline, "DEMO001/a.txt", fec_bytes))
     sent: list[str] = []
     schedule_due_checks(pipeline, sent.append)
@@ -236,7 +237,8 @@ def test_a_check_that_finds_the_import_not_due_keeps_its_only_row(pipeline, loop
         {"PartitionKey": stored.keys[0], "RowKey": stored.keys[1],
          "next_poll_at": pipeline.clock() + timedelta(minutes=1)}, mode="merge")
     assert check_import(pipeline, row_of_message(sent[0])) == "not_due"
-    assert [entry.row for entry in pipeline.ledger.watched_entries()] == rows_of(sent)
+    moved = pipeline.ledger.get(*record.keys)
+    assert [entry.row for entry in pipeline.ledger.watched_entries()] == [pipeline.ledger.watch_index.row_of(moved)]
 
 
 def test_a_submitting_import_is_called_unknown_when_its_check_comes_due(pipeline, loop_emulator, fec_bytes,
@@ -289,3 +291,56 @@ def test_two_ticks_at_once_lease_disjoint_rows_and_one_failure_is_written_once(p
         for record in stored:
             pipeline.ledger.finish(record, states.CANCEL, "end of round")
     assert not wrong, f"{len(wrong)}/{rounds} rounds: (messages, distinct, status calls, failures, events) {wrong[:3]}"
+
+
+def slow_answers(pipeline, monkeypatch, seconds: float) -> None:
+    """Loop's answer to the POST arrives `seconds` after the claim (the pipeline's clock moves on)."""
+    original = pipeline.loop.import_fec
+
+    def answer_later(*args, **kwargs):
+        request_id = original(*args, **kwargs)
+        pipeline.clock.advance(timedelta(seconds=seconds))
+        return request_id
+
+    monkeypatch.setattr(pipeline.loop, "import_fec", answer_later)
+
+
+def test_the_posts_answer_keeps_the_claims_row_and_a_check_that_comes_early_moves_it(
+    pipeline, loop_emulator, fec_bytes, monkeypatch
+):
+    """The claim's row is due at the first check's time from the claim; the answer, 2 s later, keeps
+    it (the record written alone). The tick that leases it 2 s early asks Loop nothing and moves it
+    to the import's own time; the next tick checks it once."""
+    pipeline.settings = dataclasses.replace(pipeline.settings, status_first_check_seconds=30)
+    slow_answers(pipeline, monkeypatch, 2)
+    record = submit_blob(pipeline, upload(pipeline, "DEMO001/a.txt", fec_bytes))
+    stored = pipeline.ledger.get(*record.keys)
+    (row,) = [entry.row for entry in pipeline.ledger.watched_entries()]
+    assert row != pipeline.ledger.watch_index.row_of(stored)  # the claim's row, not moved
+    assert row == pipeline.ledger.watch_index.entry_of(stored).row  # and the record says where it is
+    wait_until_final_at_loop(loop_emulator)
+    pipeline.clock.advance(timedelta(seconds=29))  # the claim's row is due, the import is not
+    sent: list[str] = []
+    schedule_due_checks(pipeline, sent.append)
+    assert [check_import(pipeline, row_of_message(m)) for m in sent] == ["not_due"]
+    assert status_calls(loop_emulator) == 0
+    assert [entry.row for entry in pipeline.ledger.watched_entries()] == [pipeline.ledger.watch_index.row_of(stored)]
+    pipeline.clock.advance(timedelta(seconds=2))
+    later: list[str] = []
+    schedule_due_checks(pipeline, later.append)
+    assert [check_import(pipeline, row_of_message(m)) for m in later] == ["completed"]
+    assert status_calls(loop_emulator) == 1
+    assert pipeline.ledger.watched_entries() == []
+
+
+def test_an_answer_later_than_the_claims_row_moves_the_row_to_the_first_check(
+    pipeline, loop_emulator, fec_bytes, monkeypatch
+):
+    """An answer that comes when the claim's row is (nearly) due must not rely on it: a tick may have
+    leased it. The row is moved to the first check's time, as before."""
+    pipeline.settings = dataclasses.replace(pipeline.settings, status_first_check_seconds=30)
+    slow_answers(pipeline, monkeypatch, 27)
+    record = submit_blob(pipeline, upload(pipeline, "DEMO001/a.txt", fec_bytes))
+    stored = pipeline.ledger.get(*record.keys)
+    assert stored.due_row_at is None
+    assert [entry.row for entry in pipeline.ledger.watched_entries()] == [pipeline.ledger.watch_index.row_of(stored)]

@@ -190,15 +190,12 @@ def check_import(pipeline: Pipeline, row: str) -> str:
 
 
 def _keep_one_row(pipeline: Pipeline, record: ImportRecord, row: str) -> None:
-    """A leased row of an import not due yet. Its own row is back (checked meanwhile): the lease goes.
-    Else the lease is the import's only row and stays, due when the lease ends; for a `submitting`
-    import (whose row is its claim's, due before its give-up time: `Ledger._due_row_time`) it is moved
-    to the give-up time, so the timer calls it unknown then, not a lease later."""
-    watch_index = pipeline.ledger.watch_index
-    if watch_index.entry_of(record) is not None:
-        watch_index.drop_row(row)
-    elif record.state == ImportState.SUBMITTING:
-        watch_index.move(record, row)
+    """A leased row of an import not due yet (a row that came early: the claim's row kept by the
+    POST's answer or by `submitting`, `Ledger._due_row_time`; or a duplicate message): moved to the
+    record's own time in one transaction, which also folds it into the own row if that is back. The
+    import is then checked when due (a `submitting` one called unknown at its give-up time), not a
+    lease later."""
+    pipeline.ledger.watch_index.move(record, row)
 
 
 def _look_after_unsent(pipeline: Pipeline, record: ImportRecord) -> str:

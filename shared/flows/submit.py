@@ -83,11 +83,12 @@ def deliver(pipeline: Pipeline, blob: BlobClient) -> ImportRecord | None:
     if is_ignored(name, props.metadata):
         telemetry.emit(telemetry.IGNORED, {"blob": f"{container}/{name}", "reason": "folder"})
         return None
-    redrive_at = pipeline.clock() + pipeline.claim_lease  # when the timer takes over if this delivery stops
+    now = pipeline.clock()
+    redrive_at = now + pipeline.claim_lease  # when the timer takes over if this delivery stops
     claimed = ImportRecord(container, name, props.etag, size=props.size, modified_at=props.last_modified,
                            trace_parent=tracing.current_traceparent(), next_poll_at=redrive_at)
     with tracing.span("import.claim"):
-        record, created = pipeline.ledger.claim(claimed)
+        record, created = pipeline.ledger.claim(claimed, check_spacing.claim_row_at(pipeline.settings, now, redrive_at))
     if created:
         telemetry.emit(telemetry.RECEIVED, record.dimensions(), size=props.size)
     else:

@@ -129,9 +129,11 @@ class WatchIndex(_Partition):
             raise ValueError(f"{record.blob} is watched without a next check time")
         return due_row(record.next_poll_at, record.keys)
 
-    def watch(self, record: ImportRecord) -> None:
+    def watch(self, record: ImportRecord, at: datetime | None = None) -> None:
+        """Put the record's row at `at` (its `next_poll_at` by default)."""
         since = record.submitted_at or record.received_at
-        self._upsert(DUE_PARTITION, self.row_of(record), record.keys, record.blob, since=since)
+        row = due_row(at, record.keys) if at is not None else self.row_of(record)
+        self._upsert(DUE_PARTITION, row, record.keys, record.blob, since=since)
 
     def move(self, record: ImportRecord, from_row: str) -> None:
         """Put the record's row at its `next_poll_at` and delete `from_row` in one entity-group transaction
@@ -171,7 +173,10 @@ class WatchIndex(_Partition):
                 yield IndexEntry(row["RowKey"], keys, row.metadata.get("etag"), row.get("since"))
 
     def entry_of(self, record: ImportRecord) -> IndexEntry | None:
-        return self._read(DUE_PARTITION, self.row_of(record)) if record.next_poll_at else None
+        """The record's row as this copy knows it: at `stored_due` when read from the table (a kept
+        claim row), else at its `next_poll_at`."""
+        when = record.stored_due or record.next_poll_at
+        return self._read(DUE_PARTITION, due_row(when, record.keys)) if when else None
 
     def drop(self, entry: IndexEntry) -> bool:
         """Drop a row read earlier, unless it was rewritten since."""

@@ -31,6 +31,8 @@ __all__ = ["ImportRecord", "Ledger", "LedgerConflictError", "LedgerMissingError"
 
 # What a delivery learned while processing (dossier, snapshot, hash, report): kept across re-reads.
 FINDINGS = ("code_ibs", "snapshot", "content_sha256", "validation", "report_blob", "size")
+# A row due later than this is not leased by any tick yet (ticks lease rows due by their own clock).
+_UNLEASED_MARGIN = timedelta(seconds=5)
 # The record partitions (`blob-<digest>`), apart from the index partitions of the same table.
 _ALL_RECORDS = f"PartitionKey ge '{RECORD_PARTITION_PREFIX}' and PartitionKey lt 'blob.'"
 Step = Callable[[ImportRecord], Sequence[Transition]]
@@ -144,7 +146,8 @@ class Ledger:
         previous_due = record.stored_due
         if watched:
             record.next_poll_at = record.next_poll_at or now
-        due = self._due_row_time(record, previous_due) if watched else None
+        due = self._due_row_time(record, previous_due, now) if watched else None
+        record.due_row_at = due if due != record.next_poll_at else None
         if watched and previous_due is None:
             with_retries(lambda: self.watch_index.watch(record), f"due row of {record.blob}")
         self.store.replace(record)
@@ -153,14 +156,22 @@ class Ledger:
             self._after_write(record, previous_due, watched)
 
     @staticmethod
-    def _due_row_time(record: ImportRecord, previous_due: datetime | None) -> datetime | None:
-        """When the record's due row will be once written. A `submitting` record keeps the row it had
-        when that row is due no later than its give-up time (the claim lease): the POST's answer moves
-        it with the request id, and a check that finds it due early moves it to the give-up time
-        (shared.flows.poll). So marking `submitting` writes the record alone."""
-        keeps_row = (record.state == states.SUBMITTING and previous_due is not None
-                     and record.next_poll_at is not None and previous_due <= record.next_poll_at)
-        return previous_due if keeps_row else record.next_poll_at
+    def _due_row_time(record: ImportRecord, previous_due: datetime | None, now: datetime) -> datetime | None:
+        """When the record's due row will be once written: the row it has is kept when it is due no
+        later than the record's next time, in two writes, so each writes the record alone.
+
+        - Marking `submitting` keeps the claim's row (due before the give-up time).
+        - The POST's answer (pending, from submitting) keeps it too when it is still more than
+          `_UNLEASED_MARGIN` ahead (so no tick can have leased it): the claim's row is due at the first
+          check's time (shared.flows.check_spacing.claim_row_at), a little before the answer's.
+        A check that finds the import not due yet (the row came early) moves it to the record's time
+        (shared.flows.poll)."""
+        if previous_due is None or record.next_poll_at is None or previous_due > record.next_poll_at:
+            return record.next_poll_at
+        answered = record.state == states.PENDING and record.stored_state == states.SUBMITTING
+        if record.state == states.SUBMITTING or (answered and previous_due > now + _UNLEASED_MARGIN):
+            return previous_due
+        return record.next_poll_at
 
     def _after_write(self, record: ImportRecord, previous_due: datetime, watched: bool) -> None:
         """The record is written: move its row to the new due time, or drop it if no longer watched.
@@ -189,21 +200,25 @@ class Ledger:
 
     # --- records ---------------------------------------------------------------------------
 
-    def claim(self, record: ImportRecord) -> tuple[ImportRecord, bool]:
-        """Create the record; if it exists (a second delivery), return the stored one and False."""
+    def claim(self, record: ImportRecord, row_at: datetime | None = None) -> tuple[ImportRecord, bool]:
+        """Create the record; if it exists (a second delivery), return the stored one and False.
+
+        Its due row is put first, at `row_at` if earlier than its `next_poll_at` (the re-drive time)."""
         now = self.clock()
         record.received_at = record.received_at or now
         record.updated_at = now
         record.next_poll_at = record.next_poll_at or now
         record.attempts = 1
         record.add_history(record.state, "received", now)
-        self.watch_index.watch(record)  # first: a crash right after leaves it watched
+        due = min(record.next_poll_at, row_at) if row_at is not None else record.next_poll_at
+        record.due_row_at = due if due != record.next_poll_at else None
+        self.watch_index.watch(record, due)  # first: a crash right after leaves it watched
         if self.store.create(record):
-            record.stored_due = record.next_poll_at
+            record.stored_due = due
             return record, True
         existing = self.get(*record.keys)
-        if existing is None or existing.next_poll_at != record.next_poll_at:
-            self.watch_index.drop_row(self.watch_index.row_of(record))  # ours, not the stored record's
+        if existing is None or existing.stored_due != due:
+            self.watch_index.drop_row(due_row(due, record.keys))  # ours, not the stored record's
         if existing is None:  # deleted between the two calls: treat as a conflict
             raise LedgerConflictError(f"record {record.blob} vanished during claim")
         return existing, False

@@ -39,7 +39,7 @@ class ImportRecord:
     `stored_state`, `stored_due` and `table_etag` say what the ledger held when this copy was read:
     the store checks the move from `stored_state` to `state` against the transition table and
     writes only if the entity still has `table_etag`; the ledger moves the due-index row from
-    `stored_due` to `next_poll_at`.
+    `stored_due` (the row's time as stored: `due_row_at`, else `next_poll_at`) to its new time.
     """
 
     container: str
@@ -67,6 +67,9 @@ class ImportRecord:
     attempts: int = 0
     poll_failures: int = 0
     next_poll_at: datetime | None = None
+    # When the import's due-index row is due, if not at `next_poll_at`: the claim's row is kept by the
+    # POST's answer when it is due before the first check (shared.ledger.ledger, `_due_row_time`).
+    due_row_at: datetime | None = None
     flags: str = ""
     validation: str | None = None
     report_blob: str | None = None
@@ -124,7 +127,7 @@ class ImportRecord:
         """JSON-safe view for the CLI."""
         out: dict[str, Any] = {}
         for name, value in asdict(self).items():
-            if name in (*_HIDDEN, "history", "validation", "write_id"):
+            if name in (*_HIDDEN, "history", "validation", "write_id", "due_row_at"):
                 continue
             out[name] = value.isoformat() if isinstance(value, datetime) else value
         out["state"] = str(self.state)
@@ -216,5 +219,5 @@ def from_entity(entity: Any) -> ImportRecord:
     record = ImportRecord(**values)
     record.table_etag = entity.metadata.get("etag") if hasattr(entity, "metadata") else None
     record.stored_state = record.state
-    record.stored_due = record.next_poll_at if record.state in WATCHED_STATES else None
+    record.stored_due = (record.due_row_at or record.next_poll_at) if record.state in WATCHED_STATES else None
     return record
