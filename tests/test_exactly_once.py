@@ -192,6 +192,22 @@ def test_resubmit_sends_again_and_keeps_history(pipeline, loop_emulator, fec_byt
     assert len(posts(loop_emulator)) == 2
 
 
+def test_resubmit_after_the_lifecycle_rule_deleted_the_snapshot_sends_a_new_snapshot_of_the_same_version(
+    pipeline, loop_emulator, fec_bytes
+):
+    """infra's lifecycle rule deletes snapshots after snapshotRetentionDays: a resubmit then snapshots
+    the version again (same ETag, same bytes), and Loop downloads those bytes, not a dead URL."""
+    loop_emulator.set_faults({"final_status": 4})
+    first = poll_until_final(pipeline, submit_blob(pipeline, upload(pipeline, "DEMO001/a.txt", fec_bytes)))
+    loop_emulator.set_faults({"final_status": 3})
+    pipeline.blob_service.get_blob_client(first.container, first.blob_name, snapshot=first.snapshot).delete_blob()
+    again = resubmit(pipeline, find_import(pipeline, first.request_id))
+    assert again.snapshot not in (None, first.snapshot)
+    loop_emulator.wait_for_download(again.request_id)
+    assert loop_emulator.imports()[-1]["sha256"] == hashlib.sha256(fec_bytes).hexdigest()
+    assert poll_until_final(pipeline, again).state == states.COMPLETED
+
+
 def test_operator_actions_refuse_what_does_not_apply(pipeline, loop_emulator, fec_bytes):
     record = submit_blob(pipeline, upload(pipeline, "DEMO001/a.txt", fec_bytes))
     with pytest.raises(OperatorError, match="cancel it first"):

@@ -284,3 +284,20 @@ def test_the_hooks_wait_for_the_key_and_name_the_subscription():
     azure_yaml = (ROOT / "azure.yaml").read_text()
     assert "./infra/hooks/postdeploy.sh" in azure_yaml
     assert "./infra/hooks/postdeploy.ps1" in azure_yaml
+
+
+def test_old_snapshots_are_deleted_but_never_before_a_sas_url_on_them_expires(resources):
+    """Each import snapshots its version; the lifecycle rule deletes snapshots (only snapshots, only in
+    the import container) after snapshotRetentionDays, which cannot be set below the longest SAS."""
+    from shared.platform.settings import MAXIMUM_SAS_HOURS  # noqa: PLC0415
+
+    (rule,) = body(resources["resources"]["lifecycle"])["properties"]["policy"]["rules"]
+    assert rule["enabled"] is True
+    assert rule["type"] == "Lifecycle"
+    definition = rule["definition"]
+    assert definition["filters"]["prefixMatch"] == ["${importContainerName}/"]
+    assert definition["actions"] == {"snapshot": {"delete": {"daysAfterCreationGreaterThan": "snapshotRetentionDays"}}}
+    parameter = resources["parameters"]["snapshotRetentionDays"]
+    (minimum,) = [d["argument"] for d in parameter["decorators"] if d["type"] == "min_value"]
+    assert minimum * 24 > MAXIMUM_SAS_HOURS
+    assert parameter["default"] >= minimum

@@ -27,6 +27,9 @@ param reportContainerName string = 'fec-import-reports'
 @description('REPORTS_CONTAINER: the readable report next to each dropped file; uploaders may read it')
 param reportsContainerName string = 'api-import-ecrit-reports'
 param ledgerTableName string = 'fecimports'
+@minValue(7)
+@description('Snapshots of dropped files (the bytes Loop downloads) are deleted this many days after they were taken, never before a SAS URL on them expires (SAS_TTL_HOURS is at most 167); `imports resubmit` snapshots the version again when its snapshot is gone')
+param snapshotRetentionDays int = 30
 param dossierTableName string = 'fecdossiers'
 
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
@@ -90,6 +93,27 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
   properties: {
     deleteRetentionPolicy: { enabled: true, days: 7 }
     containerDeleteRetentionPolicy: { enabled: true, days: 7 }
+  }
+}
+
+// Each import snapshots its version (shared/flows/submit.py): old snapshots go, the files stay.
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'delete-old-import-snapshots'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: { blobTypes: ['blockBlob'], prefixMatch: ['${importContainerName}/'] }
+            actions: { snapshot: { delete: { daysAfterCreationGreaterThan: snapshotRetentionDays } } }
+          }
+        }
+      ]
+    }
   }
 }
 

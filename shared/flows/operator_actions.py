@@ -50,8 +50,9 @@ def _check_resubmittable(record: ImportRecord, code_ibs: str | None) -> None:
 
 
 def _snapshot_of_version(pipeline: Pipeline, record: ImportRecord) -> str:
-    """The record's snapshot, or a new one taken only if the blob is still this version."""
-    if record.snapshot:
+    """The record's snapshot if it still exists (infra's lifecycle rule deletes old ones), else a
+    new one taken only if the blob is still this version (the same ETag: the same bytes)."""
+    if record.snapshot and _snapshot_exists(pipeline, record):
         return record.snapshot
     blob = pipeline.blob_service.get_blob_client(record.container, record.blob_name)
     try:
@@ -60,6 +61,11 @@ def _snapshot_of_version(pipeline: Pipeline, record: ImportRecord) -> str:
         raise OperatorError(f"{record.blob} was overwritten since; the new version has its own import") from None
     except ResourceNotFoundError:
         raise OperatorError(f"{record.blob} was deleted; there is nothing to send") from None
+
+
+def _snapshot_exists(pipeline: Pipeline, record: ImportRecord) -> bool:
+    snapshot = pipeline.blob_service.get_blob_client(record.container, record.blob_name, snapshot=record.snapshot)
+    return bool(snapshot.exists())
 
 
 def resubmit(pipeline: Pipeline, record: ImportRecord, code_ibs: str | None = None) -> ImportRecord:
