@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 
 from shared.flows.import_api import show_json
+from shared.flows.operator_actions import resolve
 from shared.flows.poll import check_import, row_of_message, schedule_due_checks
 from shared.flows.report_page import render_report_html
 from shared.flows.runtime import current_pipeline
@@ -23,6 +24,7 @@ from shared.flows.verdict_reports import (
 )
 from shared.ledger import states
 from shared.ledger.record import ImportRecord
+from shared.loop.errors import LoopOutcomeUnknownError
 from shared.platform.clock import utcnow
 from tests.helpers import run_host_until_final, run_together, upload, wait_until_final_at_loop
 
@@ -212,6 +214,39 @@ def test_a_status_check_that_died_before_its_report_is_caught_up_by_the_row_it_l
     pipeline.ledger.observer = observer
     assert check_import(pipeline, row_of_message(message)) == "unwatched"  # the row, found again later
     assert stored_report_state(pipeline, name) == "completed"
+
+def test_after_a_verdict_only_checks_that_change_something_rewrite_the_report(pipeline, fec_bytes, monkeypatch):
+    """An import called unknown, then resolved, is followed by checks: one that finds the same Loop
+    status leaves both report blobs as they are; a new status or a new state rewrites them."""
+    name = "DEMO001/123456789FEC20221231.txt"
+
+    def no_answer(*_args, **_kwargs):
+        raise LoopOutcomeUnknownError("the connection was reset after the request was sent")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline.loop, "import_fec", no_answer)
+        assert submit_blob(pipeline, upload(pipeline, name, fec_bytes)).state == states.UNKNOWN
+    assert stored_report_state(pipeline, name) == "unknown"
+    (record,) = pipeline.ledger.all_records()
+    record = resolve(pipeline, record, "11111111-2222-3333-4444-555555555555")
+    reports = [pipeline.verdict_reports.container.get_blob_client(n) for n in report_blob_names(name)]
+
+    def etags() -> list[str]:
+        return [blob.get_blob_properties().etag for blob in reports]
+
+    def checked(status: int) -> list[str]:
+        nonlocal record
+        record = pipeline.ledger.move(record, states.NOTE_CHECK, note=f"Loop status {status}")
+        return etags()
+
+    first = checked(2)
+    assert checked(2) == first  # nothing new: no rewrite
+    assert checked(2) == first
+    assert checked(3) != first  # the status moved
+    assert stored_report_state(pipeline, name) == "pending"
+    pipeline.ledger.move(record, states.COMPLETE, note="Loop status 3")
+    assert stored_report_state(pipeline, name) == "completed"
+
 
 def test_a_report_carries_no_secret_quoted_in_an_error(pipeline):
     from local.azurite import DEV_ACCOUNT_KEY  # noqa: PLC0415

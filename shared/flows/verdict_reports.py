@@ -4,7 +4,8 @@ in REPORTS_CONTAINER, never the watched container.
 
 When: the ledger tells `VerdictReports.after_write` of every transition it writes. A version owes a
 report once it has reached a verdict (rejected, submit_failed, completed, failed, unknown,
-duplicate), and from then on every move rewrites it.
+duplicate), and from then on every move that changes its state or its note (a Loop status that
+moved) rewrites it; a status check that found nothing new does not.
 
 Newest wins: each report blob carries in its metadata an order key: the version's Last-Modified
 (then its claim time, as Last-Modified counts whole seconds), then the record's update time. A
@@ -111,6 +112,18 @@ def owes_report(record: ImportRecord) -> bool:
     )
 
 
+def changed_for_the_reader(record: ImportRecord) -> bool:
+    """Whether this write changed what a report shows at a glance: the state, or the note of the
+    transition (a Loop status that moved says `Loop status 2` after `Loop status 1`). A status check
+    that found nothing new (same state, same note) leaves the report as it is: an import resolved
+    after `unknown` and followed for an hour does not rewrite two blobs at every check."""
+    entries = record.history_entries()
+    if len(entries) < 2:
+        return True
+    last, before = entries[-1], entries[-2]
+    return (last.get("state"), last.get("note")) != (before.get("state"), before.get("note"))
+
+
 def first_verdict(record: ImportRecord) -> bool:
     """No verdict before this write in the version's history: its report most likely does not exist
     yet (a guess that only decides whether a write reads first; it is never trusted for the outcome)."""
@@ -184,7 +197,7 @@ class VerdictReports:
     def after_write(self, record: ImportRecord) -> None:
         """Write the report of a version that owes one. Never raises: a failure is logged and the
         owed row left for the timer (the ledger write this follows has happened)."""
-        if not owes_report(record):
+        if not owes_report(record) or not changed_for_the_reader(record):
             return
         self.write(record, None, likely_absent=first_verdict(record))
 
