@@ -14,6 +14,7 @@ from azurefunctions.extensions.bindings import blob
 
 from local.host.host import LocalHost
 from local.host.host_json import BlobOptions, QueueOptions
+from local.host.visibility import VisibilityRenewer
 from tests.helpers import unique_name
 
 BACKLOG = 300
@@ -115,3 +116,62 @@ def test_host_json_defaults_are_the_hosts(tmp_path):
     queues = QueueOptions.from_host_json(empty)
     assert (queues.batch_size, queues.new_batch_threshold, queues.max_polling_interval) == (16, 8, 60.0)
     assert BlobOptions.from_host_json(empty).poison_threshold == 5
+
+
+def queue_app(queue: str, handle) -> func.FunctionApp:
+    app = func.FunctionApp()
+    app.function_name("slow_message")(app.queue_trigger(arg_name="message", queue_name=queue,
+                                                        connection="AzureWebJobsStorage")(handle))
+    return app
+
+
+def test_a_message_handled_longer_than_its_visibility_is_renewed_and_handled_once(storage_env, blob_service):
+    """As the host's queue listener: the message stays invisible while its function runs (renewed at
+    half its visibility), then is deleted with the latest pop receipt. Without the renewal it comes
+    back after 2 s and a second worker handles it too."""
+    queue_name = unique_name("renewed")
+    calls: list[float] = []
+
+    def slow(message: func.QueueMessage) -> None:
+        calls.append(time.monotonic())
+        time.sleep(5)
+
+    host = LocalHost(queue_app(queue_name, slow), blob_service, storage_env)
+    host.renewer = VisibilityRenewer(2)
+    (listened,) = host.queue_functions
+
+    listened.queue.send_message("aGVsbG8=")
+    host.start()
+    try:
+        assert wait_for(lambda: calls, GENEROUS)
+        time.sleep(7)  # the function's 5 s, then more than a visibility: a lost renewal would show
+    finally:
+        host.stop()
+    assert len(calls) == 1
+    assert list(listened.queue.peek_messages(max_messages=5)) == []  # deleted, with the renewed receipt
+
+
+def test_a_message_received_but_never_started_is_visible_again_when_the_host_stops(storage_env, blob_service):
+    queue_name = unique_name("released")
+    started, release = threading.Event(), threading.Event()
+
+    def blocking(message: func.QueueMessage) -> None:
+        started.set()
+        release.wait(30)
+
+    host = LocalHost(queue_app(queue_name, blocking), blob_service, storage_env)
+    host.queue_pool = ThreadPoolExecutor(1)  # one worker: the second message waits in the executor
+    (listened,) = host.queue_functions
+
+    listened.queue.send_message("Zmlyc3Q=")
+    listened.queue.send_message("c2Vjb25k")
+    host.start()
+    assert started.wait(GENEROUS)
+    assert wait_for(lambda: list(listened.queue.peek_messages(max_messages=5)) == [], GENEROUS)  # both received
+    stopping = threading.Thread(target=host.stop)
+    stopping.start()
+    time.sleep(0.5)
+    release.set()
+    stopping.join(60)
+    visible = list(listened.queue.receive_messages(max_messages=5, visibility_timeout=1))
+    assert len(visible) == 1  # the one never started, at once (not after FETCH_VISIBILITY_SECONDS)

@@ -29,12 +29,12 @@ from azure.storage.queue import QueueMessage as QueueMessageItem
 from local.host.arguments import LocalTimerRequest, blob_trigger_argument, queue_trigger_argument
 from local.host.bindings import BlobFunction, QueueFunction, TimerFunction, discover
 from local.host.host_json import BlobOptions, QueueOptions
+from local.host.visibility import FETCH_VISIBILITY_SECONDS, VisibilityRenewer
 
 log = logging.getLogger("local.host")
 _FIRST_POLLING_INTERVAL = 0.1  # the queue listener's first wait on an empty queue, doubled up to maxPollingInterval
 _TIMER_LOOK_SECONDS = 1.0  # the timer thread looks at the schedule at least this often
-
-
+_RENEW_LOOK_SECONDS = 1.0  # the renewer looks at the messages in process at least this often
 class QueueListener:
     """Receives one queue's messages in batches and hands them to the queue executor: a new batch
     as soon as the messages in process drop to newBatchThreshold, as the host's queue listener does."""
@@ -72,12 +72,14 @@ class QueueListener:
             self.in_process += 1
         try:
             future = self.host.queue_pool.submit(self.host._invoke_queue, self.function, message)
-        except RuntimeError:  # the executor shut down (stop): the message becomes visible again later
-            self._done(None)
+        except RuntimeError:  # the executor shut down (stop)
+            self._done(message, None)
             return
-        future.add_done_callback(self._done)
+        future.add_done_callback(lambda done: self._done(message, done))
 
-    def _done(self, _future: Future[None] | None) -> None:
+    def _done(self, message: QueueMessageItem, future: Future[None] | None) -> None:
+        if future is None or future.cancelled():  # received, never started: visible again now
+            self.host.release(self.function, message)
         with self.changed:
             self.in_process -= 1
             self.changed.notify_all()
@@ -110,6 +112,7 @@ class LocalHost:
         self.blob_pool = ThreadPoolExecutor(workers or self.blob_options.max_degree_of_parallelism,
                                             thread_name_prefix="blob-trigger")
         self.queue_pool = ThreadPoolExecutor(self.queue_options.concurrency, thread_name_prefix="queue-trigger")
+        self.renewer = VisibilityRenewer(FETCH_VISIBILITY_SECONDS)
         self.seen: dict[tuple[str, str], str] = {}
         self.in_flight: list[Future[None]] = []
         self.stop_event = threading.Event()
@@ -152,11 +155,19 @@ class LocalHost:
         self.in_flight = [future for future in self.in_flight if not future.done()]
 
     def receive(self, function: QueueFunction) -> list[QueueMessageItem]:
-        """One batch of the function's queue (batchSize messages at most), invisible while handled."""
+        """One batch of the function's queue (batchSize messages at most), invisible while handled
+        (FETCH_VISIBILITY_SECONDS, renewed by the renewer while an invocation runs)."""
         return list(function.queue.receive_messages(
             messages_per_page=self.queue_options.batch_size, max_messages=self.queue_options.batch_size,
-            visibility_timeout=max(int(self.queue_options.visibility_timeout), 30),
+            visibility_timeout=int(self.renewer.visibility),
         ))
+
+    def release(self, function: QueueFunction, message: QueueMessageItem) -> None:
+        """A message received but never handled (the host stopped) is made visible again at once."""
+        try:
+            function.queue.update_message(message.id, message.pop_receipt, visibility_timeout=0)
+        except Exception as error:
+            log.warning("message %s stays invisible until its timeout: %s", message.id, error)
 
     def drain_queues(self, max_batches: int | None = None) -> int:
         """Receive and handle queue messages in the queue executor, a batch at a time, until the
@@ -175,23 +186,30 @@ class LocalHost:
 
     def _invoke_queue(self, function: QueueFunction, message: QueueMessageItem) -> None:
         argument = queue_trigger_argument(message)
+        self.renewer.hold(function, message)
         try:
             function.call(**{function.arg_name: argument})
         except Exception as error:
             log.warning("%s failed for message %s (attempt %d of %d): %s", function.name, message.id,
                         message.dequeue_count, self.queue_options.max_dequeue_count, error)
-            if message.dequeue_count >= self.queue_options.max_dequeue_count:
-                poison = function.poison
-                with contextlib.suppress(ResourceExistsError):
-                    poison.create_queue()
-                poison.send_message(message.content)
-                function.queue.delete_message(message)
-                log.error("%s moved message %s to %s-poison", function.name, message.id, function.queue.queue_name)
-            else:
-                function.queue.update_message(message.id, message.pop_receipt,
-                                              visibility_timeout=int(self.queue_options.visibility_timeout))
+            with self.renewer.finishing(message):
+                self._after_failure(function, message)
             return
-        function.queue.delete_message(message)
+        with self.renewer.finishing(message):
+            function.queue.delete_message(message)
+
+    def _after_failure(self, function: QueueFunction, message: QueueMessageItem) -> None:
+        """Visible again after host.json's visibilityTimeout, or to `<queue>-poison` after maxDequeueCount."""
+        if message.dequeue_count >= self.queue_options.max_dequeue_count:
+            poison = function.poison
+            with contextlib.suppress(ResourceExistsError):
+                poison.create_queue()
+            poison.send_message(message.content)
+            function.queue.delete_message(message)
+            log.error("%s moved message %s to %s-poison", function.name, message.id, function.queue.queue_name)
+        else:
+            function.queue.update_message(message.id, message.pop_receipt,
+                                          visibility_timeout=int(self.queue_options.visibility_timeout))
 
     def fire_due_timers(self, now: datetime | None = None) -> int:
         now = now or datetime.now(UTC)
@@ -219,6 +237,11 @@ class LocalHost:
                 log.warning("blob scan failed: %s", error)
             self.stop_event.wait(scan_interval)
 
+    def _renew_loop(self) -> None:
+        look = min(_RENEW_LOOK_SECONDS, self.renewer.visibility / 4)
+        while not self.stop_event.wait(look):
+            self.renewer.renew_due()
+
     def _timer_loop(self) -> None:
         """The timers' own thread: a tick runs on time whatever the other executors hold, one at a time."""
         while not self.stop_event.is_set():
@@ -238,6 +261,8 @@ class LocalHost:
             self._start_thread("blob-scan", self._scan_loop, scan_interval)
         for function in self.queue_functions:
             self._start_thread(f"queue-listener-{function.name}", QueueListener(self, function).run)
+        if self.queue_functions:
+            self._start_thread("queue-visibility", self._renew_loop)
         if self.timer_functions:
             self._start_thread("timer-trigger", self._timer_loop)
 
