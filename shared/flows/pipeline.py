@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
+from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
@@ -25,7 +26,7 @@ from shared.platform.backoff import Backoff
 from shared.platform.clock import Clock, utcnow
 from shared.platform.sas import SasSigner
 from shared.platform.settings import Settings
-from shared.platform.storage import blob_service_client, status_queue_client, table_service_client
+from shared.platform.storage import blob_service_client, shared_transport, status_queue_client, table_service_client
 
 
 @dataclass
@@ -42,6 +43,8 @@ class Pipeline:
     clock: Clock = utcnow
     backoff: Backoff = field(default_factory=Backoff)
     blob_client_options: dict[str, Any] = field(default_factory=dict)  # for the blob clients steps build themselves
+    # The connection pool of those clients (shared.platform.storage.shared_transport), one per pipeline.
+    blob_client_transport: RequestsTransport = field(default_factory=shared_transport)
 
     @classmethod
     def from_settings(

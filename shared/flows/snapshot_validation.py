@@ -34,7 +34,8 @@ def _bounded_client(pipeline: Pipeline, container: str, blob_name: str, snapshot
     chunk = pipeline.settings.download_chunk_bytes
     return BlobClient(
         service.url, container, blob_name, snapshot=snapshot, credential=service.credential,
-        max_single_get_size=chunk, max_chunk_get_size=chunk, **pipeline.blob_client_options,
+        max_single_get_size=chunk, max_chunk_get_size=chunk, transport=pipeline.blob_client_transport,
+        **pipeline.blob_client_options,
     )
 
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+import requests
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
+from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import BinaryBase64DecodePolicy, QueueClient, TextBase64EncodePolicy
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from shared.platform.settings import Settings
 
@@ -20,6 +24,19 @@ _PROBE_OPTIONS = {"retry_total": 0, "connection_timeout": 5, "read_timeout": 10}
 class StorageUnavailableError(RuntimeError):
     """Storage cannot be used with the configured connection; the message is one line that names the
     endpoint and what to check, and never holds a key or a SAS."""
+
+
+def shared_transport(connections: int = 32) -> RequestsTransport:
+    """One connection pool for the clients a flow builds per file (the Azure SDK's transport sharing):
+    each new client would otherwise open its own connections (a TLS handshake each on Azure), and
+    `connections` at once per host are kept, not discarded ("Connection pool is full"). Retries stay
+    the SDK's (its retry policy); urllib3's own are off, as in the SDK's default transport."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=connections,
+                          max_retries=Retry(total=False, redirect=False, raise_on_status=False))
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, adapter)
+    return RequestsTransport(session=session, session_owner=False)
 
 
 def _default_credential() -> TokenCredential:
