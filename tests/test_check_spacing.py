@@ -94,3 +94,16 @@ def test_the_step_trades_calls_against_lag():
 def test_a_bad_step_is_refused_by_name():
     with pytest.raises(SettingsError, match="STATUS_POLL_STEP_SECONDS"):
         settings(STATUS_POLL_STEP_SECONDS="0")
+
+
+@pytest.mark.parametrize(("first", "lease", "expected"), [
+    ("30", "300", 30),   # the first check's time from the claim: the POST's answer keeps that row
+    ("30", "20", 20),    # never after the re-drive time
+    ("5", "300", 300),   # too short a first check: ticks would lease the row before the answer
+    ("0", "300", 300),
+])
+def test_a_claims_row_is_due_at_the_first_check_when_the_answer_can_keep_it(first, lease, expected):
+    spacing = settings(STATUS_POLL_FIRST_SECONDS=first, CLAIM_LEASE_SECONDS=lease)
+    now = MovableClock()()
+    redrive_at = now + timedelta(seconds=spacing.claim_lease_seconds)
+    assert check_spacing.claim_row_at(spacing, now, redrive_at) == now + timedelta(seconds=expected)
