@@ -344,3 +344,18 @@ def test_an_answer_later_than_the_claims_row_moves_the_row_to_the_first_check(
     stored = pipeline.ledger.get(*record.keys)
     assert stored.due_row_at is None
     assert [entry.row for entry in pipeline.ledger.watched_entries()] == [pipeline.ledger.watch_index.row_of(stored)]
+
+
+@pytest.mark.parametrize(("first", "lease", "answer_after"), [(600, 300, 0), (30, 300, 8)])
+def test_a_claims_row_much_earlier_than_the_first_check_is_moved_not_kept(
+    pipeline, loop_emulator, fec_bytes, monkeypatch, first, lease, answer_after
+):
+    """Kept, the row would bring an early check that only moves it: the re-drive time (a lease shorter
+    than the first check), or a slow POST (8 s). The answer moves it to the first check instead."""
+    pipeline.settings = dataclasses.replace(pipeline.settings, status_first_check_seconds=first,
+                                            claim_lease_seconds=lease)
+    slow_answers(pipeline, monkeypatch, answer_after)
+    record = submit_blob(pipeline, upload(pipeline, "DEMO001/a.txt", fec_bytes))
+    stored = pipeline.ledger.get(*record.keys)
+    assert stored.due_row_at is None
+    assert [entry.row for entry in pipeline.ledger.watched_entries()] == [pipeline.ledger.watch_index.row_of(stored)]

@@ -33,6 +33,8 @@ __all__ = ["ImportRecord", "Ledger", "LedgerConflictError", "LedgerMissingError"
 FINDINGS = ("code_ibs", "snapshot", "content_sha256", "validation", "report_blob", "size")
 # A row due later than this is not leased by any tick yet (ticks lease rows due by their own clock).
 _UNLEASED_MARGIN = timedelta(seconds=5)
+# The POST's answer keeps the claim's row only if it is due this little before the first check.
+_KEPT_ROW_EARLINESS = timedelta(seconds=5)
 # The record partitions (`blob-<digest>`), apart from the index partitions of the same table.
 _ALL_RECORDS = f"PartitionKey ge '{RECORD_PARTITION_PREFIX}' and PartitionKey lt 'blob.'"
 Step = Callable[[ImportRecord], Sequence[Transition]]
@@ -162,14 +164,20 @@ class Ledger:
 
         - Marking `submitting` keeps the claim's row (due before the give-up time).
         - The POST's answer (pending, from submitting) keeps it too when it is still more than
-          `_UNLEASED_MARGIN` ahead (so no tick can have leased it): the claim's row is due at the first
-          check's time (shared.flows.check_spacing.claim_row_at), a little before the answer's.
+          `_UNLEASED_MARGIN` ahead (so no tick can have leased it) and due at most
+          `_KEPT_ROW_EARLINESS` before the first check: the claim's row is due at the first check's
+          time counted from the claim (shared.flows.check_spacing.claim_row_at), a little before the
+          answer's. A row due much earlier (a slow delivery, or the re-drive time when
+          CLAIM_LEASE_SECONDS is shorter than the first check) is moved, as any other.
         A check that finds the import not due yet (the row came early) moves it to the record's time
         (shared.flows.poll)."""
         if previous_due is None or record.next_poll_at is None or previous_due > record.next_poll_at:
             return record.next_poll_at
+        if record.state == states.SUBMITTING:
+            return previous_due
         answered = record.state == states.PENDING and record.stored_state == states.SUBMITTING
-        if record.state == states.SUBMITTING or (answered and previous_due > now + _UNLEASED_MARGIN):
+        unleased = previous_due > now + _UNLEASED_MARGIN
+        if answered and unleased and record.next_poll_at - previous_due <= _KEPT_ROW_EARLINESS:
             return previous_due
         return record.next_poll_at
 
