@@ -185,6 +185,8 @@ def test_resubmit_sends_again_and_keeps_history(pipeline, loop_emulator, fec_byt
     again = resubmit(pipeline, find_import(pipeline, first.request_id))
     assert again.state == states.PENDING
     assert again.request_id != first.request_id
+    assert find_import(pipeline, first.request_id).keys == first.keys  # the replaced id still finds it
+    assert find_import(pipeline, again.request_id).keys == first.keys
     assert poll_until_final(pipeline, again).state == states.COMPLETED
     history = [entry["state"] for entry in again.to_dict()["history"]]
     assert history.count(states.SUBMITTING) == 2

@@ -3,6 +3,8 @@
 - `due` (WatchIndex): one row per import the timer looks after, RowKey
   `<next check time>|<PartitionKey>|<RowKey>`, so rows sort by when they are due and a tick reads
   only the imports that are due, never the whole set in flight.
+- `request` (ReplacedRequestIndex): RowKey a Loop request id an operator's resubmit replaced, so
+  `imports show <that id>` still finds the import (a current id is a field of the record, queried).
 - `content-<codeIbs>` (ContentIndex): RowKey the sha256 of the file, pointing at the import that
   holds those bytes for that dossier (duplicate detection).
 
@@ -26,6 +28,7 @@ from shared.ledger.record import ImportRecord
 from shared.ledger.store import table_must_exist
 
 DUE_PARTITION = "due"
+REQUEST_PARTITION = "request"  # also holds the rows of every request id from before ids were queried
 CONTENT_PARTITION_PREFIX = "content-"
 Keys = tuple[str, str]
 _ROWS_PER_TRANSACTION = 50  # two operations each: Table Storage takes 100 per transaction
@@ -230,6 +233,18 @@ class WatchIndex(_Partition):
         except TableTransactionError:
             return False
         return True
+
+
+class ReplacedRequestIndex(_Partition):
+    """Loop request id an operator's resubmit replaced -> record. Written only then (an operator's
+    action), never on a submission's path; earlier versions wrote a row per id here, still read."""
+
+    def keep(self, request_id: str, record: ImportRecord) -> None:
+        self._upsert(REQUEST_PARTITION, request_id, record.keys, record.blob)
+
+    def find(self, request_id: str) -> Keys | None:
+        entry = self._read(REQUEST_PARTITION, request_id)
+        return entry.keys if entry else None
 
 
 class ContentIndex(_Partition):

@@ -19,7 +19,7 @@ from azure.core.exceptions import AzureError
 from azure.data.tables import TableClient, TableServiceClient
 
 from shared.ledger import states
-from shared.ledger.indexes import ContentIndex, IndexEntry, WatchIndex, due_row
+from shared.ledger.indexes import ContentIndex, IndexEntry, ReplacedRequestIndex, WatchIndex, due_row
 from shared.ledger.record import RECORD_PARTITION_PREFIX, ImportRecord, record_keys
 from shared.ledger.states import Transition
 from shared.ledger.store import LedgerConflictError, LedgerMissingError, RecordStore, with_retries
@@ -67,6 +67,7 @@ class Ledger:
         self.store = RecordStore(table)
         self.watch_index = WatchIndex(table, clock)
         self.contents = ContentIndex(table, clock)
+        self.replaced_requests = ReplacedRequestIndex(table, clock)
 
     @classmethod
     def from_service(cls, service: TableServiceClient, table_name: str, clock: Clock = utcnow) -> Ledger:
@@ -325,6 +326,9 @@ class Ledger:
             current.request_id, current.loop_status, current.finished_at, current.flags = None, None, None, ""
             current.error, current.attempts = None, current.attempts + 1
 
+        if record.request_id:  # the id this clears stays findable (imports show <old id>)
+            with_retries(lambda: self.replaced_requests.keep(record.request_id or "", record),
+                         f"replaced request id of {record.blob}")
         return self.move(record, states.REOPEN, change, "resubmit requested by an operator", once=True,
                          previousRequestId=previous_request_id)
 
@@ -337,13 +341,18 @@ class Ledger:
         return self.store.query(query, {"state": str(state)} if state else None)
 
     def by_request_id(self, request_id: str) -> ImportRecord | None:
-        """The import Loop gave this request id, by a query on the records' `request_id` field.
+        """The import Loop gave this request id: by a query on the records' `request_id` field, else
+        (an id a resubmit replaced, or one indexed by an earlier version) by its `request` row.
 
-        The table has no index on it, so this reads through the record partitions (server-side
-        filtered: a few requests per thousand records): fine for an operator's lookup, and it spares
-        every submission a second write (an index row) on the hot path."""
+        The table has no index on the field, so the query reads through the record partitions
+        (filtered by the service): fine for an operator's lookup, and it spares every submission a
+        second write (an index row) on the hot path."""
         query = _ALL_RECORDS + " and request_id eq @request_id"
-        return next(iter(self.store.query(query, {"request_id": request_id})), None)
+        current = next(iter(self.store.query(query, {"request_id": request_id})), None)
+        if current is not None:
+            return current
+        keys = self.replaced_requests.find(request_id)
+        return self.get(*keys) if keys else None
 
     def versions_of(self, container: str, blob_name: str) -> list[ImportRecord]:
         partition, _ = record_keys(container, blob_name, "")
