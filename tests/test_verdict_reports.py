@@ -234,15 +234,18 @@ def test_after_a_verdict_only_checks_that_change_something_rewrite_the_report(pi
     def etags() -> list[str]:
         return [blob.get_blob_properties().etag for blob in reports]
 
-    def checked(status: int) -> list[str]:
+    def checked(transition=states.NOTE_CHECK) -> list[str]:
         nonlocal record
-        record = pipeline.ledger.move(record, states.NOTE_CHECK, note=f"Loop status {status}")
+        record = pipeline.ledger.move(record, transition, note="Loop status 2")
         return etags()
 
-    first = checked(2)
-    assert checked(2) == first  # nothing new: no rewrite
-    assert checked(2) == first
-    assert checked(3) != first  # the status moved
+    first = checked(states.RECORD_STATUS)
+    assert checked() == first  # nothing new: no rewrite
+    assert checked() == first
+    flagged = checked(states.FLAG_STALE)
+    assert flagged != first  # a flag the report shows
+    assert checked() == flagged
+    assert checked(states.RECORD_STATUS) != flagged  # the status moved
     assert stored_report_state(pipeline, name) == "pending"
     pipeline.ledger.move(record, states.COMPLETE, note="Loop status 3")
     assert stored_report_state(pipeline, name) == "completed"

@@ -4,8 +4,8 @@ in REPORTS_CONTAINER, never the watched container.
 
 When: the ledger tells `VerdictReports.after_write` of every transition it writes. A version owes a
 report once it has reached a verdict (rejected, submit_failed, completed, failed, unknown,
-duplicate), and from then on every move that changes its state or its note (a Loop status that
-moved) rewrites it; a status check that found nothing new does not.
+duplicate), and from then on every move rewrites it but a status check that found nothing new
+(`NOTE_CHECK` alone).
 
 Newest wins: each report blob carries in its metadata an order key: the version's Last-Modified
 (then its claim time, as Last-Modified counts whole seconds), then the record's update time. A
@@ -34,7 +34,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from azure.core import MatchConditions
@@ -54,6 +54,7 @@ from shared.flows.reports import ReportStore
 from shared.ledger import states
 from shared.ledger.ledger import Ledger
 from shared.ledger.record import ImportRecord
+from shared.ledger.states import Transition
 from shared.platform import telemetry
 
 log = logging.getLogger(__name__)
@@ -112,16 +113,11 @@ def owes_report(record: ImportRecord) -> bool:
     )
 
 
-def changed_for_the_reader(record: ImportRecord) -> bool:
-    """Whether this write changed what a report shows at a glance: the state, or the note of the
-    transition (a Loop status that moved says `Loop status 2` after `Loop status 1`). A status check
-    that found nothing new (same state, same note) leaves the report as it is: an import resolved
-    after `unknown` and followed for an hour does not rewrite two blobs at every check."""
-    entries = record.history_entries()
-    if len(entries) < 2:
-        return True
-    last, before = entries[-1], entries[-2]
-    return (last.get("state"), last.get("note")) != (before.get("state"), before.get("note"))
+def changes_what_a_report_shows(taken: Sequence[Transition]) -> bool:
+    """Every transition but a plain check does (a state, a Loop status, a flag, a poll failure or its
+    recovery): a status check that found nothing new leaves the report as it is, so an import
+    resolved after `unknown` and followed for an hour does not rewrite two blobs at every check."""
+    return not taken or any(transition is not states.NOTE_CHECK for transition in taken)
 
 
 def first_verdict(record: ImportRecord) -> bool:
@@ -194,10 +190,10 @@ class VerdictReports:
 
     # --- the ledger's observer ---------------------------------------------------------------
 
-    def after_write(self, record: ImportRecord) -> None:
-        """Write the report of a version that owes one. Never raises: a failure is logged and the
-        owed row left for the timer (the ledger write this follows has happened)."""
-        if not owes_report(record) or not changed_for_the_reader(record):
+    def after_write(self, record: ImportRecord, taken: Sequence[Transition] = ()) -> None:
+        """Write the report of a version that owes one, after `taken` was written. Never raises: a
+        failure is logged and the owed row left for the timer (the ledger write has happened)."""
+        if not owes_report(record) or not changes_what_a_report_shows(taken):
             return
         self.write(record, None, likely_absent=first_verdict(record))
 

@@ -38,8 +38,8 @@ _KEPT_ROW_EARLINESS = timedelta(seconds=5)
 # The record partitions (`blob-<digest>`), apart from the index partitions of the same table.
 _ALL_RECORDS = f"PartitionKey ge '{RECORD_PARTITION_PREFIX}' and PartitionKey lt 'blob.'"
 Step = Callable[[ImportRecord], Sequence[Transition]]
-# Called with the record after each transition is written.
-WriteObserver = Callable[[ImportRecord], None]
+# Called with the record and the transitions taken, after each write.
+WriteObserver = Callable[[ImportRecord, Sequence[Transition]], None]
 
 
 def carry_findings(source: ImportRecord, target: ImportRecord) -> None:
@@ -104,7 +104,7 @@ class Ledger:
             for transition in taken:
                 telemetry.emit(transition.event, current.dimensions(), level=transition.level, **extra)
             if self.observer is not None:
-                self.observer(current)
+                self.observer(current, taken)
             return current
         raise LedgerConflictError(f"record {record.blob} kept changing; gave up after {attempts} tries")
 
