@@ -35,6 +35,8 @@ log = logging.getLogger("local.host")
 _FIRST_POLLING_INTERVAL = 0.1  # the queue listener's first wait on an empty queue, doubled up to maxPollingInterval
 _TIMER_LOOK_SECONDS = 1.0  # the timer thread looks at the schedule at least this often
 _RENEW_LOOK_SECONDS = 1.0  # the renewer looks at the messages in process at least this often
+
+
 class QueueListener:
     """Receives one queue's messages in batches and hands them to the queue executor: a new batch
     as soon as the messages in process drop to newBatchThreshold, as the host's queue listener does."""
@@ -116,7 +118,9 @@ class LocalHost:
         self.seen: dict[tuple[str, str], str] = {}
         self.in_flight: list[Future[None]] = []
         self.stop_event = threading.Event()
+        self.renewals_end = threading.Event()  # after stop: the invocations still running keep their renewals
         self.threads: list[threading.Thread] = []
+        self.renew_thread: threading.Thread | None = None
 
     def scan_blobs(self) -> int:
         """Start an invocation for each blob version not seen yet; return how many started."""
@@ -195,6 +199,9 @@ class LocalHost:
             with self.renewer.finishing(message):
                 self._after_failure(function, message)
             return
+        except BaseException:
+            with self.renewer.finishing(message):  # no more renewals: visible again when it runs out
+                raise
         with self.renewer.finishing(message):
             function.queue.delete_message(message)
 
@@ -239,7 +246,7 @@ class LocalHost:
 
     def _renew_loop(self) -> None:
         look = min(_RENEW_LOOK_SECONDS, self.renewer.visibility / 4)
-        while not self.stop_event.wait(look):
+        while not self.renewals_end.wait(look):
             self.renewer.renew_due()
 
     def _timer_loop(self) -> None:
@@ -262,7 +269,8 @@ class LocalHost:
         for function in self.queue_functions:
             self._start_thread(f"queue-listener-{function.name}", QueueListener(self, function).run)
         if self.queue_functions:
-            self._start_thread("queue-visibility", self._renew_loop)
+            self.renew_thread = threading.Thread(target=self._renew_loop, name="queue-visibility", daemon=True)
+            self.renew_thread.start()
         if self.timer_functions:
             self._start_thread("timer-trigger", self._timer_loop)
 
@@ -287,3 +295,6 @@ class LocalHost:
             thread.join(timeout=30)
         self.blob_pool.shutdown(wait=True, cancel_futures=True)
         self.queue_pool.shutdown(wait=True, cancel_futures=True)
+        self.renewals_end.set()
+        if self.renew_thread is not None:
+            self.renew_thread.join(timeout=30)

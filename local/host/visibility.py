@@ -36,18 +36,18 @@ class VisibilityRenewer:
 
     def __init__(self, visibility: float) -> None:
         self.visibility = visibility
-        self.held: dict[str, _Held] = {}
+        self.held: dict[int, _Held] = {}  # by the received message object: a message received again is another
         self.lock = threading.Lock()
 
     def hold(self, function: QueueFunction, message: QueueMessageItem) -> None:
         with self.lock:
-            self.held[message.id] = _Held(function, message, time.monotonic() + self.visibility / 2)
+            self.held[id(message)] = _Held(function, message, time.monotonic() + self.visibility / 2)
 
     @contextlib.contextmanager
     def finishing(self, message: QueueMessageItem) -> Iterator[None]:
         """No more renewals of the message; its receipt is stable inside the block."""
         with self.lock:
-            held = self.held.pop(message.id, None)
+            held = self.held.pop(id(message), None)
         if held is None:
             yield
             return
@@ -64,7 +64,7 @@ class VisibilityRenewer:
     def _renew(self, held: _Held) -> bool:
         with held.lock:
             with self.lock:
-                if self.held.get(held.message.id) is not held:
+                if self.held.get(id(held.message)) is not held:
                     return False  # finished meanwhile
             message = held.message
             try:
@@ -73,6 +73,7 @@ class VisibilityRenewer:
             except Exception as error:
                 log.warning("could not renew message %s of %s: %s", message.id, held.function.queue.queue_name,
                             error)
+                held.renew_at = time.monotonic() + self.visibility / 4  # tried again later, not every look
                 return False
             message.pop_receipt = receipt.pop_receipt
             held.renew_at = time.monotonic() + self.visibility / 2
