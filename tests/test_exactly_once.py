@@ -210,6 +210,23 @@ def test_resubmit_after_the_lifecycle_rule_deleted_the_snapshot_sends_a_new_snap
     assert poll_until_final(pipeline, again).state == states.COMPLETED
 
 
+def test_resubmit_snapshots_the_version_anew_and_falls_back_to_its_snapshot_once_overwritten(
+    pipeline, loop_emulator, fec_bytes
+):
+    """A new snapshot while the blob is the recorded version (its SAS never outlives the snapshot the
+    lifecycle rule counts from); once the blob is overwritten, the import's own snapshot: either way
+    Loop downloads the validated bytes."""
+    loop_emulator.set_faults({"final_status": 4})
+    first = poll_until_final(pipeline, submit_blob(pipeline, upload(pipeline, "DEMO001/a.txt", fec_bytes)))
+    again = poll_until_final(pipeline, resubmit(pipeline, find_import(pipeline, first.request_id)))
+    assert again.snapshot not in (None, first.snapshot)
+    upload(pipeline, "DEMO001/a.txt", fec_bytes.replace(b"Facture", b"Autre facture"))  # overwritten
+    third = resubmit(pipeline, find_import(pipeline, again.request_id))
+    assert third.snapshot == again.snapshot
+    loop_emulator.wait_for_download(third.request_id)
+    assert [item["sha256"] for item in loop_emulator.imports()] == [hashlib.sha256(fec_bytes).hexdigest()] * 3
+
+
 def test_operator_actions_refuse_what_does_not_apply(pipeline, loop_emulator, fec_bytes):
     record = submit_blob(pipeline, upload(pipeline, "DEMO001/a.txt", fec_bytes))
     with pytest.raises(OperatorError, match="cancel it first"):

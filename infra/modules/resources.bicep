@@ -28,7 +28,7 @@ param reportContainerName string = 'fec-import-reports'
 param reportsContainerName string = 'api-import-ecrit-reports'
 param ledgerTableName string = 'fecimports'
 @minValue(7)
-@description('Snapshots of dropped files (the bytes Loop downloads) are deleted this many days after they were taken, never before a SAS URL on them expires (SAS_TTL_HOURS is at most 167); `imports resubmit` snapshots the version again when its snapshot is gone')
+@description('Snapshots of dropped files (the bytes Loop downloads) are deleted this many days after they were taken, longer than any SAS URL signed when one is taken (SAS_TTL_HOURS is at most 167); `imports resubmit` takes a new snapshot while the blob is still that version')
 param snapshotRetentionDays int = 30
 param dossierTableName string = 'fecdossiers'
 

@@ -50,17 +50,20 @@ def _check_resubmittable(record: ImportRecord, code_ibs: str | None) -> None:
 
 
 def _snapshot_of_version(pipeline: Pipeline, record: ImportRecord) -> str:
-    """The record's snapshot if it still exists (infra's lifecycle rule deletes old ones), else a
-    new one taken only if the blob is still this version (the same ETag: the same bytes)."""
-    if record.snapshot and _snapshot_exists(pipeline, record):
-        return record.snapshot
+    """A new snapshot of the recorded version while the blob is still that version (the same ETag:
+    the same bytes), so the new SAS URL never outlives it: infra's lifecycle rule deletes snapshots
+    `snapshotRetentionDays` after each was taken. If the blob was overwritten or deleted since, the
+    import's own snapshot, if it still exists."""
     blob = pipeline.blob_service.get_blob_client(record.container, record.blob_name)
     try:
         return blob.create_snapshot(etag=record.etag, match_condition=MatchConditions.IfNotModified)["snapshot"]
     except ResourceModifiedError:
-        raise OperatorError(f"{record.blob} was overwritten since; the new version has its own import") from None
+        gone = "was overwritten since; the new version has its own import"
     except ResourceNotFoundError:
-        raise OperatorError(f"{record.blob} was deleted; there is nothing to send") from None
+        gone = "was deleted; there is nothing to send"
+    if record.snapshot and _snapshot_exists(pipeline, record):
+        return record.snapshot
+    raise OperatorError(f"{record.blob} {gone}")
 
 
 def _snapshot_exists(pipeline: Pipeline, record: ImportRecord) -> bool:
