@@ -176,8 +176,9 @@ class WatchIndex(_Partition):
                 yield IndexEntry(row["RowKey"], keys, row.metadata.get("etag"), row.get("since"))
 
     def entry_of(self, record: ImportRecord) -> IndexEntry | None:
-        """The record's row as this copy knows it: at `stored_due` when read from the table (a kept
-        claim row), else at its `next_poll_at`."""
+        """The row this copy of the record names: at `stored_due` when read from the table (a kept
+        claim row), else at its `next_poll_at`; None if that row is not there (a check may have moved
+        an early row without writing the record)."""
         when = record.stored_due or record.next_poll_at
         return self._read(DUE_PARTITION, due_row(when, record.keys)) if when else None
 

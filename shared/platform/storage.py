@@ -30,7 +30,8 @@ def shared_transport(connections: int = 32) -> RequestsTransport:
     """One connection pool for the clients a flow builds per file (the Azure SDK's transport sharing):
     each new client would otherwise open its own connections (a TLS handshake each on Azure), and
     `connections` at once per host are kept, not discarded ("Connection pool is full"). Retries stay
-    the SDK's (its retry policy); urllib3's own are off, as in the SDK's default transport."""
+    the SDK's (its retry policy); urllib3's own are off, as in the SDK's default transport. The SDK's
+    adapter with a larger upload block size is not mounted: these clients only download."""
     session = requests.Session()
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=connections,
                           max_retries=Retry(total=False, redirect=False, raise_on_status=False))
