@@ -128,23 +128,23 @@ def queue_app(queue: str, handle) -> func.FunctionApp:
 def test_a_message_handled_longer_than_its_visibility_is_renewed_and_handled_once(storage_env, blob_service):
     """As the host's queue listener: the message stays invisible while its function runs (renewed at
     half its visibility), then is deleted with the latest pop receipt. Without the renewal it comes
-    back after 2 s and a second worker handles it too."""
+    back after 4 s and a second worker handles it too."""
     queue_name = unique_name("renewed")
     calls: list[float] = []
 
     def slow(message: func.QueueMessage) -> None:
         calls.append(time.monotonic())
-        time.sleep(5)
+        time.sleep(6)
 
     host = LocalHost(queue_app(queue_name, slow), blob_service, storage_env)
-    host.renewer = VisibilityRenewer(2)
+    host.renewer = VisibilityRenewer(4)  # renewed from 2 s on, looked at every 0.5 s
     (listened,) = host.queue_functions
 
     listened.queue.send_message("aGVsbG8=")
     host.start()
     try:
         assert wait_for(lambda: calls, GENEROUS)
-        time.sleep(7)  # the function's 5 s, then more than a visibility: a lost renewal would show
+        time.sleep(9)  # the function's 6 s, then more than half a visibility: a lost renewal would show
     finally:
         host.stop()
     assert len(calls) == 1

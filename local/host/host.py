@@ -245,7 +245,7 @@ class LocalHost:
             self.stop_event.wait(scan_interval)
 
     def _renew_loop(self) -> None:
-        look = min(_RENEW_LOOK_SECONDS, self.renewer.visibility / 4)
+        look = min(_RENEW_LOOK_SECONDS, self.renewer.visibility / 8)  # renewed well before it lapses
         while not self.renewals_end.wait(look):
             self.renewer.renew_due()
 
