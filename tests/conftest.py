@@ -96,18 +96,24 @@ def pipeline(pipeline_env: dict[str, str]):
 
 
 @pytest.fixture
-def host(pipeline_env, monkeypatch, blob_service):
-    """The app's own functions under the local host, with this test's settings in the environment
-    and the app's start-up done (its tables and containers created)."""
+def host_env(pipeline_env) -> dict[str, str]:
+    """The environment `host` runs the app with (a test module overrides it for other settings)."""
+    return pipeline_env
+
+
+@pytest.fixture
+def host(host_env, monkeypatch, blob_service):
+    """The app's own functions under the local host, with this test's settings (`host_env`) in the
+    environment and the app's start-up done (its tables and containers created)."""
     import function_app  # noqa: PLC0415 - indexes the app: only for the tests that run it
     from local.host.host import LocalHost  # noqa: PLC0415
     from shared.flows.runtime import current_pipeline, reset_pipeline  # noqa: PLC0415
 
-    for name, value in pipeline_env.items():
+    for name, value in host_env.items():
         monkeypatch.setenv(name, value)
     reset_pipeline()
     current_pipeline()
-    local_host = LocalHost(function_app.app, blob_service, pipeline_env, retry_delay=0.1)
+    local_host = LocalHost(function_app.app, blob_service, host_env, retry_delay=0.1)
     yield local_host
     local_host.stop()
     reset_pipeline()

@@ -127,3 +127,25 @@ def run_together(count: int, action: Callable[[int], Any]) -> list[Any]:
     for thread in threads:
         thread.join()
     return results
+
+
+class ProcessDied(BaseException):
+    """The process stopping where it stands (not an exception the code could catch and record)."""
+
+
+def submit_dying_at_the_post(pipeline, monkeypatch, name: str, data: bytes):
+    """Drop a file and deliver it, the process dying as it POSTs (the record left `submitting`); return
+    the stored record."""
+    import pytest  # noqa: PLC0415 - keeps this module light for non-pipeline tests
+
+    from shared.flows.submit import submit_blob  # noqa: PLC0415
+
+    def die(*_args, **_kwargs):
+        raise ProcessDied
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline.loop, "import_fec", die)
+        with pytest.raises(ProcessDied):
+            submit_blob(pipeline, upload(pipeline, name, data))
+    (record,) = pipeline.ledger.all_records()
+    return record

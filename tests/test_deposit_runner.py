@@ -8,10 +8,7 @@ import hashlib
 
 import pytest
 
-import function_app
 from local.drop import drop_file
-from local.host.host import LocalHost
-from shared.flows.runtime import current_pipeline, reset_pipeline
 from shared.ledger import states
 from tests import deposit_fixtures
 from tests.deposit_fixtures import calls, uploaded
@@ -23,17 +20,9 @@ pipeline_env = deposit_fixtures.pipeline_env
 
 
 @pytest.fixture
-def host(pipeline_env, monkeypatch, blob_service):
-    # A failed delivery is re-driven by the timer once its lease and backoff are over: seconds here.
-    env = {**pipeline_env, "CLAIM_LEASE_SECONDS": "1", "RETRY_BACKOFF_BASE_SECONDS": "1", "RETRY_BACKOFF_JITTER": "0"}
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    reset_pipeline()
-    current_pipeline()
-    local_host = LocalHost(function_app.app, blob_service, env, retry_delay=0.1)
-    yield local_host
-    local_host.stop()
-    reset_pipeline()
+def host_env(pipeline_env) -> dict[str, str]:
+    """A failed delivery is re-driven by the timer once its lease and backoff are over: seconds here."""
+    return {**pipeline_env, "CLAIM_LEASE_SECONDS": "1", "RETRY_BACKOFF_BASE_SECONDS": "1", "RETRY_BACKOFF_JITTER": "0"}
 
 
 def test_files_deposited_through_the_local_host_complete_with_one_upload_and_one_post_each(

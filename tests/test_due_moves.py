@@ -13,11 +13,7 @@ from shared.flows.poll import check_import, row_of_message, schedule_due_checks
 from shared.flows.submit import submit_blob
 from shared.ledger import states
 from shared.ledger.indexes import DUE_PARTITION, due_row
-from tests.helpers import upload
-
-
-class Crash(BaseException):
-    """The process dying: no handler of the pipeline catches it."""
+from tests.helpers import submit_dying_at_the_post, upload
 
 
 def rows(pipeline) -> list[str]:
@@ -70,13 +66,7 @@ def test_the_submitting_mark_keeps_the_claims_row_and_the_request_id_moves_it(pi
 
 def test_a_stalled_submitting_is_found_early_moved_to_its_give_up_time_then_called_unknown(pipeline, loop_emulator,
                                                                                            fec_bytes, monkeypatch):
-    def die(*_args, **_kwargs):
-        raise Crash
-
-    monkeypatch.setattr(pipeline.loop, "import_fec", die)
-    with pytest.raises(Crash):
-        submit_blob(pipeline, upload(pipeline, "DEMO001/a.txt", fec_bytes))
-    (record,) = pipeline.ledger.all_records()
+    record = submit_dying_at_the_post(pipeline, monkeypatch, "DEMO001/a.txt", fec_bytes)
     pipeline.clock.advance(pipeline.claim_lease + timedelta(seconds=1))  # the claim's row is due, the record not
     sent: list[str] = []
     schedule_due_checks(pipeline, sent.append)

@@ -17,7 +17,14 @@ from shared.flows.submit import submit_blob
 from shared.ledger import states
 from shared.ledger.ledger import Ledger
 from shared.ledger.record import ImportRecord
-from tests.helpers import MovableClock, run_together, unique_name, upload, wait_until_final_at_loop
+from tests.helpers import (
+    MovableClock,
+    run_together,
+    submit_dying_at_the_post,
+    unique_name,
+    upload,
+    wait_until_final_at_loop,
+)
 
 
 def status_calls(emulator) -> int:
@@ -243,16 +250,7 @@ def test_a_check_that_finds_the_import_not_due_keeps_its_only_row(pipeline, loop
 
 def test_a_submitting_import_is_called_unknown_when_its_check_comes_due(pipeline, loop_emulator, fec_bytes,
                                                                       monkeypatch):
-    class Crash(BaseException):
-        pass
-
-    def die(*_args, **_kwargs):
-        raise Crash
-
-    monkeypatch.setattr(pipeline.loop, "import_fec", die)
-    with pytest.raises(Crash):
-        submit_blob(pipeline, upload(pipeline, "DEMO001/a.txt", fec_bytes))
-    (record,) = pipeline.ledger.all_records()
+    record = submit_dying_at_the_post(pipeline, monkeypatch, "DEMO001/a.txt", fec_bytes)
     pipeline.clock.advance(record.next_poll_at - pipeline.clock())  # exactly when it is due, not a moment later
     sent: list[str] = []
     schedule_due_checks(pipeline, sent.append)

@@ -227,6 +227,18 @@ def test_resubmit_snapshots_the_version_anew_and_falls_back_to_its_snapshot_once
     assert [item["sha256"] for item in loop_emulator.imports()] == [hashlib.sha256(fec_bytes).hexdigest()] * 3
 
 
+def test_resubmit_of_an_overwritten_version_whose_snapshot_is_gone_says_so_and_sends_nothing(
+    pipeline, loop_emulator, fec_bytes
+):
+    loop_emulator.set_faults({"final_status": 4})
+    first = poll_until_final(pipeline, submit_blob(pipeline, upload(pipeline, "DEMO001/a.txt", fec_bytes)))
+    pipeline.blob_service.get_blob_client(first.container, first.blob_name, snapshot=first.snapshot).delete_blob()
+    upload(pipeline, "DEMO001/a.txt", fec_bytes.replace(b"Facture", b"Autre facture"))  # overwritten
+    with pytest.raises(OperatorError, match="overwritten since"):
+        resubmit(pipeline, find_import(pipeline, first.request_id))
+    assert len(posts(loop_emulator)) == 1
+
+
 def test_operator_actions_refuse_what_does_not_apply(pipeline, loop_emulator, fec_bytes):
     record = submit_blob(pipeline, upload(pipeline, "DEMO001/a.txt", fec_bytes))
     with pytest.raises(OperatorError, match="cancel it first"):
