@@ -154,6 +154,22 @@ def test_status_nonsense_is_an_error_for_that_call(client, loop_emulator, fault,
             client.get_import_status(request_id)
 
 
+@pytest.mark.parametrize("value", [3.7, 2.9, 3.0, "3.0", " 3", "03", True, 0, 5, -1, None, [3], {"code": 3}])
+def test_only_the_integers_1_to_4_and_their_strings_are_statuses(client, loop_emulator, value):
+    """`int()` read 3.7 as 3 (completed) and 2.9 as 2: a status is 1-4 as an integer or its string."""
+    request_id = client.import_fec("DEMO001", URL)
+    loop_emulator.set_faults({"status": [{"kind": "json", "status": 200, "body": {"status": value}}]})
+    with pytest.raises(LoopBadResponseError, match="expected an integer 1 to 4"):
+        client.get_import_status(request_id)
+
+
+@pytest.mark.parametrize(("value", "code"), [(1, 1), (2, 2), (3, 3), (4, 4), ("1", 1), ("4", 4)])
+def test_each_status_is_read_in_both_forms(client, loop_emulator, value, code):
+    request_id = client.import_fec("DEMO001", URL)
+    loop_emulator.set_faults({"status": [{"kind": "json", "status": 200, "body": {"status": value}}]})
+    assert client.get_import_status(request_id).status == code
+
+
 def test_unknown_request_id(client):
     with pytest.raises(LoopBadResponseError):
         client.get_import_status("00000000-0000-0000-0000-000000000000")

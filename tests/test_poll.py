@@ -51,6 +51,9 @@ def test_loop_status_4_ends_failed(pipeline, loop_emulator, fec_bytes):
         {"kind": "http", "status": 500},
         {"kind": "json", "status": 200, "body": {"status": 9}},
         {"kind": "json", "status": 200, "body": {"status": 0}},
+        {"kind": "json", "status": 200, "body": {"status": 3.7}},
+        {"kind": "json", "status": 200, "body": {"status": 2.9}},
+        {"kind": "json", "status": 200, "body": {"status": True}},
         {"kind": "raw", "status": 200, "text": "not json"},
         {"kind": "json", "status": 404, "body": {"error": {"message": "unknown id"}}},
         {"kind": "hang", "seconds": 4},
@@ -69,6 +72,8 @@ def test_a_bad_status_answer_affects_only_that_import(pipeline, loop_emulator, f
     assert len(failed) == 1
     assert failed[0].poll_failures == 1
     assert failed[0].next_poll_at > pipeline.clock()
+    assert failed[0].loop_status is None  # a bad answer is not a status: nothing rounded into one
+    assert failed[0].error.startswith("status check: ")
     assert {first.blob_name, second.blob_name} == set(records)
 
 

@@ -16,6 +16,9 @@ from shared.platform.redaction import redact_text, without_query
 
 MAX_RESPONSE_BYTES = 64 * 1024
 FINAL_STATUSES = frozenset({3, 4})
+# Loop's statuses as they may come: the JSON integers 1-4 or their string forms. Anything else
+# (3.7, 3.0, "3.0", " 3", true, 0, 5, null) is not a status but a bad answer (docs/loop-api.md).
+STATUS_FORMS = {**{code: code for code in (1, 2, 3, 4)}, **{str(code): code for code in (1, 2, 3, 4)}}
 # Field names of getFileUrlDeposit's answer, compared case-insensitively (docs/loop-api.md).
 DEPOSIT_URL_FIELDS = ("depositurl", "uploadurl")
 DEPOSIT_URI_FIELDS = ("uri",)
@@ -51,6 +54,15 @@ class DepositTarget:
 
 
 UNREADABLE = object()
+
+
+def status_code(value: Any) -> int | None:
+    """Loop's status read strictly: 1 to 4 for the integers 1-4 and their string forms ("3"),
+    None for anything else. `int()` would read 3.7 as 3 (completed) and 2.9 as 2; `True == 1`
+    and `3.0 == 3` in Python, so the type is checked before the value."""
+    if type(value) not in (int, str):
+        return None
+    return STATUS_FORMS.get(value)
 
 
 def retry_after_of(response: requests.Response) -> float | None:

@@ -8,6 +8,7 @@ LoopUnavailableError; an answer without a usable URL is LoopRejectedError carryi
 
 from __future__ import annotations
 
+import json
 import re
 
 import requests
@@ -26,6 +27,7 @@ from shared.loop.answers import (
     read_json,
     read_raw,
     retry_after_of,
+    status_code,
 )
 from shared.loop.errors import (
     BoundedRetry,
@@ -38,7 +40,7 @@ from shared.loop.errors import (
     build_retry,
 )
 from shared.platform import tracing
-from shared.platform.redaction import register_secret
+from shared.platform.redaction import redact_text, register_secret
 from shared.platform.settings import Settings
 
 __all__ = [
@@ -249,10 +251,8 @@ class LoopClient:
         if "error" in body:
             raise LoopBadResponseError(error_message(body) or "Loop answered an error", status)
         value = body.get("status")
-        try:
-            code = int(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            code = 0
-        if code not in (1, 2, 3, 4) or isinstance(value, bool):
-            raise LoopBadResponseError(f"Loop answered status {str(value)[:20]!r}, expected 1 to 4", status)
+        code = status_code(value)
+        if code is None:
+            said = redact_text(json.dumps(value, ensure_ascii=False, default=str))[:40]
+            raise LoopBadResponseError(f"Loop answered status {said}, expected an integer 1 to 4", status)
         return LoopStatus(request_id, code, body.get("codeIBS"), body.get("lastUpdate"))
