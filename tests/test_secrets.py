@@ -112,3 +112,62 @@ def test_a_failure_quoting_a_signature_or_a_key_is_stored_and_shown_without_it(p
     for text in (rows, shown):
         assert "LEAKEDSIG123" not in text
         assert DEV_ACCOUNT_KEY not in text
+
+
+# --- Loop's error quoting a secret in any shape, anywhere in a long message -------------------------
+
+SIGNATURE = "Zq9SigValueK3yWq8Lm%2Bz8"
+MESSAGE_LIMIT = 500
+
+
+def _at_the_cut(secret: str, kept: int, before: str = "", after: str = "") -> str:
+    """A message longer than the limit whose cut falls after `kept` characters of `secret`."""
+    head = before + secret
+    filler = "x" * (MESSAGE_LIMIT - len(before) - kept)
+    return filler + head + after + " " + "y" * 40
+
+
+def _fragments(secret: str, around: str, size: int = 6) -> set[str]:
+    """Every piece of `size` characters of the secret, but those the text around it holds anyway
+    (`subscription` is in the header's name too)."""
+    rest = around.replace(secret, " ")
+    return {secret[i:i + size] for i in range(len(secret) - size + 1)} - {
+        piece for piece in (rest[i:i + size] for i in range(len(rest))) if len(piece) == size}
+
+
+PLACEMENTS = {
+    "json sig": f'Impossible de lire le fichier: {{"sv": "2024", "sig": "{SIGNATURE}", "se": "2030"}}',
+    "json sig quoted in json": f'reponse: "{{\\"sig\\": \\"{SIGNATURE}\\"}}"',
+    "repr sig": f"params {{'sig': '{SIGNATURE}'}}",
+    "json x-apikey": f'headers: {{"x-apikey": "{TEST_LOOP_API_KEY}", "Accept": "application/json"}}',
+    "json subscription key": f'{{"Ocp-Apim-Subscription-Key": "{TEST_LOOP_SUBSCRIPTION_KEY}"}}',
+    "header subscription key": f"Ocp-Apim-Subscription-Key: {TEST_LOOP_SUBSCRIPTION_KEY}\r\nHost: loop",
+    "header x-apikey": f"x-apikey: {TEST_LOOP_API_KEY}; refused",
+    "query sig": f"https://acct.blob.core.windows.net/c/f.txt?sv=1&sig={SIGNATURE}&se=2 unreadable",
+    # The cut at 500 characters falls inside the secret: 17 of the key's 18 characters, 18 of the
+    # subscription key's 22, most of a quoted signature were kept when the cut came first.
+    "key part at the cut": _at_the_cut(TEST_LOOP_API_KEY.split(":")[0], 17),
+    "subscription key at the cut": _at_the_cut(TEST_LOOP_SUBSCRIPTION_KEY, 18),
+    "json sig at the cut": _at_the_cut(SIGNATURE, 15, before='{"sig": "', after='"}'),
+    "header key at the cut": _at_the_cut(TEST_LOOP_SUBSCRIPTION_KEY, 10, before="Ocp-Apim-Subscription-Key: "),
+}
+
+
+@pytest.mark.parametrize("placement", list(PLACEMENTS))
+def test_a_secret_quoted_by_loop_in_any_shape_is_never_stored_even_in_part(
+    pipeline, pipeline_env, loop_emulator, fec_bytes, capsys, monkeypatch, placement
+):
+    message = PLACEMENTS[placement]
+    loop_emulator.set_faults({"importFEC": [{"kind": "error_body", "message": message}]})
+    record = submit_blob(pipeline, upload(pipeline, "DEMO001/quoted.txt", fec_bytes))
+    rows = "\n".join(json.dumps(dict(entity), default=str) for entity in pipeline.ledger.table.list_entities())
+    for name, value in pipeline_env.items():
+        monkeypatch.setenv(name, value)
+    cli_main(["imports", "show", "DEMO001/quoted.txt", "--json"])
+    shown = capsys.readouterr().out
+    assert record.error and "REDACTED" in record.error
+    secrets = [SIGNATURE, *TEST_LOOP_API_KEY.split(":"), TEST_LOOP_SUBSCRIPTION_KEY]
+    for place, text in {"record": record.error, "ledger": rows, "cli": shown}.items():
+        for secret in secrets:
+            leaked = sorted(fragment for fragment in _fragments(secret, message) if fragment in text)
+            assert not leaked, f"{len(leaked)} pieces of a secret ({len(secret)} characters) in the {place}"

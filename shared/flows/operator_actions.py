@@ -18,6 +18,7 @@ from shared.flows.submit import finish, send
 from shared.ledger import states
 from shared.ledger.record import ImportRecord
 from shared.loop.client import REQUEST_ID_PATTERN
+from shared.platform.redaction import redacted_cut
 
 
 class OperatorError(ValueError):
@@ -105,7 +106,7 @@ def resubmit(pipeline: Pipeline, record: ImportRecord, code_ibs: str | None = No
 
 def _record_deposit_failure(pipeline: Pipeline, record: ImportRecord, error: DepositError) -> None:
     """The reason on the record, and when the timer may try again (as for a delivery's failure)."""
-    reason = f"{type(error).__name__}: {error}"[:500]
+    reason = redacted_cut(f"{type(error).__name__}: {error}", 500)
 
     def change(current: ImportRecord) -> None:
         current.error = reason

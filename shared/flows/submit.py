@@ -32,7 +32,7 @@ from shared.ledger.record import ImportRecord
 from shared.ledger.states import ImportState, Transition
 from shared.loop.client import LoopAuthError, LoopOutcomeUnknownError, LoopRejectedError, LoopUnavailableError
 from shared.platform import metrics, telemetry, tracing
-from shared.platform.redaction import printable
+from shared.platform.redaction import printable, redacted_cut
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def process_recording_failures(
     except SubmitRetryableError:
         raise
     except Exception as error:
-        _record_attempt_failure(pipeline, record, f"{type(error).__name__}: {error}"[:500])
+        _record_attempt_failure(pipeline, record, redacted_cut(f"{type(error).__name__}: {error}", 500))
         raise
 
 

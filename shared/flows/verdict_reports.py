@@ -56,6 +56,7 @@ from shared.ledger.ledger import Ledger
 from shared.ledger.record import ImportRecord
 from shared.ledger.states import Transition
 from shared.platform import telemetry
+from shared.platform.redaction import redacted_cut
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,7 @@ class VerdictReports:
             written = self._write_blobs(record, likely_absent)
         except Exception as error:  # a report must never fail the flow that wrote the ledger
             queued = owed_etag is not None or self._owe(record) is not None
-            self._failed(record, f"{type(error).__name__}: {str(error)[:200]}", queued=queued)
+            self._failed(record, f"{type(error).__name__}: {redacted_cut(str(error), 200)}", queued=queued)
             return False
         if owed_etag is not None:
             self._forget(record, owed_etag)

@@ -12,9 +12,11 @@ import urllib3
 from urllib3.util.retry import Retry
 
 from shared.loop.errors import LoopRejectedError
-from shared.platform.redaction import redact_text, without_query
+from shared.platform.redaction import redact_text, redacted_cut, without_query
 
 MAX_RESPONSE_BYTES = 64 * 1024
+# How much of Loop's error message is kept (after redaction).
+MAX_MESSAGE_CHARS = 500
 FINAL_STATUSES = frozenset({3, 4})
 # Loop's statuses as they may come: the JSON integers 1-4 or their string forms. Anything else
 # (3.7, 3.0, "3.0", " 3", true, 0, 5, null) is not a status but a bad answer (docs/loop-api.md).
@@ -112,16 +114,17 @@ def parse_json(raw: bytes | None) -> Any:
 
 
 def error_message(body: Any) -> str | None:
-    """Loop's error message from `{"error": {"message": ...}}` or an APIM `{"message": ...}`."""
+    """Loop's error message from `{"error": {"message": ...}}` or an APIM `{"message": ...}`, redacted
+    whole, then cut to MAX_MESSAGE_CHARS (a cut first would leave part of a key unrecognisable)."""
     if not isinstance(body, dict):
         return None
     error = body.get("error")
     if isinstance(error, dict) and error.get("message"):
-        return str(error["message"])[:500]
+        return redacted_cut(str(error["message"]), MAX_MESSAGE_CHARS)
     if isinstance(error, str) and error:
-        return error[:500]
+        return redacted_cut(error, MAX_MESSAGE_CHARS)
     if body.get("message"):
-        return str(body["message"])[:500]
+        return redacted_cut(str(body["message"]), MAX_MESSAGE_CHARS)
     return None
 
 
@@ -151,7 +154,7 @@ def parse_deposit_answer(body: Any, http_status: int = 200) -> DepositTarget:
     if is_url(body):
         return DepositTarget(body, without_query(body))
     if isinstance(body, str):
-        raise LoopRejectedError(f"the answer is text, not a deposit URL: {body[:200]!r}", http_status)
+        raise LoopRejectedError(f"the answer is text, not a deposit URL: {redacted_cut(body, 200)!r}", http_status)
     if not isinstance(body, dict):
         kind = "unreadable" if body is UNREADABLE else f"a JSON {type(body).__name__}"
         raise LoopRejectedError(f"the answer is {kind}, not a deposit URL", http_status)

@@ -40,7 +40,7 @@ from shared.loop.errors import (
     build_retry,
 )
 from shared.platform import tracing
-from shared.platform.redaction import redact_text, register_secret
+from shared.platform.redaction import redacted_cut, register_secret
 from shared.platform.settings import Settings
 
 __all__ = [
@@ -178,7 +178,7 @@ class LoopClient:
             raise LoopRejectedError("Loop answered HTTP 200 without accountingImportRequestId", status)
         if not isinstance(request_id, str) or not REQUEST_ID_PATTERN.fullmatch(request_id):
             raise LoopOutcomeUnknownError(
-                f"Loop answered an implausible request id {str(request_id)[:40]!r}", status
+                f"Loop answered an implausible request id {redacted_cut(str(request_id), 40)!r}", status
             )
         return request_id
 
@@ -253,6 +253,6 @@ class LoopClient:
         value = body.get("status")
         code = status_code(value)
         if code is None:
-            said = redact_text(json.dumps(value, ensure_ascii=False, default=str))[:40]
+            said = redacted_cut(json.dumps(value, ensure_ascii=False, default=str), 40)
             raise LoopBadResponseError(f"Loop answered status {said}, expected an integer 1 to 4", status)
         return LoopStatus(request_id, code, body.get("codeIBS"), body.get("lastUpdate"))

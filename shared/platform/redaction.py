@@ -2,8 +2,10 @@
 
 `redact_text` is applied to everything the app writes for people: log events, ledger fields
 (errors, history notes), CLI output and Loop error messages. It removes SAS signatures and other
-secrets in query strings or `name=value` pairs, secret headers quoted as `name: value`, and the
-secret values the app was configured with (Loop keys, account key), wherever they appear.
+secrets in query strings or `name=value` pairs, secret headers quoted as `name: value`, secrets as
+quoted fields (`{"sig": "..."}`, `"x-apikey": "..."`), and the secret values the app was
+configured with (Loop keys, account key), wherever they appear. It is applied to a whole text
+before any cut (`redacted_cut`): a secret cut in two is no longer recognisable.
 Signed URLs of other clouds are covered too (a Loop deposit URL need not be Azure's): S3's
 `X-Amz-Signature` / `X-Amz-Credential` / `X-Amz-Security-Token`, GCS's `X-Goog-Signature`, a plain
 `signature=`. `RedactingFilter` applies the same cleaning to records of libraries' loggers that
@@ -31,7 +33,18 @@ _SECRET_NAMES = "|".join((
 _NAME_VALUE = re.compile(
     rf"(?i)(?:(?<=%26)|(?<=%3F)|(?<![A-Za-z0-9_-]))({_SECRET_NAMES})(=|%3D)(.+?)(?=%26|&|[\s\"';,]|$)"
 )
-_HEADER = re.compile(r"(?i)\b(x-apikey|api-key|ocp-apim-subscription-key|authorization)(\s*:\s*)([^\r\n\"',;]+)")
+_HEADER = re.compile(
+    r"(?i)(?<![A-Za-z0-9_-])(x-apikey|api-key|apikey|subscription-key|ocp-apim-subscription-key|authorization)"
+    r"(\s*:\s*)([^\r\n\"',;]+)"
+)
+# A secret as a quoted field, `"sig": "..."` (JSON) or `'sig': '...'` (a Python repr), also with
+# escaped quotes (`\"sig\": \"...\"`, JSON quoted inside JSON). The value runs to its closing quote,
+# or to the end of the line when the text was cut before it. `code` is left out here: Loop's and
+# Azure's error bodies carry a `"code"` that is an error code, not a function key.
+_QUOTED_NAMES = "|".join(name for name in _SECRET_NAMES.split("|") if name != "code") + "|authorization"
+_QUOTED = re.compile(
+    rf"(?i)(\\?[\"'])({_QUOTED_NAMES})\1(\s*:\s*)(\\?[\"'])((?:(?!\4)[^\r\n])*)"
+)
 _MIN_SECRET_LENGTH = 6
 
 _known_secrets: set[str] = set()
@@ -49,6 +62,7 @@ def register_secret(value: str | None) -> None:
 
 def redact_text(text: str) -> str:
     """Text with every secret replaced by REDACTED; the rest kept as it was."""
+    text = _QUOTED.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(1)}{m.group(3)}{m.group(4)}{REDACTED}", text)
     text = _NAME_VALUE.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
     text = _HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
     with _lock:
@@ -57,6 +71,11 @@ def redact_text(text: str) -> str:
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text
+
+
+def redacted_cut(text: str, limit: int) -> str:
+    """The text redacted whole, then cut to `limit` characters (never the other way round)."""
+    return redact_text(text)[:limit]
 
 
 def _escape(char: str) -> str:
