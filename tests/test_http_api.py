@@ -87,6 +87,27 @@ def test_a_hostile_name_is_found_when_encoded_in_the_url(api, fec_bytes):
     assert body["blob_name"] == HOSTILE
 
 
+# Names that look like `name=value` secrets: a name is not a secret, it is how the dropper knows the file.
+SECRET_LOOKING_NAMES = ("DEMO001/export code=1.txt", "DEMO001/a token=x.txt", "DEMO001/b;sig=y.txt",
+                        "DEMO001/password=1234.txt")
+
+
+def test_names_that_look_like_secrets_are_shown_as_they_are(api, fec_bytes):
+    host, server = api
+    pipeline = current_pipeline()
+    for extra, name in enumerate(SECRET_LOOKING_NAMES):
+        upload(pipeline, name, fec_bytes + b"\r\n" * extra)
+    run_host_until_final(host, count=len(SECRET_LOOKING_NAMES))
+    for name in SECRET_LOOKING_NAMES:
+        status, _, body = get(server, with_key("/api/imports/" + quote(name, safe="/")))
+        assert status == 200
+        assert (body["blob_name"], body["blob"]) == (name, f"{pipeline.settings.container}/{name}")
+        assert "REDACTED" not in json.dumps(body)
+    status, _, listed = get(server, with_key("/api/imports"))
+    assert status == 200
+    assert sorted(item["blob_name"] for item in listed) == sorted(SECRET_LOOKING_NAMES)
+
+
 def test_the_key_and_port_come_from_settings_or_are_generated():
     assert local_key({"LOCAL_HTTP_FUNCTION_KEY": "given"}) == ("given", False)
     generated, was_generated = local_key({})

@@ -56,6 +56,19 @@ def test_the_fields_are_the_records_own_attributes_as_the_exporter_reads_them(ca
     assert record.event_name == "import.rejected"
 
 
+def test_a_blob_name_is_a_name_never_redacted_in_events_or_spans(caplog):
+    """What ops look a file up by (`customDimensions.blob`) is the name the dropper gave."""
+    caplog.set_level(logging.INFO, logger="fec_import")
+    name = "c/export code=1;sig=2 token=3.txt"
+    telemetry.emit(telemetry.RECEIVED, {"blob": name, "reason": "quoted c/x.txt?sig=SECRET1"})
+    (record,) = caplog.records
+    assert record.blob == name
+    assert f'blob="{name}"' in record.getMessage()
+    assert "SECRET1" not in record.getMessage()
+    assert tracing.clean_attributes({"blob": name, "loop.url": "https://x/a?sig=SECRET1"}) == {
+        "blob": name, "loop.url": "https://x/a?sig=REDACTED"}
+
+
 def test_a_silenced_logger_still_counts_but_builds_no_record(caplog):
     caplog.set_level(logging.ERROR, logger="fec_import")
     telemetry.emit(telemetry.STATUS_CHANGED, {"blob": "c/x.txt"})

@@ -268,6 +268,33 @@ def test_a_report_carries_no_secret_quoted_in_an_error(pipeline):
         assert "sig=REDACTED" in text
 
 
+def test_a_name_that_looks_like_a_secret_is_kept_and_a_urls_query_is_still_redacted(pipeline, capsys):
+    """`export code=1.txt` is a name, not a secret: the report shows it as the dropper wrote it;
+    in a URL (the deposit URI), the path keeps it and the query is redacted."""
+    from shared.cli.imports import print_table  # noqa: PLC0415
+
+    now = utcnow()
+    name = "DEMO001/export code=1;sig=2 token=3 password=4.txt"
+    uri = f"https://cegid.blob.core.windows.net/depot/{name}?sv=2024&sig=LEAKEDSIG123&se=2030"
+    record = ImportRecord("imports", name, '"0x9"', state=states.SUBMIT_FAILED, modified_at=now,
+                          received_at=now, updated_at=now, error=f"Loop could not read {uri}",
+                          deposit_uri=uri, transfer_mode="deposit")
+    assert pipeline.verdict_reports.write(record, None)
+    json_name, html_name = report_blob_names(name)
+    report, page = (pipeline.verdict_reports.container.get_blob_client(blob).download_blob().readall().decode()
+                    for blob in (json_name, html_name))
+    report = json.loads(report)
+    assert (report["blob_name"], report["blob"]) == (name, f"imports/{name}")
+    assert report["deposit_uri"] == f"https://cegid.blob.core.windows.net/depot/{name}?sv=2024&sig=REDACTED&se=2030"
+    assert "export code=1;sig=2 token=3 password=4.txt" in page
+    for text in (json.dumps(report), page):
+        assert "LEAKEDSIG123" not in text
+    print_table(("BLOB", "ERROR"), [(name, "AccountKey=abcdef;")])
+    printed = capsys.readouterr().out
+    assert name in printed
+    assert "AccountKey=REDACTED" in printed
+
+
 HOSTILE = "DEMO001/\"quoted' <script>alert(1)</script>.txt"
 
 

@@ -19,7 +19,7 @@ from shared.ledger.record import ImportRecord
 from shared.ledger.states import ImportState
 from shared.ledger.store import LedgerMissingError
 from shared.loop.client import LoopError
-from shared.platform.redaction import shown
+from shared.platform.redaction import printable, shown
 from shared.platform.settings import SettingsError, environment_with_local_settings, load_settings
 
 STATES = [str(state) for state in ImportState]
@@ -110,7 +110,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    rows = [tuple(shown(str(cell)) for cell in row) for row in rows]
+    rows = [tuple(printable(str(cell)) if i == 0 else shown(str(cell)) for i, cell in enumerate(row))
+            for row in rows]  # the first column is the blob's name: never redacted
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
@@ -125,7 +126,8 @@ def run_show(args: argparse.Namespace) -> int:
             print(json.dumps(shown_json, indent=1, ensure_ascii=False))
             return 0
         details = shown_json if isinstance(shown_json, list) else [shown_json]
-        print("\n\n".join("\n".join(shown(line) for line in _render(detail)) for detail in details))
+        # show_json's details are redacted already, but the names (shared.flows.import_views).
+        print("\n\n".join("\n".join(printable(line) for line in _render(detail)) for detail in details))
         return 0
 
     return _guard(action)
@@ -174,7 +176,8 @@ def run_resubmit(args: argparse.Namespace) -> int:
     def action() -> int:
         pipeline = _pipeline(require_loop=True)
         record = resubmit(pipeline, find_import(pipeline, args.key), args.dossier)
-        print(shown(f"{record.blob}: {record.state} {record.request_id or ''} {record.error or ''}".rstrip()))
+        outcome = f"{record.state} {record.request_id or ''} {record.error or ''}".rstrip()
+        print(f"{printable(record.blob)}: {shown(outcome)}")
         return 0 if record.state == ImportState.PENDING else 1
 
     return _guard(action)
@@ -184,7 +187,7 @@ def run_resolve(args: argparse.Namespace) -> int:
     def action() -> int:
         pipeline = _pipeline()
         record = resolve(pipeline, find_import(pipeline, args.key), args.request_id)
-        print(shown(f"{record.blob}: pending with request id {record.request_id}"))
+        print(f"{printable(record.blob)}: " + shown(f"pending with request id {record.request_id}"))
         return 0
 
     return _guard(action)
@@ -194,7 +197,7 @@ def run_cancel(args: argparse.Namespace) -> int:
     def action() -> int:
         pipeline = _pipeline()
         record = cancel(pipeline, find_import(pipeline, args.key))
-        print(shown(f"{record.blob}: cancelled"))
+        print(f"{printable(record.blob)}: cancelled")
         return 0
 
     return _guard(action)

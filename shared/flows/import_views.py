@@ -1,28 +1,41 @@
 """What one import looks like to people and programs: the JSON of `imports show --json`, shared by
 the operator CLI, the reports next to the files (shared.flows.verdict_reports) and the read API
-(shared.flows.import_api). Every text in it is redacted, as everywhere the app shows a record."""
+(shared.flows.import_api). Every text in it is redacted, as everywhere the app shows a record, but
+the names the dropper gave (`NAME_FIELDS`: a name is not a secret, it is how they recognise their
+file) and the path of a URL (its query is redacted)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import PurePosixPath
 from typing import Any
 
 from shared.flows.reports import ReportStore
 from shared.ledger.record import ImportRecord
-from shared.platform.redaction import redact_text
+from shared.platform.redaction import NAME_FIELDS, redact_text_keeping, redact_url
 
 REPORT_KEYS = ("valid", "errors", "warnings", "counts", "summary")
+URL_FIELDS = frozenset({"deposit_uri"})
 
 
-def redacted(value: Any) -> Any:
-    """The value with every string in it (keys kept) passed through redact_text."""
+def redacted(value: Any, field: str | None = None, names: tuple[str, ...] = ()) -> Any:
+    """The value with every string in it (keys kept) passed through redact_text, but names: the
+    name fields, and `names` where a text quotes them; URLs get their query redacted. `field` is
+    the key the value is under."""
     if isinstance(value, str):
-        return redact_text(value)
+        if field in NAME_FIELDS:
+            return value
+        return redact_url(value) if field in URL_FIELDS else redact_text_keeping(value, names)
     if isinstance(value, dict):
-        return {key: redacted(item) for key, item in value.items()}
+        return {key: redacted(item, key, names) for key, item in value.items()}
     if isinstance(value, list):
-        return [redacted(item) for item in value]
+        return [redacted(item, None, names) for item in value]
     return value
+
+
+def names_of(record: ImportRecord) -> tuple[str, ...]:
+    """How texts about the record may quote its file: `container/name`, the name, its last segment."""
+    return (record.blob, record.blob_name, PurePosixPath(record.blob_name).name)
 
 
 def clean_report(record: ImportRecord) -> dict[str, Any] | None:
@@ -43,4 +56,4 @@ def import_details(reports: ReportStore, record: ImportRecord) -> dict[str, Any]
     report = reports.load(record.report_blob) if record.report_blob else clean_report(record)
     if report:
         detail["report"] = {key: report.get(key) for key in REPORT_KEYS}
-    return redacted(detail)
+    return redacted(detail, names=names_of(record))

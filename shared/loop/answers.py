@@ -12,7 +12,7 @@ import urllib3
 from urllib3.util.retry import Retry
 
 from shared.loop.errors import LoopRejectedError
-from shared.platform.redaction import redact_text, redacted_cut, without_query
+from shared.platform.redaction import redact_url, redacted_cut, without_query
 
 MAX_RESPONSE_BYTES = 64 * 1024
 # How much of Loop's error message is kept (after redaction).
@@ -48,8 +48,9 @@ class DepositTarget:
 
     @property
     def shown_uri(self) -> str:
-        """The URI as it may be stored and printed: without query string, redacted."""
-        return redact_text(without_query(self.uri))
+        """The URI as it may be stored and printed: without query string (its path names the file,
+        which is not a secret)."""
+        return redact_url(without_query(self.uri))
 
     def __repr__(self) -> str:
         return f"DepositTarget(uri={self.shown_uri!r})"

@@ -19,6 +19,7 @@ import logging
 import re
 import threading
 import unicodedata
+from collections.abc import Iterable
 
 REDACTED = "REDACTED"
 # Names of secrets to hide, not secrets.
@@ -65,12 +66,44 @@ def redact_text(text: str) -> str:
     text = _QUOTED.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(1)}{m.group(3)}{m.group(4)}{REDACTED}", text)
     text = _NAME_VALUE.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
     text = _HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+    return _without_known_secrets(text)
+
+
+def _without_known_secrets(text: str) -> str:
     with _lock:
         secrets = sorted(_known_secrets, key=len, reverse=True)
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text
+
+
+# Fields holding a name the dropper gave (the container, the blob's name, the report's): never a
+# secret, and what people recognise their file by, so never redacted (`export code=1.txt` stays so).
+NAME_FIELDS = frozenset({"blob", "blob_name", "container", "report_blob"})
+_URL_REST = re.compile(r"[?#].*", re.DOTALL)
+
+
+def redact_text_keeping(text: str, names: Iterable[str]) -> str:
+    """`redact_text` on everything but the given names where the text quotes them (a message
+    naming the file: `'export code=1.txt' is not named <SIREN>FEC<AAAAMMJJ>`)."""
+    kept = sorted({name for name in names if name}, key=len, reverse=True)
+    if not kept:
+        return redact_text(text)
+    pieces = re.split(f"({'|'.join(map(re.escape, kept))})", text)
+    return "".join(piece if index % 2 else redact_text(piece) for index, piece in enumerate(pieces))
+
+
+def redact_url(url: str) -> str:
+    """A URL with its query and fragment redacted and its path kept (but the configured secrets'
+    values): a blob name in the path is a name, where a signature is only ever in the query."""
+    path, rest = _URL_REST.split(url, maxsplit=1)[0], _URL_REST.search(url)
+    return _without_known_secrets(path) + (redact_text(rest.group(0)) if rest else "")
+
+
+def redact_field(field: str | None, text: str) -> str:
+    """`text` as field `field` may be shown: a name (NAME_FIELDS) as it is, anything else redacted."""
+    return text if field in NAME_FIELDS else redact_text(text)
 
 
 def redacted_cut(text: str, limit: int) -> str:

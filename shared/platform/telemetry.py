@@ -7,7 +7,8 @@ the same fields are the record's own attributes (`event`, `blob`, `etag`, `codeI
 `state`, `loopStatus`, `reason`, and the event's counts: `warnings`, `rules`, `attempts`,
 `failures`...), which the OpenTelemetry logging handler exports as attributes, so they land in
 Application Insights as `customDimensions` of the `traces` row. Values are redacted
-(`shared.platform.redaction`); a mapping (the `rules` counts) is exported as JSON text.
+(`shared.platform.redaction`), but `blob`, a name (`NAME_FIELDS`: what a query looks a file up by);
+a mapping (the `rules` counts) is exported as JSON text.
 
 In process, `record.custom_dimensions` (every fixed dimension, None included, values as given) and
 `record.event_name` read the same event; they are slots of the record, not attributes, so the
@@ -22,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared.platform import metrics
-from shared.platform.redaction import redact_text, shown
+from shared.platform.redaction import NAME_FIELDS, printable, redact_field, redact_text, shown
 
 __all__ = ["emit", "redact_text"]
 
@@ -69,23 +70,24 @@ class EventRecord(logging.LogRecord):
     __slots__ = ("custom_dimensions", "event_name")
 
 
-def _format_value(value: Any) -> str:
-    text = shown("" if value is None else str(value))
+def _format_value(value: Any, name: str | None = None) -> str:
+    text = "" if value is None else str(value)
+    text = printable(text) if name in NAME_FIELDS else shown(text)
     return f'"{text}"' if (" " in text or not text) else text
 
 
-def _attribute(value: Any) -> str | bool | int | float:
+def _attribute(value: Any, name: str | None = None) -> str | bool | int | float:
     if isinstance(value, bool | int | float):
         return value
     if isinstance(value, Mapping):
         return redact_text(json.dumps(value, sort_keys=True, default=str))
-    return redact_text(str(value))
+    return redact_field(name, str(value))
 
 
 def attributes_of(event: str, fixed: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     """The exported attributes: the event name, every dimension that has a value, the counts."""
     merged = {"event": event, **fixed, **extra}
-    return {name: _attribute(value) for name, value in merged.items() if value is not None}
+    return {name: _attribute(value, name) for name, value in merged.items() if value is not None}
 
 
 def emit(event: str, dimensions: Mapping[str, Any], level: int = logging.INFO, **extra: Any) -> None:
@@ -95,7 +97,7 @@ def emit(event: str, dimensions: Mapping[str, Any], level: int = logging.INFO, *
     metrics.count_outcome(fixed["state"], event)
     if not logger.isEnabledFor(level):
         return
-    pairs = " ".join(f"{name}={_format_value(value)}" for name, value in fixed.items() if value is not None)
+    pairs = " ".join(f"{name}={_format_value(value, name)}" for name, value in fixed.items() if value is not None)
     extras = " ".join(f"{name}={_format_value(value)}" for name, value in extra.items())
     message = f"{event} {pairs}" + (f" {extras}" if extras else "")
     record = EventRecord(logger.name, level, __file__, 0, message, None, None, func="emit")

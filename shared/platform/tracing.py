@@ -20,7 +20,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from shared.platform.redaction import redact_text
+from shared.platform.redaction import redact_field, redact_text
 
 TRACER_NAME = "fec_import"
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -28,7 +28,8 @@ AttributeValue = str | bool | int | float
 
 
 def clean_attributes(attributes: Mapping[str, Any]) -> dict[str, AttributeValue]:
-    """Attributes an exporter accepts: None dropped, text redacted, anything else as text."""
+    """Attributes an exporter accepts: None dropped, text redacted (but names: `blob`), anything else
+    as text."""
     cleaned: dict[str, AttributeValue] = {}
     for name, value in attributes.items():
         if value is None:
@@ -36,7 +37,7 @@ def clean_attributes(attributes: Mapping[str, Any]) -> dict[str, AttributeValue]
         if isinstance(value, bool | int | float):
             cleaned[name] = value
         else:
-            cleaned[name] = redact_text(str(value))
+            cleaned[name] = redact_field(name, str(value))
     return cleaned
 
 
