@@ -6,6 +6,7 @@ import logging
 import sys
 
 from local.paths import PROJECT_ROOT
+from shared.platform import observability
 from shared.platform.settings import environment_with_local_settings
 
 LOCAL_DEFAULTS = {
@@ -17,6 +18,8 @@ LOCAL_DEFAULTS = {
     "STATUS_POLL_FIRST_SECONDS": "5",
     "LOOP_STATUS_PATH": "/getImportStatus",
     "SAS_TTL_HOURS": "24",
+    # As on Azure (infra/modules/resources.bicep): see shared/platform/observability.py.
+    **observability.TRACES_SAMPLER_SETTINGS,
 }
 EMULATOR_API_KEY = "local-dev-key:local-dev-secret"
 EMULATOR_SUBSCRIPTION_KEY = "local-dev-subscription"

@@ -18,6 +18,7 @@ from azurefunctions.extensions.bindings.blob import utils as blob_extension
 import blob_trigger
 import function_app
 from local.host.bindings import registered_functions
+from shared.platform import observability
 from shared.platform.settings import SECRET_SETTINGS, SettingsError, load_settings
 from tests.infra_templates import INFRA, parse
 
@@ -27,6 +28,7 @@ PLATFORM_SETTINGS = {
     "AzureWebJobsStorage__accountName", "AzureWebJobsStorage__credential", "AzureWebJobsStorage__clientId",
     "AZURE_CLIENT_ID", "APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
     "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY",  # read by the Python worker (shared/platform/observability.py)
+    *observability.TRACES_SAMPLER_SETTINGS,  # read by the distro the worker configures
 }
 ROLE_IDS = {
     "storageBlobDataOwner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
@@ -115,6 +117,17 @@ def test_every_setting_the_template_sets_is_read_by_someone(resources):
     read, _ = settings_read_by_the_app()
     unknown = set(app_settings(resources)) - read - binding_settings() - PLATFORM_SETTINGS - {"BLOB_TRIGGER_SOURCE"}
     assert not unknown, f"set by the template, read by nobody (a typo?): {sorted(unknown)}"
+
+
+def test_the_sampling_settings_are_the_same_on_azure_and_locally(resources):
+    """The distro's sampler is a decision, the same in the template, local.settings.sample.json and
+    a local run's defaults (shared/platform/observability.py), never its default of 5 traces a second."""
+    from local.settings import LOCAL_DEFAULTS  # noqa: PLC0415
+
+    sample = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
+    settings = app_settings(resources)
+    for name, value in observability.TRACES_SAMPLER_SETTINGS.items():
+        assert (settings.get(name), sample.get(name), LOCAL_DEFAULTS.get(name)) == (value, value, value), name
 
 
 def test_flex_consumption_gets_no_worker_runtime_setting(resources):

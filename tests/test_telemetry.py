@@ -121,3 +121,25 @@ def test_no_connection_string_means_console_only_with_one_line(caplog, monkeypat
     assert observability.configure_telemetry({}) == "console"
     assert [r.getMessage() for r in caplog.records] == [observability.CONSOLE_ONLY]
     assert not observability.sdk_configured()
+
+
+def test_the_sampler_keeps_every_import_trace_and_creates_no_other_span():
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF  # noqa: PLC0415
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context  # noqa: PLC0415
+
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    made_before = provider.get_tracer("an instrumentation")  # holds the sampler it was made with
+    observability.install_sampler(provider)
+    tracer = provider.get_tracer("test")
+    host_invocation = set_span_in_context(NonRecordingSpan(SpanContext(
+        0x1234, 0x5678, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))))
+    for name in ("BlobContainerClient.list_blobs", "QueueClient.receive_messages", "TableClient.query_entities"):
+        assert not tracer.start_span(name).is_recording()
+        assert not tracer.start_span(name, context=host_invocation).is_recording()
+    for root in ("import.submit", "import.poll"):
+        with tracer.start_as_current_span(root, context=host_invocation) as kept:
+            assert kept.is_recording()
+            assert made_before.start_span("POST /importFEC").is_recording()
+            with tracer.start_as_current_span("Loop importFEC") as child:
+                assert child.is_recording()
+                assert tracer.start_span("TableClient.update_entity").is_recording()

@@ -301,6 +301,9 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING', value: 'ClientId=${identity.properties.clientId};Authorization=AAD' }
         // The Python worker configures azure-monitor-opentelemetry itself (host.json telemetryMode: OpenTelemetry)
         { name: 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY', value: 'true' }
+        // Not the distro's default of 5 traces a second: the app keeps every import's trace and creates
+        // no other (shared/platform/observability.py, ImportSampler; README "What is sampled").
+        { name: 'OTEL_TRACES_SAMPLER', value: 'parentbased_always_on' }
         { name: 'BLOB_TRIGGER_SOURCE', value: 'EventGrid' }
         { name: 'FEC_IMPORT_CONTAINER', value: importContainerName }
         { name: 'IMPORT_REPORT_CONTAINER', value: reportContainerName }

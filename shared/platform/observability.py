@@ -14,6 +14,17 @@ Off Azure it also turns off what would reach the internet on its own: live metri
 the SDK's OneSettings control plane, and offline retry files. Without a connection string nothing
 is configured: events go to the console only, and one line says so.
 
+What is sampled (README, "Telemetry: what is sampled and why"): every import's trace is kept
+whole, and nothing else is created. `ImportSampler` is the decision: a span named like an
+import's root (`import.submit`, `import.poll`) is always sampled, a span under a sampled span of
+this process follows it, and any other span with no parent here (the storage SDK's blob listing,
+queue receives, the timer's due-index queries, each under the host's invocation or nothing) is
+dropped at creation: it costs nothing and spends no budget. The distro takes no sampler object, so
+it is set on the provider after the distro (or the worker) built it, and on the tracers already
+made (the instrumentations'). `OTEL_TRACES_SAMPLER=parentbased_always_on` (app setting in infra/,
+local.settings.sample.json, local/settings.py) replaces the distro's default of 5 traces a second
+for any tracer made before: it never drops a child of a kept span.
+
 Export never blocks an import: spans and log records are queued by batch processors (bounded
 queues, dropped when full) and sent from their own threads; metrics are read every 60 s
 (OTEL_METRIC_EXPORT_INTERVAL) by a background reader.
@@ -25,10 +36,15 @@ import logging
 import os
 import threading
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry._logs import get_logger_provider
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import Link, SpanKind
+from opentelemetry.util.types import Attributes
 
 from shared.platform.redaction import redact_text
 
@@ -48,8 +64,41 @@ LOCAL_QUIET = {
 LOCAL_SERVICE_NAME = "fec-import-local"
 CONSOLE_ONLY = "telemetry: console only (APPLICATIONINSIGHTS_CONNECTION_STRING is not set)"
 
+# The distro's own sampler, for tracers made before ImportSampler is set (same value in infra/).
+TRACES_SAMPLER_SETTINGS = {"OTEL_TRACES_SAMPLER": "parentbased_always_on"}
+# The root span of each import's trace: its submit (blob trigger), each status check (queue worker).
+IMPORT_ROOT_SPANS = frozenset({"import.submit", "import.poll"})
+
 _lock = threading.Lock()
 _mode: str | None = None
+
+
+class ImportSampler(Sampler):
+    """Every import's trace kept whole, no other span created (see the module's docstring)."""
+
+    def should_sample(  # noqa: PLR0917 - the SDK's Sampler signature
+        self, parent_context: Context | None, trace_id: int, name: str, kind: SpanKind | None = None,
+        attributes: Attributes = None, links: Sequence[Link] | None = None, trace_state: Any = None,
+    ) -> SamplingResult:
+        parent = trace.get_current_span(parent_context).get_span_context()
+        # A sampled parent in this process is part of an import's trace; no parent here (or a
+        # dropped one) and not an import's root: says nothing about an import.
+        under_kept = parent.is_valid and not parent.is_remote and parent.trace_flags.sampled
+        if name in IMPORT_ROOT_SPANS or under_kept:
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, parent.trace_state)
+        return SamplingResult(Decision.DROP, None, parent.trace_state)
+
+    def get_description(self) -> str:
+        return "ImportSampler{" + ",".join(sorted(IMPORT_ROOT_SPANS)) + "}"
+
+
+def install_sampler(provider: Any) -> None:
+    """Make ImportSampler the provider's sampler, also for the tracers it already made (the SDK
+    caches tracers with the sampler of their making: the instrumentations' come first)."""
+    sampler = ImportSampler()
+    provider.sampler = sampler
+    for made in dict(getattr(provider, "_tracers", {})).values():
+        made.sampler = sampler
 
 
 class RedactedLogFilter(logging.Filter):
@@ -99,6 +148,7 @@ def _configure(env: dict[str, str]) -> str:
     else:
         _configure_azure_monitor(env)
         mode = "exporting"
+    install_sampler(trace.get_tracer_provider())
     _redact_exported_logs(env.get(LOGGER_NAME_SETTING, ""))
     return mode
 
@@ -113,6 +163,8 @@ def _configure_azure_monitor(env: dict[str, str]) -> None:
             os.environ.setdefault(name, value)
         os.environ.setdefault("OTEL_SERVICE_NAME", LOCAL_SERVICE_NAME)
     os.environ.setdefault("OTEL_EXPERIMENTAL_RESOURCE_DETECTORS", "azure_functions")
+    for name, value in TRACES_SAMPLER_SETTINGS.items():
+        os.environ.setdefault(name, env.get(name, value))
     configure_azure_monitor(
         connection_string=env[CONNECTION_SETTING],
         logger_name=env.get(LOGGER_NAME_SETTING, ""),
