@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import threading
 
@@ -116,7 +117,10 @@ def test_invalid_file_is_rejected_with_its_report(pipeline, loop_emulator, fec_b
     assert report["valid"] is False
     assert report["errors"][0]["rule"] == "invalid_date"
     (event,) = events(caplog, "import.rejected")
-    assert event.custom_dimensions["rules"]["invalid_date"] == 1
+    assert event.custom_dimensions["rules"]["errors"]["invalid_date"] == 1
+    console = event.getMessage().split(" rules=", 1)[1].split(" ", 1)[0]
+    assert json.loads(console) == json.loads(event.rules) == event.custom_dimensions["rules"]
+    assert set(json.loads(console)) == {"errors", "warnings"}
 
 
 def test_loop_error_body_ends_submit_failed_with_loops_message(pipeline, loop_emulator, fec_bytes):

@@ -3,6 +3,7 @@ tests/test_telemetry_export.py for what leaves the process)."""
 
 import json
 import logging
+import re
 
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -42,17 +43,21 @@ def test_the_fields_are_the_records_own_attributes_as_the_exporter_reads_them(ca
         telemetry.REJECTED,
         {"blob": "c/x.txt", "etag": "0x1", "state": "rejected", "loopStatus": 4,
          "reason": "Loop said SuperSecretLoopKey42 is wrong"},
-        rules={"invalid_date": 2}, warnings=0,
+        rules={"errors": {"invalid_date": 2}, "warnings": {"file_name": 1}}, warnings=1,
     )
     (record,) = caplog.records
     standard = {*logging.makeLogRecord({}).__dict__, "message", "asctime"}  # the last two: set by formatting
     exported = {k: v for k, v in vars(record).items() if k not in standard}
     assert exported == {
         "event": "import.rejected", "blob": "c/x.txt", "etag": "0x1", "state": "rejected", "loopStatus": 4,
-        "reason": "Loop said REDACTED is wrong", "rules": '{"invalid_date": 2}', "warnings": 0,
+        "reason": "Loop said REDACTED is wrong", "rules": '{"errors":{"invalid_date":2},"warnings":{"file_name":1}}',
+        "warnings": 1,
     }
-    assert json.loads(exported["rules"]) == {"invalid_date": 2}
-    assert record.custom_dimensions["rules"] == {"invalid_date": 2}
+    rules = {"errors": {"invalid_date": 2}, "warnings": {"file_name": 1}}
+    assert json.loads(exported["rules"]) == rules
+    assert record.custom_dimensions["rules"] == rules
+    console = dict(re.findall(r'(\w+)=(".*?"|\S+)', record.getMessage()))
+    assert json.loads(console["rules"]) == rules  # the console line's value is the same JSON
     assert record.event_name == "import.rejected"
 
 

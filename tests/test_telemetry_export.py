@@ -128,9 +128,11 @@ def test_each_event_is_a_trace_record_with_its_fields_as_custom_dimensions(expor
     assert message.startswith("import.completed blob=")
     (rejected,) = [props(e) for e in events(ingestion, BROKEN) if props(e)["event"] == "import.rejected"]
     assert "not_text" in rejected["reason"]
-    assert json.loads(rejected["rules"])["not_text"] == 1
+    assert json.loads(rejected["rules"]) == {"errors": {"not_text": 1}, "warnings": {}}
     validated = next(props(e) for e in valid if props(e)["event"] == "import.validated")
     assert validated["warnings"].isdigit()
+    assert json.loads(validated["rules"])["errors"] == {}
+    assert sum(json.loads(validated["rules"])["warnings"].values()) == int(validated["warnings"])
 
 
 def test_one_import_is_one_trace_with_a_span_per_step(exported):

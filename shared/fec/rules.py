@@ -90,6 +90,15 @@ RULES: dict[str, Rule] = _rules(
 )
 
 
+def counts_by_level(counts: dict[str, int]) -> dict[str, dict[str, int]]:
+    """Per-rule counts split by level, `{"errors": {...}, "warnings": {...}}`: the `rules` dimension
+    of import.validated / import.rejected (a query can read either part alone)."""
+    split: dict[str, dict[str, int]] = {"errors": {}, "warnings": {}}
+    for rule, count in sorted(counts.items()):
+        split["errors" if RULES[rule].level == ERROR else "warnings"][rule] = count
+    return split
+
+
 def rules_of(scope: str) -> frozenset[str]:
     return frozenset(rule.id for rule in RULES.values() if rule.scope == scope)
 

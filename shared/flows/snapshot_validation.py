@@ -18,6 +18,7 @@ from typing import Any
 from azure.core.exceptions import ResourceModifiedError
 from azure.storage.blob import BlobClient, StorageStreamDownloader
 
+from shared.fec.rules import counts_by_level
 from shared.fec.validation import ValidationReport, validate_stream
 from shared.flows.pipeline import Pipeline
 from shared.ledger.record import MAX_TEXT_UNITS, ImportRecord, utf16_units
@@ -78,14 +79,15 @@ def validation_of(pipeline: Pipeline, snapshot: BlobClient, record: ImportRecord
     if record.validation and record.content_sha256:
         stored = json.loads(record.validation)
         if stored.get("valid") and stored.get("snapshot") == record.snapshot:
-            return {"valid": True, "warnings": stored.get("warnings", 0)}
+            return {"valid": True, "warnings": stored.get("warnings", 0),
+                    "rules": counts_by_level(stored.get("counts") or {})}
     if opened is not None and opened.properties.etag != record.etag:
         opened = None
     chunks = version_chunks(opened, snapshot) if opened else snapshot.download_blob(max_concurrency=1).chunks()
     report = _validate(pipeline, chunks, record)
     if report.valid:
-        return {"valid": True, "warnings": report.warning_count}
-    return {"valid": False, "reason": _rejection_reason(report), "rules": dict(report.counts)}
+        return {"valid": True, "warnings": report.warning_count, "rules": counts_by_level(report.counts)}
+    return {"valid": False, "reason": _rejection_reason(report), "rules": counts_by_level(report.counts)}
 
 
 def _validate(pipeline: Pipeline, chunks: Iterable[bytes], record: ImportRecord) -> ValidationReport:

@@ -182,7 +182,7 @@ def process(pipeline: Pipeline, blob: BlobClient, record: ImportRecord, props: B
     report = _validate(pipeline, snapshot, record, opened)
     if not report["valid"]:
         return finish(pipeline, record, states.REJECT, report["reason"], rules=report["rules"])
-    telemetry.emit(telemetry.VALIDATED, record.dimensions(), warnings=report["warnings"])
+    telemetry.emit(telemetry.VALIDATED, record.dimensions(), warnings=report["warnings"], rules=report["rules"])
     force = (props.metadata or {}).get(FORCE_METADATA_KEY, "").lower() == "true"
     if force:
         pipeline.ledger.contents.take(record)

@@ -8,7 +8,7 @@ the same fields are the record's own attributes (`event`, `blob`, `etag`, `codeI
 `failures`...), which the OpenTelemetry logging handler exports as attributes, so they land in
 Application Insights as `customDimensions` of the `traces` row. Values are redacted
 (`shared.platform.redaction`), but `blob`, a name (`NAME_FIELDS`: what a query looks a file up by);
-a mapping (the `rules` counts) is exported as JSON text.
+a mapping (the `rules` counts, errors and warnings apart) is compact JSON, on the console line and exported alike.
 
 In process, `record.custom_dimensions` (every fixed dimension, None included, values as given) and
 `record.event_name` read the same event; they are slots of the record, not attributes, so the
@@ -70,8 +70,14 @@ class EventRecord(logging.LogRecord):
     __slots__ = ("custom_dimensions", "event_name")
 
 
+def as_json(value: Mapping[str, Any]) -> str:
+    """A mapping dimension (`rules`) as compact JSON: one token on the console line, the same text
+    exported, so `parse_json(customDimensions.rules)` and `json.loads` read either."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def _format_value(value: Any, name: str | None = None) -> str:
-    text = "" if value is None else str(value)
+    text = "" if value is None else as_json(value) if isinstance(value, Mapping) else str(value)
     text = printable(text) if name in NAME_FIELDS else shown(text)
     return f'"{text}"' if (" " in text or not text) else text
 
@@ -80,7 +86,7 @@ def _attribute(value: Any, name: str | None = None) -> str | bool | int | float:
     if isinstance(value, bool | int | float):
         return value
     if isinstance(value, Mapping):
-        return redact_text(json.dumps(value, sort_keys=True, default=str))
+        return redact_text(as_json(value))
     return redact_field(name, str(value))
 
 
