@@ -54,6 +54,7 @@ def test_the_api_answers_the_clis_json_with_a_key_and_401_without(api, fec_bytes
     assert (status, content_type) == (200, "application/json; charset=utf-8")
     assert body == show_json(pipeline, "DEMO001/123456789FEC20241231.txt")
     assert body["state"] == "completed"
+    assert "next_poll_at" not in body  # nothing is due on a finished import
     assert get(server, with_key(path))[0] == 200
     for headers in ({}, {"x-functions-key": "wrong"}):
         status, _, error = get(server, path, headers)
@@ -62,6 +63,7 @@ def test_the_api_answers_the_clis_json_with_a_key_and_401_without(api, fec_bytes
     status, _, listed = get(server, with_key("/api/imports?state=completed"))
     assert status == 200
     assert [item["blob_name"] for item in listed] == ["DEMO001/123456789FEC20241231.txt"]
+    assert "next_poll_at" not in listed[0]
     assert get(server, "/api/imports?state=completed")[0] == 401
 
 

@@ -25,8 +25,10 @@ def status_events(caplog):
 def test_import_goes_to_completed_with_every_status_logged_and_tagged(pipeline, loop_emulator, fec_bytes, caplog):
     caplog.set_level(logging.INFO, logger="fec_import")
     record = submitted(pipeline, fec_bytes)
+    assert record.to_dict()["next_poll_at"] == record.next_poll_at.isoformat()
     final = poll_until_final(pipeline, record)
     assert final.state == states.COMPLETED
+    assert "next_poll_at" not in final.to_dict()  # nothing is due on a finished import
     assert final.loop_status == 3
     assert final.finished_at is not None
     assert list(pipeline.ledger.watched()) == []

@@ -14,7 +14,7 @@ from typing import Any
 
 from azure.data.tables import EdmType, EntityProperty
 
-from shared.ledger.states import INITIAL_STATE, WATCHED_STATES, ImportState
+from shared.ledger.states import FINAL_STATES, INITIAL_STATE, WATCHED_STATES, ImportState
 from shared.platform.redaction import redact_text
 
 RECORD_PARTITION_PREFIX = "blob-"
@@ -136,6 +136,8 @@ class ImportRecord:
         out["loop_status_label"] = self.loop_status_label
         out["validation"] = json.loads(self.validation) if self.validation else None
         out["history"] = self.history_entries()
+        if self.state in FINAL_STATES:
+            del out["next_poll_at"]  # nothing is due on a finished import: its last due time says nothing
         return out
 
 
