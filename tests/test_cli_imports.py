@@ -47,6 +47,20 @@ def test_list_shows_every_import_with_its_columns(two_imports, capsys):
     assert any("nodossier.txt" in row and "rejected" in row and "no dossier" in row for row in rows)
 
 
+def test_list_marks_a_cut_error_and_leaves_a_short_one_whole(pipeline, loop_emulator, fec_bytes, cli_env, capsys):
+    long_message = "Le fichier est refusé: " + "détail " * 30 + "FIN"
+    loop_emulator.set_faults({"importFEC": [{"kind": "error_body", "message": long_message}]})
+    submit_blob(pipeline, upload(pipeline, "DEMO001/long.txt", fec_bytes))
+    whole_message = "Refusé en entier " + "x" * 63  # exactly 80 characters: shown whole
+    loop_emulator.set_faults({"importFEC": [{"kind": "error_body", "message": whole_message}]})
+    submit_blob(pipeline, upload(pipeline, "DEMO001/whole.txt", fec_bytes + b"\r\n"))
+    _, out, _ = run_cli(capsys, "imports", "list")
+    (long_row,) = [row for row in out.splitlines() if "DEMO001/long.txt" in row]
+    assert long_row[long_row.index("Le fichier"):] == long_message[:79] + "…"
+    (whole_row,) = [row for row in out.splitlines() if "DEMO001/whole.txt" in row]
+    assert whole_row.endswith(whole_message)
+
+
 def test_list_filters_by_status_as_json(two_imports, capsys):
     code, out, _ = run_cli(capsys, "imports", "list", "--status", "rejected", "--json")
     assert code == 0

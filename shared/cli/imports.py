@@ -99,7 +99,7 @@ def run_list(args: argparse.Namespace) -> int:
         )
         rows = [
             (r.blob_name, r.etag.strip('"'), r.code_ibs or "", r.request_id or "", r.state, _loop_status(r),
-             _when(r.submitted_at), _when(r.updated_at), (r.error or "")[:80])
+             _when(r.submitted_at), _when(r.updated_at), cut(r.error or "", 80))
             for r in records
         ]
         header = ("BLOB", "ETAG", "CODEIBS", "REQUEST ID", "STATE", "LOOP", "SUBMITTED", "UPDATED", "ERROR")
@@ -107,6 +107,11 @@ def run_list(args: argparse.Namespace) -> int:
         return 0
 
     return _guard(action)
+
+
+def cut(text: str, limit: int) -> str:
+    """`text` in at most `limit` characters, a cut one ending with `…` (so no one reads it as whole)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
