@@ -56,10 +56,11 @@ def test_the_api_answers_the_clis_json_with_a_key_and_401_without(api, fec_bytes
     assert body["state"] == "completed"
     assert "next_poll_at" not in body  # nothing is due on a finished import
     assert get(server, with_key(path))[0] == 200
-    for headers in ({}, {"x-functions-key": "wrong"}):
+    for headers, said in (({}, "a function key is required"), ({"x-functions-key": "wrong"}, "the function key is wrong")):
         status, _, error = get(server, path, headers)
         assert status == 401
-        assert "key" in error["error"]
+        assert error["error"].startswith(said)
+    assert get(server, path + "?code=wrong")[2]["error"].startswith("the function key is wrong")
     status, _, listed = get(server, with_key("/api/imports?state=completed"))
     assert status == 200
     assert [item["blob_name"] for item in listed] == ["DEMO001/123456789FEC20241231.txt"]

@@ -4,9 +4,14 @@ HTTP functions as their binding metadata says (route template, methods, authLeve
 
 Keys: a function whose authLevel is FUNCTION or ADMIN answers 401 unless the request carries the
 local key in the `x-functions-key` header or the `code` query parameter (compared in constant
-time). The key is LOCAL_HTTP_FUNCTION_KEY, or one generated at start and printed once to the
-console. The port is LOCAL_HTTP_PORT (7071, as Core Tools; 0 picks a free one). A function that
-raises answers 500 with a JSON error: the traceback goes to the log, never to the client.
+time). No key and a wrong key are both 401, with different messages ("a function key is required",
+"the function key is wrong"), so a developer sees which it is. The Functions host on Azure answers
+both with the same bare 401 (its FunctionAuthorizationHandler only sees whether the key carried the
+function's auth level; Azure/azure-functions-host, `Security/Authorization`): the messages are
+this host's, clients must not rely on them. The key is LOCAL_HTTP_FUNCTION_KEY, or one generated
+at start and printed once to the console. The port is LOCAL_HTTP_PORT (7071, as Core Tools; 0
+picks a free one). A function that raises answers 500 with a JSON error: the traceback goes to
+the log, never to the client.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from local.host.bindings import HttpFunction
 from shared.platform.redaction import printable, register_secret
 
 log = logging.getLogger("local.host.http")
+KEY_MISSING = "a function key is required (x-functions-key header or code parameter)"
+KEY_WRONG = "the function key is wrong (x-functions-key header or code parameter)"
 
 ROUTE_PREFIX = "api"
 DEFAULT_PORT = 7071
@@ -112,11 +119,14 @@ class LocalHttpServer:
             return route, {name: unquote(value) for name, value in found.groupdict().items()}
         return False if method_refused else None
 
-    def authorized(self, function: HttpFunction, headers: Mapping[str, str], params: Mapping[str, str]) -> bool:
+    def refusal(self, function: HttpFunction, headers: Mapping[str, str], params: Mapping[str, str]) -> str | None:
+        """Why the request may not call `function` (None: it may)."""
         if function.auth_level not in KEYED_LEVELS:
-            return True
+            return None
         given = headers.get("x-functions-key") or params.get("code") or ""
-        return hmac.compare_digest(given.encode("utf-8"), self.key.encode("utf-8"))
+        if not given:
+            return KEY_MISSING
+        return None if hmac.compare_digest(given.encode("utf-8"), self.key.encode("utf-8")) else KEY_WRONG
 
 
 def _json_error(status: int, message: str) -> func.HttpResponse:
@@ -169,8 +179,9 @@ def _handler_for(server: LocalHttpServer) -> type[BaseHTTPRequestHandler]:
 
         def _invoke(self, function: HttpFunction, headers: dict[str, str], params: dict[str, str],
                     route_params: dict[str, str], path: str, *, body: bytes) -> func.HttpResponse:
-            if not server.authorized(function, headers, params):
-                return _json_error(401, "a function key is required (x-functions-key header or code parameter)")
+            refusal = server.refusal(function, headers, params)
+            if refusal is not None:
+                return _json_error(401, refusal)
             request = func.HttpRequest(
                 method=self.command, url=f"http://{headers.get('host', 'localhost')}{path}", headers=headers,
                 params=params, route_params=route_params, body=body,
