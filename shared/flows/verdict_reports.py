@@ -7,14 +7,15 @@ report once it has reached a verdict (rejected, submit_failed, completed, failed
 duplicate), and from then on every move rewrites it but a status check that found nothing new
 (`NOTE_CHECK` alone).
 
-Newest wins: each report blob carries in its metadata an order key: the version's Last-Modified
-(then its claim time, as Last-Modified counts whole seconds), then the record's update time. A
-write reads the blob's key and ETag, gives up if the stored key is not older than its own, and
-uploads with If-Match on that ETag (If-None-Match: * when absent); a lost race reads again and
-decides again. So the report of an older version, or an older state of the same version, never
-overwrites a newer one, whatever the order the writers finish in. A version's first verdict
-(no earlier one in its history) most likely has no report yet: it tries If-None-Match: * first and
-reads only if a report is there (another version's, or a lost answer), saving the read.
+Newest wins: each report blob carries in its metadata an order key (`order_key`) made only of what
+storage and the ledger give, never of a process's clock: the version's Last-Modified, then the time
+of its snapshot, then the record's revision. A write reads the blob's key and ETag, gives up if the
+stored key is not older than its own, and uploads with If-Match on that ETag (If-None-Match: * when
+absent); a lost race reads again and decides again. So the report of an older version, or an older
+state of the same version, never overwrites a newer one, whatever the order the writers finish in
+and whatever their clocks say. A version's first verdict (no earlier one in its history) most
+likely has no report yet: it tries If-None-Match: * first and reads only if a report is there
+(another version's, or a lost answer), saving the read.
 
 Retry: a report that could not be written is logged (`import.report_failed`) and a row is put in
 the ledger table's `report-owed` partition; the timer's tick (status_timer/) calls `retry_owed`,
@@ -32,6 +33,7 @@ import contextlib
 import itertools
 import json
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -91,19 +93,44 @@ def report_blob_names(blob_name: str) -> tuple[str, str]:
     return base + JSON_SUFFIX, base + HTML_SUFFIX
 
 
+_NO_SNAPSHOT = "00000000T000000.0000000Z"
+_SNAPSHOT_TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,7}))?Z")
+
+
 def _stamp(when: datetime | None) -> str:
     return when.strftime("%Y%m%dT%H%M%S.%fZ") if when else "00000000T000000.000000Z"
 
 
-def order_key(record: ImportRecord) -> str:
-    """Sorts as text like the reports should: by version, then by the record's last write.
+def _snapshot_stamp(snapshot: str | None) -> str:
+    """A snapshot time (`2026-12-04T21:28:36.1390000Z`, storage's own clock to 100 ns) as a
+    fixed-width text that sorts in time order; no snapshot sorts first."""
+    parts = _SNAPSHOT_TIME.fullmatch(snapshot or "")
+    if parts is None:
+        return _NO_SNAPSHOT
+    year, month, day, hour, minute, second, fraction = parts.groups()
+    return f"{year}{month}{day}T{hour}{minute}{second}.{(fraction or '').ljust(7, '0')}Z"
 
-    A version is placed by its Last-Modified, which storage gives to the second only: two
-    versions written within one second are placed by when each was claimed (received_at, to the
-    microsecond; a delivery claims the ETag it has just read, so the older version's claim reads
-    first). Records claimed before Last-Modified was kept use received_at alone."""
+
+def order_key(record: ImportRecord) -> str:
+    """Sorts as text like the reports should: by version, then by the record's state. Made only of
+    what the storage account and the ledger give, so no process's clock can reorder two reports.
+
+    - Versions of one blob: by Last-Modified, which storage gives to the second only, then by the
+      time of the version's snapshot. Every version that reaches a verdict has one (shared.flows.submit
+      takes it, under the version's ETag, before any verdict, the empty-file and dossier rejections
+      included): storage stamps it, to 100 ns, at a moment the version was still the blob's current
+      one (a version overwritten first is refused its snapshot and ends `superseded`, no report). So of
+      two versions within one second the older one's snapshot is taken before the newer one was
+      written, hence before the newer one's snapshot: storage itself orders them. Neither blob
+      versioning (not enabled on the account, not emulated by Azurite) nor the ETag (opaque, no order)
+      nor a claim time (a process's clock, and a delivery paused before its claim claims an older
+      version last) could. A record without a snapshot (one given up before it was taken, or claimed
+      before snapshots came first) sorts before a snapshot of the same second.
+    - States of one version: by the record's revision, raised by each ETag-guarded ledger write, so
+      a later state always has a higher one whoever wrote it; its update time only breaks ties of
+      records written before revisions were kept."""
     version = record.modified_at or record.received_at
-    return f"{_stamp(version)}_{_stamp(record.received_at)}_{_stamp(record.updated_at)}"
+    return f"{_stamp(version)}_{_snapshot_stamp(record.snapshot)}_{record.revision:010d}_{_stamp(record.updated_at)}"
 
 
 def owes_report(record: ImportRecord) -> bool:

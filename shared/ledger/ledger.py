@@ -144,6 +144,7 @@ class Ledger:
         (`with_retries`)."""
         now = self.clock()
         record.updated_at = now
+        record.revision += 1
         record.add_history(record.state, note, now)
         watched = record.state in states.WATCHED_STATES
         previous_due = record.stored_due
@@ -218,6 +219,7 @@ class Ledger:
         record.updated_at = now
         record.next_poll_at = record.next_poll_at or now
         record.attempts = 1
+        record.revision = 1
         record.add_history(record.state, "received", now)
         due = min(record.next_poll_at, row_at) if row_at is not None else record.next_poll_at
         record.due_row_at = due if due != record.next_poll_at else None
