@@ -1,8 +1,8 @@
 """The submit flow: one blob version in, at most one importFEC call out.
 
 Order of steps (README, "How it works"): ignore what is not an import; open the download (its first
-GET gives the version's ETag, size and metadata); claim the version in the ledger; snapshot the
-exact version; resolve the dossier; validate it while streaming the rest; check for the
+GET gives the version's ETag, size and metadata); claim the version in the ledger; resolve the
+dossier; snapshot the exact version (an empty one too); validate it while streaming the rest; check for the
 same bytes sent recently; sign a read-only SAS URL on the snapshot; mark `submitting` (the single
 compare-and-swap that allows a POST); POST; store the request id as `pending`.
 
@@ -168,22 +168,24 @@ def process(pipeline: Pipeline, blob: BlobClient, record: ImportRecord, props: B
     """From a claimed record to pending, or to the recorded reason why not. `opened` is this
     delivery's download of the version, read on for the validation (else the snapshot is read).
 
-    The snapshot comes before any verdict, even an empty file's: taken under the version's ETag, it
-    proves the version was still the blob's current one, and its storage-given time orders the
-    reports of versions written within one second (shared.flows.verdict_reports.order_key). A
-    version overwritten first ends `superseded` and never reports over a newer one."""
-    with tracing.span("import.snapshot"):
-        snapshot = _snapshot(pipeline, blob, record)
-    if snapshot is None:
-        return stored_state_of(pipeline, record)
-    if not props.size:
-        return finish(pipeline, record, states.REJECT, "empty file (0 bytes)")
+    The snapshot comes before the content's verdicts, an empty file's included: taken under the
+    version's ETag, it proves the version was still the blob's current one, and its storage-given
+    time orders the reports of versions written within one second, such as a 0-byte create and its
+    content (shared.flows.verdict_reports.order_key). A version overwritten first ends `superseded`
+    and never reports over a newer one. A version without a dossier is rejected before it (no bytes
+    of it will ever be sent: `imports resubmit` takes its own snapshot, or refuses once overwritten)."""
     try:
         with tracing.span("import.resolve_dossier"):
             dossier = resolve_dossier(record.blob_name, props.metadata or {}, pipeline.dossiers.lookup)
     except DossierError as error:
         return finish(pipeline, record, states.REJECT, str(error))
     record.code_ibs = dossier.code_ibs
+    with tracing.span("import.snapshot"):
+        snapshot = _snapshot(pipeline, blob, record)
+    if snapshot is None:
+        return stored_state_of(pipeline, record)
+    if not props.size:
+        return finish(pipeline, record, states.REJECT, "empty file (0 bytes)")
     report = _validate(pipeline, snapshot, record, opened)
     if not report["valid"]:
         return finish(pipeline, record, states.REJECT, report["reason"], rules=report["rules"])

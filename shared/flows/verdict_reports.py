@@ -116,16 +116,18 @@ def order_key(record: ImportRecord) -> str:
     what the storage account and the ledger give, so no process's clock can reorder two reports.
 
     - Versions of one blob: by Last-Modified, which storage gives to the second only, then by the
-      time of the version's snapshot. Every version that reaches a verdict has one (shared.flows.submit
-      takes it, under the version's ETag, before any verdict, the empty-file and dossier rejections
+      time of the version's snapshot. A version that reaches a verdict on its content has one
+      (shared.flows.submit takes it, under the version's ETag, before the verdict, an empty file's
       included): storage stamps it, to 100 ns, at a moment the version was still the blob's current
       one (a version overwritten first is refused its snapshot and ends `superseded`, no report). So of
       two versions within one second the older one's snapshot is taken before the newer one was
       written, hence before the newer one's snapshot: storage itself orders them. Neither blob
       versioning (not enabled on the account, not emulated by Azurite) nor the ETag (opaque, no order)
       nor a claim time (a process's clock, and a delivery paused before its claim claims an older
-      version last) could. A record without a snapshot (one given up before it was taken, or claimed
-      before snapshots came first) sorts before a snapshot of the same second.
+      version last) could. A record without a snapshot (rejected for its dossier, given up before
+      the snapshot, or claimed before snapshots came first) sorts before a snapshot of the same
+      second: right when it is the older version (a delivery paused before its claim), wrong only
+      if a version written within the same second after one with a snapshot has no dossier.
     - States of one version: by the record's revision, raised by each ETag-guarded ledger write, so
       a later state always has a higher one whoever wrote it; its update time only breaks ties of
       records written before revisions were kept."""
