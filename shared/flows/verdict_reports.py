@@ -30,6 +30,7 @@ stays the truth: a report is only a view of it, and nothing in the flows waits f
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import json
 import logging
@@ -47,7 +48,7 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableClient
+from azure.data.tables import TableClient, TableEntity, UpdateMode
 from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient, ContainerClient, ContentSettings
 
 from shared.flows.import_views import import_details
@@ -55,7 +56,7 @@ from shared.flows.report_page import render_report_html
 from shared.flows.reports import ReportStore
 from shared.ledger import states
 from shared.ledger.ledger import Ledger
-from shared.ledger.record import ImportRecord
+from shared.ledger.record import ImportRecord, utf16_units
 from shared.ledger.states import Transition
 from shared.platform import telemetry
 
@@ -71,7 +72,14 @@ ORDER_KEY, VERSION_KEY, STATE_KEY = "reportorder", "reportetag", "reportstate"
 WRITE_ATTEMPTS = 8
 RETRY_MAX_ROWS = 200
 RETRY_BUDGET_SECONDS = 10.0
+# Tries of an owed row by the timer before it is given up (`import.report_given_up`).
+REPORT_MAX_TRIES = 5
 _DOT_SEGMENT = "%2E"
+# Azure refuses a blob name longer than 1,024 characters (counted here in UTF-16 units, as .NET does:
+# a character outside the BMP counts two, never fewer than the service counts).
+MAX_BLOB_NAME_UNITS = 1024
+SHORT_DIGEST_CHARS = 40
+_PARTIAL_ESCAPE = re.compile(r"%[0-9A-F]?$")
 
 
 class ReportRaceError(RuntimeError):
@@ -84,13 +92,28 @@ def report_blob_names(blob_name: str) -> tuple[str, str]:
     Storage and HTTP clients rewrite `.` and `..` segments and backslashes, so a name holding them
     would land its report in another folder: those segments are written as `%2E` runs and a
     backslash as `%5C`, keeping the report under the file's own prefix; a literal `%` is written
-    `%25`, so two blob names never share a report."""
+    `%25`, so two blob names never share a report. A name that would then pass Azure's limit
+    (MAX_BLOB_NAME_UNITS) gets its short form (`_short_base`)."""
     segments = [
         _DOT_SEGMENT * len(segment) if segment in (".", "..") else segment.replace("%", "%25").replace("\\", "%5C")
         for segment in blob_name.split("/")
     ]
     base = "/".join(segments)
+    if utf16_units(base + JSON_SUFFIX) > MAX_BLOB_NAME_UNITS:
+        base = _short_base(base, blob_name)
     return base + JSON_SUFFIX, base + HTML_SUFFIX
+
+
+def _short_base(base: str, blob_name: str) -> str:
+    """The stable short form of a report name too long for Azure (a blob name of 1,013 characters or
+    more, or fewer holding `%`s, each written `%25`): the escaped name cut to what fits, then `~` and
+    the first 40 hex digits of the sha256 of the blob name (UTF-8). The same name always gives the same
+    report; two names never share one (the digest); the cut keeps the file's folder and the start of
+    its name, never splits a `%XX` escape or a character, and the suffixes still end the name."""
+    tag = "~" + hashlib.sha256(blob_name.encode("utf-8")).hexdigest()[:SHORT_DIGEST_CHARS]
+    room = MAX_BLOB_NAME_UNITS - len(JSON_SUFFIX) - len(tag)
+    head = base.encode("utf-16-le")[: room * 2].decode("utf-16-le", errors="ignore")
+    return _PARTIAL_ESCAPE.sub("", head) + tag
 
 
 _NO_SNAPSHOT = "00000000T000000.0000000Z"
@@ -300,14 +323,19 @@ class VerdictReports:
 
     def retry_owed(self, max_rows: int = RETRY_MAX_ROWS, budget_seconds: float = RETRY_BUDGET_SECONDS) -> Counter:
         """Write the reports still owed (the timer's tick): at most `max_rows`, within the budget;
-        the rest waits for the next tick. Never raises; returns what was done."""
+        the rest waits for the next tick. Never raises; returns what was done.
+
+        Each row is tried at most REPORT_MAX_TRIES times (its `tries` column), then given up with
+        `import.report_given_up` (an alert, docs/runbooks/report-given-up.md) and deleted, so rows
+        that can never be written leave the partition and never starve the rows after them; a row
+        whose try fails in any way is counted and the next one tried."""
         done: Counter = Counter()
         deadline = time.monotonic() + budget_seconds
         try:
             rows = self.table.query_entities("PartitionKey eq @p", parameters={"p": OWED_PARTITION},
                                              results_per_page=min(max_rows, 1000))
             for entity in itertools.islice(rows, max_rows):
-                done[self._retry_one(entity)] += 1
+                done[self._retry_guarded(entity)] += 1
                 if time.monotonic() > deadline:
                     done["left_for_next_tick"] += 1
                     break
@@ -316,13 +344,39 @@ class VerdictReports:
             done["unreadable"] += 1
         return done
 
-    def _retry_one(self, entity: dict) -> str:
+    def _retry_guarded(self, entity: TableEntity) -> str:
+        """`_retry_one`, a failure of any kind counted as a try of that row alone."""
+        try:
+            return self._retry_one(entity)
+        except Exception as error:  # one bad row must never stop the others
+            log.warning("owed report %s failed: %s", entity.get("RowKey"), type(error).__name__)
+            return self._tried(entity, None, f"{type(error).__name__}: {str(error)[:200]}")
+
+    def _retry_one(self, entity: TableEntity) -> str:
         etag = entity.metadata.get("etag")
         record = self.ledger.get(entity["record_partition"], entity["record_row"])
         if record is None:
             self._forget_row(entity["RowKey"], etag)
             return "gone"
-        return "written" if self.write(record, etag) else "failed"
+        return "written" if self.write(record, etag) else self._tried(entity, record, "the report could not be written")
+
+    def _tried(self, entity: TableEntity, record: ImportRecord | None, reason: str) -> str:
+        """Count a failed try on the row (under its ETag: a row owed again since, by a later write,
+        starts afresh); at the last one, give it up: one event, the row deleted."""
+        etag = entity.metadata.get("etag")
+        tries = int(entity.get("tries") or 0) + 1
+        if tries < REPORT_MAX_TRIES:
+            counted = {"PartitionKey": OWED_PARTITION, "RowKey": entity["RowKey"], "tries": tries}
+            with contextlib.suppress(AzureError):
+                self.table.update_entity(counted, mode=UpdateMode.MERGE, etag=etag,
+                                         match_condition=MatchConditions.IfNotModified)
+            return "failed"
+        dimensions = record.dimensions() if record is not None else {"blob": entity.get("blob")}
+        telemetry.emit(telemetry.REPORT_GIVEN_UP, {**dimensions, "state": None, "reason": reason}, logging.ERROR,
+                       tries=tries, verdict=str(record.state) if record is not None else None)
+        with contextlib.suppress(AzureError):
+            self._forget_row(entity["RowKey"], etag)
+        return "given_up"
 
     def _forget_row(self, row: str, etag: str | None) -> None:
         with contextlib.suppress(ResourceModifiedError, ResourceNotFoundError):
