@@ -30,10 +30,12 @@ def test_a_report_name_past_the_limit_gets_a_stable_short_form_under_the_files_f
     for report in (json_name, html_name):
         assert utf16_units(report) <= MAX_BLOB_NAME_UNITS
     assert (json_name, html_name) == report_blob_names(name)  # stable
-    assert json_name.endswith(".report.json") and html_name == json_name.removesuffix(".json") + ".html"
+    assert json_name.endswith(".report.json")
+    assert html_name == json_name.removesuffix(".json") + ".html"
     assert json_name.split("/")[0] == name.split("/")[0] or "/" not in name
     assert report_blob_names(name[:-1] + "z")[0] != json_name  # a neighbour never shares it
-    assert "~" in json_name and "%" not in json_name.rsplit("~", 1)[0][-2:]  # no escape cut in two
+    assert "~" in json_name
+    assert "%" not in json_name.rsplit("~", 1)[0][-2:]  # no escape cut in two
 
 
 def test_a_name_that_fits_keeps_its_plain_report_name():

@@ -23,7 +23,7 @@ def write_outcome_tags(blob_service: BlobServiceClient, record: ImportRecord) ->
     (`set_blob_tags(etag=..., match_condition=IfNotModified)`, sent as `x-ms-blob-if-match`, which the
     service checks with the write itself, service version 2024-08-04 on), so a version uploaded since
     refuses it (412) and never shows another version's outcome or request id. One request: no read
-    before, which could not close the window anyway. Azurite ignores that header (docs/local-host.md);
+    before, which could not close the window anyway. Azurite ignores that header (README, "How it works");
     the tests stand in for the service's check (tests/test_outcome_tags.py)."""
     blob = blob_service.get_blob_client(record.container, record.blob_name)
     tags = {"fecimport": str(record.state)}
