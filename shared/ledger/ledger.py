@@ -173,7 +173,9 @@ class Ledger:
           `_KEPT_ROW_EARLINESS` before the first check: the claim's row is due at the first check's
           time counted from the claim (shared.flows.check_spacing.claim_row_at), a little before the
           answer's. A row due much earlier (a slow delivery, or the re-drive time when
-          CLAIM_LEASE_SECONDS is shorter than the first check) is moved, as any other.
+          CLAIM_LEASE_SECONDS is shorter than the first check) is moved, as any other. The keep is
+          judged when the write begins; `_kept_row_may_be_leased` judges it again once the write is
+          answered, and a write that landed too late to be sure puts the import's own row as well.
         A check that finds the import not due yet (the row came early) moves it to the record's time
         (shared.flows.poll)."""
         if previous_due is None or record.next_poll_at is None or previous_due > record.next_poll_at:
