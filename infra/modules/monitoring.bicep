@@ -69,6 +69,18 @@ traces
     operator: 'GreaterThan'
     threshold: 0
   }
+  {
+    name: 'report-given-up'
+    severity: 3
+    title: 'FEC report next to a file given up'
+    description: 'A report next to a dropped file could not be written after its retries; the import itself is unaffected (docs/runbooks/report-given-up.md)'
+    query: '''
+traces
+| where tostring(customDimensions.event) == "import.report_given_up"
+'''
+    operator: 'GreaterThan'
+    threshold: 0
+  }
 ]
 
 resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {

@@ -2,7 +2,7 @@
 
 Order of steps (README, "How it works"): ignore what is not an import; open the download (its first
 GET gives the version's ETag, size and metadata); claim the version in the ledger; resolve the
-dossier; snapshot the exact version; validate it while streaming the rest; check for the
+dossier; snapshot the exact version (an empty one too); validate it while streaming the rest; check for the
 same bytes sent recently; sign a read-only SAS URL on the snapshot; mark `submitting` (the single
 compare-and-swap that allows a POST); POST; store the request id as `pending`.
 
@@ -166,9 +166,14 @@ def take_over(pipeline: Pipeline, record: ImportRecord) -> ImportRecord | None:
 def process(pipeline: Pipeline, blob: BlobClient, record: ImportRecord, props: BlobProperties,
             opened: StorageStreamDownloader | None = None) -> ImportRecord:
     """From a claimed record to pending, or to the recorded reason why not. `opened` is this
-    delivery's download of the version, read on for the validation (else the snapshot is read)."""
-    if not props.size:
-        return finish(pipeline, record, states.REJECT, "empty file (0 bytes)")
+    delivery's download of the version, read on for the validation (else the snapshot is read).
+
+    The snapshot comes before the content's verdicts, an empty file's included: taken under the
+    version's ETag, it proves the version was still the blob's current one, and its storage-given
+    time orders the reports of versions written within one second, such as a 0-byte create and its
+    content (shared.flows.verdict_reports.order_key). A version overwritten first ends `superseded`
+    and never reports over a newer one. A version without a dossier is rejected before it (no bytes
+    of it will ever be sent: `imports resubmit` takes its own snapshot, or refuses once overwritten)."""
     try:
         with tracing.span("import.resolve_dossier"):
             dossier = resolve_dossier(record.blob_name, props.metadata or {}, pipeline.dossiers.lookup)
@@ -179,6 +184,8 @@ def process(pipeline: Pipeline, blob: BlobClient, record: ImportRecord, props: B
         snapshot = _snapshot(pipeline, blob, record)
     if snapshot is None:
         return stored_state_of(pipeline, record)
+    if not props.size:
+        return finish(pipeline, record, states.REJECT, "empty file (0 bytes)")
     report = _validate(pipeline, snapshot, record, opened)
     if not report["valid"]:
         return finish(pipeline, record, states.REJECT, report["reason"], rules=report["rules"])

@@ -7,14 +7,15 @@ report once it has reached a verdict (rejected, submit_failed, completed, failed
 duplicate), and from then on every move rewrites it but a status check that found nothing new
 (`NOTE_CHECK` alone).
 
-Newest wins: each report blob carries in its metadata an order key: the version's Last-Modified
-(then its claim time, as Last-Modified counts whole seconds), then the record's update time. A
-write reads the blob's key and ETag, gives up if the stored key is not older than its own, and
-uploads with If-Match on that ETag (If-None-Match: * when absent); a lost race reads again and
-decides again. So the report of an older version, or an older state of the same version, never
-overwrites a newer one, whatever the order the writers finish in. A version's first verdict
-(no earlier one in its history) most likely has no report yet: it tries If-None-Match: * first and
-reads only if a report is there (another version's, or a lost answer), saving the read.
+Newest wins: each report blob carries in its metadata an order key (`order_key`) made only of what
+storage and the ledger give, never of a process's clock: the version's Last-Modified, then the time
+of its snapshot, then the record's revision. A write reads the blob's key and ETag, gives up if the
+stored key is not older than its own, and uploads with If-Match on that ETag (If-None-Match: * when
+absent); a lost race reads again and decides again. So the report of an older version, or an older
+state of the same version, never overwrites a newer one, whatever the order the writers finish in
+and whatever their clocks say. A version's first verdict (no earlier one in its history) most
+likely has no report yet: it tries If-None-Match: * first and reads only if a report is there
+(another version's, or a lost answer), saving the read.
 
 Retry: a report that could not be written is logged (`import.report_failed`) and a row is put in
 the ledger table's `report-owed` partition; the timer's tick (status_timer/) calls `retry_owed`,
@@ -29,9 +30,11 @@ stays the truth: a report is only a view of it, and nothing in the flows waits f
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import json
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -45,7 +48,7 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableClient
+from azure.data.tables import TableClient, TableEntity, UpdateMode
 from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient, ContainerClient, ContentSettings
 
 from shared.flows.import_views import import_details
@@ -53,7 +56,7 @@ from shared.flows.report_page import render_report_html
 from shared.flows.reports import ReportStore
 from shared.ledger import states
 from shared.ledger.ledger import Ledger
-from shared.ledger.record import ImportRecord
+from shared.ledger.record import ImportRecord, utf16_units
 from shared.ledger.states import Transition
 from shared.platform import telemetry
 from shared.platform.redaction import redacted_cut
@@ -70,7 +73,14 @@ ORDER_KEY, VERSION_KEY, STATE_KEY = "reportorder", "reportetag", "reportstate"
 WRITE_ATTEMPTS = 8
 RETRY_MAX_ROWS = 200
 RETRY_BUDGET_SECONDS = 10.0
+# Tries of an owed row by the timer before it is given up (`import.report_given_up`).
+REPORT_MAX_TRIES = 5
 _DOT_SEGMENT = "%2E"
+# Azure refuses a blob name longer than 1,024 characters (counted here in UTF-16 units, as .NET does:
+# a character outside the BMP counts two, never fewer than the service counts).
+MAX_BLOB_NAME_UNITS = 1024
+SHORT_DIGEST_CHARS = 40
+_PARTIAL_ESCAPE = re.compile(r"%[0-9A-F]?$")
 
 
 class ReportRaceError(RuntimeError):
@@ -83,28 +93,70 @@ def report_blob_names(blob_name: str) -> tuple[str, str]:
     Storage and HTTP clients rewrite `.` and `..` segments and backslashes, so a name holding them
     would land its report in another folder: those segments are written as `%2E` runs and a
     backslash as `%5C`, keeping the report under the file's own prefix; a literal `%` is written
-    `%25`, so two blob names never share a report."""
+    `%25`, so two blob names never share a report. A name that would then pass Azure's limit
+    (MAX_BLOB_NAME_UNITS) gets its short form (`_short_base`)."""
     segments = [
         _DOT_SEGMENT * len(segment) if segment in (".", "..") else segment.replace("%", "%25").replace("\\", "%5C")
         for segment in blob_name.split("/")
     ]
     base = "/".join(segments)
+    if utf16_units(base + JSON_SUFFIX) > MAX_BLOB_NAME_UNITS:
+        base = _short_base(base, blob_name)
     return base + JSON_SUFFIX, base + HTML_SUFFIX
+
+
+def _short_base(base: str, blob_name: str) -> str:
+    """The stable short form of a report name too long for Azure (a blob name of 1,013 characters or
+    more, or fewer holding `%`s, each written `%25`): the escaped name cut to what fits, then `~` and
+    the first 40 hex digits of the sha256 of the blob name (UTF-8). The same name always gives the same
+    report; two names never share one (the digest); the cut keeps the file's folder and the start of
+    its name, never splits a `%XX` escape or a character, and the suffixes still end the name."""
+    tag = "~" + hashlib.sha256(blob_name.encode("utf-8")).hexdigest()[:SHORT_DIGEST_CHARS]
+    room = MAX_BLOB_NAME_UNITS - len(JSON_SUFFIX) - len(tag)
+    head = base.encode("utf-16-le")[: room * 2].decode("utf-16-le", errors="ignore")
+    return _PARTIAL_ESCAPE.sub("", head) + tag
+
+
+_NO_SNAPSHOT = "00000000T000000.0000000Z"
+_SNAPSHOT_TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,7}))?Z")
 
 
 def _stamp(when: datetime | None) -> str:
     return when.strftime("%Y%m%dT%H%M%S.%fZ") if when else "00000000T000000.000000Z"
 
 
-def order_key(record: ImportRecord) -> str:
-    """Sorts as text like the reports should: by version, then by the record's last write.
+def _snapshot_stamp(snapshot: str | None) -> str:
+    """A snapshot time (`2026-12-04T21:28:36.1390000Z`, storage's own clock to 100 ns) as a
+    fixed-width text that sorts in time order; no snapshot sorts first."""
+    parts = _SNAPSHOT_TIME.fullmatch(snapshot or "")
+    if parts is None:
+        return _NO_SNAPSHOT
+    year, month, day, hour, minute, second, fraction = parts.groups()
+    return f"{year}{month}{day}T{hour}{minute}{second}.{(fraction or '').ljust(7, '0')}Z"
 
-    A version is placed by its Last-Modified, which storage gives to the second only: two
-    versions written within one second are placed by when each was claimed (received_at, to the
-    microsecond; a delivery claims the ETag it has just read, so the older version's claim reads
-    first). Records claimed before Last-Modified was kept use received_at alone."""
+
+def order_key(record: ImportRecord) -> str:
+    """Sorts as text like the reports should: by version, then by the record's state. Made only of
+    what the storage account and the ledger give, so no process's clock can reorder two reports.
+
+    - Versions of one blob: by Last-Modified, which storage gives to the second only, then by the
+      time of the version's snapshot. A version that reaches a verdict on its content has one
+      (shared.flows.submit takes it, under the version's ETag, before the verdict, an empty file's
+      included): storage stamps it, to 100 ns, at a moment the version was still the blob's current
+      one (a version overwritten first is refused its snapshot and ends `superseded`, no report). So of
+      two versions within one second the older one's snapshot is taken before the newer one was
+      written, hence before the newer one's snapshot: storage itself orders them. Neither blob
+      versioning (not enabled on the account, not emulated by Azurite) nor the ETag (opaque, no order)
+      nor a claim time (a process's clock, and a delivery paused before its claim claims an older
+      version last) could. A record without a snapshot (rejected for its dossier, given up before
+      the snapshot, or claimed before snapshots came first) sorts before a snapshot of the same
+      second: right when it is the older version (a delivery paused before its claim), wrong only
+      if a version written within the same second after one with a snapshot has no dossier.
+    - States of one version: by the record's revision, raised by each ETag-guarded ledger write, so
+      a later state always has a higher one whoever wrote it; its update time only breaks ties of
+      records written before revisions were kept."""
     version = record.modified_at or record.received_at
-    return f"{_stamp(version)}_{_stamp(record.received_at)}_{_stamp(record.updated_at)}"
+    return f"{_stamp(version)}_{_snapshot_stamp(record.snapshot)}_{record.revision:010d}_{_stamp(record.updated_at)}"
 
 
 def owes_report(record: ImportRecord) -> bool:
@@ -272,14 +324,19 @@ class VerdictReports:
 
     def retry_owed(self, max_rows: int = RETRY_MAX_ROWS, budget_seconds: float = RETRY_BUDGET_SECONDS) -> Counter:
         """Write the reports still owed (the timer's tick): at most `max_rows`, within the budget;
-        the rest waits for the next tick. Never raises; returns what was done."""
+        the rest waits for the next tick. Never raises; returns what was done.
+
+        Each row is tried at most REPORT_MAX_TRIES times (its `tries` column), then given up with
+        `import.report_given_up` (an alert, docs/runbooks/report-given-up.md) and deleted, so rows
+        that can never be written leave the partition and never starve the rows after them; a row
+        whose try fails in any way is counted and the next one tried."""
         done: Counter = Counter()
         deadline = time.monotonic() + budget_seconds
         try:
             rows = self.table.query_entities("PartitionKey eq @p", parameters={"p": OWED_PARTITION},
                                              results_per_page=min(max_rows, 1000))
             for entity in itertools.islice(rows, max_rows):
-                done[self._retry_one(entity)] += 1
+                done[self._retry_guarded(entity)] += 1
                 if time.monotonic() > deadline:
                     done["left_for_next_tick"] += 1
                     break
@@ -288,13 +345,39 @@ class VerdictReports:
             done["unreadable"] += 1
         return done
 
-    def _retry_one(self, entity: dict) -> str:
+    def _retry_guarded(self, entity: TableEntity) -> str:
+        """`_retry_one`, a failure of any kind counted as a try of that row alone."""
+        try:
+            return self._retry_one(entity)
+        except Exception as error:  # one bad row must never stop the others
+            log.warning("owed report %s failed: %s", entity.get("RowKey"), type(error).__name__)
+            return self._tried(entity, None, f"{type(error).__name__}: {str(error)[:200]}")
+
+    def _retry_one(self, entity: TableEntity) -> str:
         etag = entity.metadata.get("etag")
         record = self.ledger.get(entity["record_partition"], entity["record_row"])
         if record is None:
             self._forget_row(entity["RowKey"], etag)
             return "gone"
-        return "written" if self.write(record, etag) else "failed"
+        return "written" if self.write(record, etag) else self._tried(entity, record, "the report could not be written")
+
+    def _tried(self, entity: TableEntity, record: ImportRecord | None, reason: str) -> str:
+        """Count a failed try on the row (under its ETag: a row owed again since, by a later write,
+        starts afresh); at the last one, give it up: one event, the row deleted."""
+        etag = entity.metadata.get("etag")
+        tries = int(entity.get("tries") or 0) + 1
+        if tries < REPORT_MAX_TRIES:
+            counted = {"PartitionKey": OWED_PARTITION, "RowKey": entity["RowKey"], "tries": tries}
+            with contextlib.suppress(AzureError):
+                self.table.update_entity(counted, mode=UpdateMode.MERGE, etag=etag,
+                                         match_condition=MatchConditions.IfNotModified)
+            return "failed"
+        dimensions = record.dimensions() if record is not None else {"blob": entity.get("blob")}
+        telemetry.emit(telemetry.REPORT_GIVEN_UP, {**dimensions, "state": None, "reason": reason}, logging.ERROR,
+                       tries=tries, verdict=str(record.state) if record is not None else None)
+        with contextlib.suppress(AzureError):
+            self._forget_row(entity["RowKey"], etag)
+        return "given_up"
 
     def _forget_row(self, row: str, etag: str | None) -> None:
         with contextlib.suppress(ResourceModifiedError, ResourceNotFoundError):

@@ -144,6 +144,7 @@ class Ledger:
         (`with_retries`)."""
         now = self.clock()
         record.updated_at = now
+        record.revision += 1
         record.add_history(record.state, note, now)
         watched = record.state in states.WATCHED_STATES
         previous_due = record.stored_due
@@ -151,12 +152,15 @@ class Ledger:
             record.next_poll_at = record.next_poll_at or now
         due = self._due_row_time(record, previous_due, now) if watched else None
         record.due_row_at = due if due != record.next_poll_at else None
+        answer_keeps_row = record.state == states.PENDING and record.due_row_at is not None
         if watched and previous_due is None:
             with_retries(lambda: self.watch_index.watch(record), f"due row of {record.blob}")
         self.store.replace(record)
         record.stored_due = due
         if previous_due is not None and previous_due != due:
             self._after_write(record, previous_due, watched)
+        elif answer_keeps_row and previous_due is not None and self._kept_row_may_be_leased(previous_due):
+            self._put_own_row(record)
 
     @staticmethod
     def _due_row_time(record: ImportRecord, previous_due: datetime | None, now: datetime) -> datetime | None:
@@ -169,7 +173,9 @@ class Ledger:
           `_KEPT_ROW_EARLINESS` before the first check: the claim's row is due at the first check's
           time counted from the claim (shared.flows.check_spacing.claim_row_at), a little before the
           answer's. A row due much earlier (a slow delivery, or the re-drive time when
-          CLAIM_LEASE_SECONDS is shorter than the first check) is moved, as any other.
+          CLAIM_LEASE_SECONDS is shorter than the first check) is moved, as any other. The keep is
+          judged when the write begins; `_kept_row_may_be_leased` judges it again once the write is
+          answered, and a write that landed too late to be sure puts the import's own row as well.
         A check that finds the import not due yet (the row came early) moves it to the record's time
         (shared.flows.poll)."""
         if previous_due is None or record.next_poll_at is None or previous_due > record.next_poll_at:
@@ -181,6 +187,27 @@ class Ledger:
         if answered and unleased and record.next_poll_at - previous_due <= _KEPT_ROW_EARLINESS:
             return previous_due
         return record.next_poll_at
+
+    def _kept_row_may_be_leased(self, kept_due: datetime) -> bool:
+        """Whether a tick may have leased the row the POST's answer kept before the answer's write
+        landed: the keep was decided when the write began (`_due_row_time`: the row more than
+        `_UNLEASED_MARGIN` ahead), and is checked again now that the write is answered. A write that
+        took that long (slow storage, retries) may have let a tick lease the row and its check, reading
+        the record still `submitting`, move it to the give-up time; the row was then not kept."""
+        return kept_due <= self.clock() + _UNLEASED_MARGIN
+
+    def _put_own_row(self, record: ImportRecord) -> None:
+        """The answer's write landed late: put the import's row at its first check (`next_poll_at`), so
+        the check comes on time whatever a tick did with the kept row meanwhile. If that row is still
+        there, its early check folds it into this one (shared.flows.poll, `_keep_one_row`); a row a
+        check moved to the give-up time finds the import checked already and is dropped or folded. The
+        record still names the kept row: a later write moving from it finds it gone and puts its own
+        row alone, as after any lease. Costs one request, on a late write only."""
+        try:
+            with_retries(lambda: self.watch_index.watch(record), f"due row of {record.blob}")
+        except AzureError as error:
+            log.warning("due row of %s at its first check not put (%s): checked at its kept or give-up row",
+                        record.blob, type(error).__name__)
 
     def _after_write(self, record: ImportRecord, previous_due: datetime, watched: bool) -> None:
         """The record is written: move its row to the new due time, or drop it if no longer watched.
@@ -218,6 +245,7 @@ class Ledger:
         record.updated_at = now
         record.next_poll_at = record.next_poll_at or now
         record.attempts = 1
+        record.revision = 1
         record.add_history(record.state, "received", now)
         due = min(record.next_poll_at, row_at) if row_at is not None else record.next_poll_at
         record.due_row_at = due if due != record.next_poll_at else None

@@ -80,6 +80,10 @@ class ImportRecord:
     # A token written with each replace: after a write whose answer was lost, the stored token says
     # whether it landed (the store re-reads rather than guess). Records written before it have none.
     write_id: str | None = None
+    # How many times the record was written (1 at the claim): every write is ETag-guarded, so a
+    # higher revision is always a later state of the version, whatever the writers' clocks say
+    # (orders two report writers of one version, shared/flows/verdict_reports.py).
+    revision: int = 0
     table_etag: str | None = field(default=None, repr=False, compare=False)
     stored_state: ImportState | None = field(default=None, repr=False, compare=False)
     stored_due: datetime | None = field(default=None, repr=False, compare=False)
@@ -127,7 +131,7 @@ class ImportRecord:
         """JSON-safe view for the CLI."""
         out: dict[str, Any] = {}
         for name, value in asdict(self).items():
-            if name in (*_HIDDEN, "history", "validation", "write_id", "due_row_at"):
+            if name in (*_HIDDEN, "history", "validation", "write_id", "due_row_at", "revision"):
                 continue
             out[name] = value.isoformat() if isinstance(value, datetime) else value
         out["state"] = str(self.state)

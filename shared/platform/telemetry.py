@@ -62,6 +62,8 @@ CANCELLED = "import.cancelled"
 # The readable report next to a file (shared/flows/verdict_reports.py): not a state change, its outcome.
 REPORT_WRITTEN = "import.report_written"
 REPORT_FAILED = "import.report_failed"
+# An owed report tried REPORT_MAX_TRIES times by the timer and dropped: alerted (docs/runbooks/report-given-up.md).
+REPORT_GIVEN_UP = "import.report_given_up"
 
 class EventRecord(logging.LogRecord):
     """A log record that also keeps the event's dimensions for in-process readers (tests, the
