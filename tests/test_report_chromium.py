@@ -60,8 +60,8 @@ def test_the_rejected_report_reads_rejected_in_chromium(host, fec_bytes, chromiu
     dom = run_chromium(chromium, tmp_path, "--dump-dom", page.as_uri())
     verdict = re.search(r'<h1 id="verdict">([^<]*)</h1>', dom)
     assert verdict is not None, dom[:500]
-    assert verdict.group(1) == "Rejected"
-    assert f"<td>{INVALID_LINE}</td><td>EcritureDate</td>" in dom
+    assert verdict.group(1) == "Refusé : non envoyé à Loop"
+    assert f"<td>ligne {INVALID_LINE}</td><td>EcritureDate</td>" in dom
     picture = tmp_path / "report-rejected.png"
     run_chromium(chromium, tmp_path, f"--screenshot={picture}", "--window-size=1100,980", page.as_uri())
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

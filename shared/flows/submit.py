@@ -189,6 +189,7 @@ def process(pipeline: Pipeline, blob: BlobClient, record: ImportRecord, props: B
     else:
         earlier = pipeline.ledger.contents.claim(record, lambda keys: _holder(pipeline, keys))
         if earlier is not None:
+            record.duplicate_of = "|".join(earlier.keys)
             reason = (
                 f"same content as {earlier.blob} (request id {earlier.request_id or 'none'}); "
                 "set metadata force=true to send it again"
