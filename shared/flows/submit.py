@@ -2,7 +2,8 @@
 
 Order of steps (README, "How it works"): ignore what is not an import; open the download (its first
 GET gives the version's ETag, size and metadata); claim the version in the ledger; resolve the
-dossier; snapshot the exact version; validate it while streaming the rest; check for the
+dossier; snapshot the exact version; validate it while streaming the rest (a file without a dossier
+too, so its report lists every problem at once, then it is refused); check for the
 same bytes sent recently; sign a read-only SAS URL on the snapshot; mark `submitting` (the single
 compare-and-swap that allows a POST); POST; store the request id as `pending`.
 
@@ -173,13 +174,18 @@ def process(pipeline: Pipeline, blob: BlobClient, record: ImportRecord, props: B
         with tracing.span("import.resolve_dossier"):
             dossier = resolve_dossier(record.blob_name, props.metadata or {}, pipeline.dossiers.lookup)
     except DossierError as error:
-        return finish(pipeline, record, states.REJECT, str(error))
-    record.code_ibs = dossier.code_ibs
+        dossier, no_dossier = None, str(error)
+    if dossier is not None:
+        record.code_ibs = dossier.code_ibs
     with tracing.span("import.snapshot"):
         snapshot = _snapshot(pipeline, blob, record)
     if snapshot is None:
         return stored_state_of(pipeline, record)
     report = _validate(pipeline, snapshot, record, opened)
+    if dossier is None:  # validated anyway: its report lists every problem at once, the dossier first
+        reason = no_dossier if report["valid"] else f"{no_dossier}; {report['reason']}"
+        rules = {} if report["valid"] else {"rules": report["rules"]}
+        return finish(pipeline, record, states.REJECT, reason, **rules)
     if not report["valid"]:
         return finish(pipeline, record, states.REJECT, report["reason"], rules=report["rules"])
     telemetry.emit(telemetry.VALIDATED, record.dimensions(), warnings=report["warnings"])
