@@ -1,7 +1,8 @@
 """The HTML report of a rejected file, opened in headless Chromium (Debian's `chromium`, installed by
 `make chromium`, which `make test` runs first): the verdict read back from the page Chromium built,
-a hostile name left as text, and a screenshot (copied to $REPORT_SCREENSHOT when set, which is how
-`make report-screenshot` makes docs/report-rejected.png). Chromium missing is a failure, not a skip."""
+a hostile name left as text, and a screenshot of the French page of a drop in `api-import-ecrit`
+(copied to $REPORT_SCREENSHOT when set, which is how `make report-screenshot` makes
+docs/report-rejected.png). Chromium missing is a failure, not a skip."""
 
 from __future__ import annotations
 
@@ -30,6 +31,15 @@ def chromium() -> str:
         pytest.fail("Debian's chromium is not installed: run `make chromium` (apt-get install chromium); "
                     "`make test` does it first")
     return path
+
+
+@pytest.fixture
+def host_env(pipeline_env, request):
+    """The rejected page's drop looks like a real one: the watched container is `api-import-ecrit`
+    (the default), so the screenshot in docs/ shows what a dropper sees."""
+    if "rejected" in request.node.name:
+        return {**pipeline_env, "FEC_IMPORT_CONTAINER": "api-import-ecrit"}
+    return pipeline_env
 
 
 def run_chromium(chromium: str, tmp_path: Path, *args: str) -> str:
