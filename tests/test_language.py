@@ -4,6 +4,7 @@ every text a dropper reads, and every rule renders in each language with no plac
 from __future__ import annotations
 
 import string
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,86 @@ def test_the_languages_default_to_french_in_paris():
 def test_the_catalogue_is_the_only_source():
     """No compiled .mo is committed next to the .po: it could disagree with it."""
     assert not list(Path(catalogue_path("fr")).parent.glob("*.mo"))
+
+
+# Every verdict, in each language: the page and the JSON texts, no placeholder left.
+
+SUMMARY = {"records": 3, "entries": 1, "total_debit": "1724.54", "total_credit": "1724.54",
+           "first_date": "2021-05-02", "last_date": "2021-05-02", "journals": ["INV"]}
+ERRORS = [{"rule": "thousands_separator", "line": 18, "column": "Debit", "value": "1 200,00",
+           "message": "Debit '1 200,00' has a thousands separator: write '1200,00'", "params": {"fixed": "1200,00"}}]
+LOOP_REFUSALS = {
+    "Le dossier DEMO999 n'existe pas sur le domaine.": ("n'existe pas sur le domaine du cabinet", "DEMO999"),
+    "collaborator x does not have access to the folder": ("la clé d'API n'est pas activée", "Loop Hub"),
+    "Ambiguité sur le chemin d'accès au fichier : renseignez URI ou URL, pas les deux.":
+        ("à la fois une URI et une URL", "administrateur"),
+}
+
+
+def sample_detail(state: str, **extra) -> dict:
+    detail = {"blob": "api-import-ecrit/DEMO001/542107651FEC20210502.txt", "state": state, "code_ibs": "DEMO001",
+              "etag": '"0x1"', "request_id": "r-1", "received_at": "2026-12-04T19:19:35.368400+00:00",
+              "updated_at": "2026-12-04T19:20:00+00:00", "history": [
+                  {"at": "2026-12-04T19:19:35+00:00", "state": state, "note": "n"}],
+              "report": {"valid": state != "rejected", "errors": ERRORS if state == "rejected" else [],
+                         "warnings": [], "counts": {"thousands_separator": 1} if state == "rejected" else {},
+                         "summary": SUMMARY}}
+    return {**detail, **extra}
+
+
+def every_verdict() -> list[dict]:
+    from shared.ledger.states import ImportState  # noqa: PLC0415
+
+    earlier = {"blob": "api-import-ecrit/DEMO001/a.txt", "blob_name": "DEMO001/a.txt", "state": "completed",
+               "request_id": "r-0", "finished_at": "2026-12-04T19:19:35+00:00", "report_link": "a.txt.report.html"}
+    details = [sample_detail(str(state)) for state in ImportState]
+    details.append(sample_detail("duplicate", earlier=earlier))
+    details.append(sample_detail("duplicate", earlier={**earlier, "state": "pending", "finished_at": None}))
+    details.append(sample_detail("rejected", code_ibs=None, error="no dossier: set blob metadata codeibs, drop the "
+                                 "file under <codeIbs>/, or name it <SIREN>FEC<AAAAMMJJ> with the SIREN in the table"))
+    details.append(sample_detail("rejected", code_ibs=None, error="no dossier: SIREN 542107651 is not in the dossier "
+                                 "table; invalid FEC file (thousands_separator x1)"))
+    details.append(sample_detail("rejected", code_ibs=None, error="metadata codeibs 'DEMO 1' is not a plausible "
+                                 "dossier code (1 to 32 letters, digits, '-' or '_')"))
+    details += [sample_detail("submit_failed", error=message) for message in LOOP_REFUSALS]
+    details.append(sample_detail("submit_failed", error="Loop refused the keys (HTTP 401)"))
+    details.append(sample_detail("submit_failed", error="Erreur interne 42 chez Loop"))
+    return details
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_verdict_renders_in_every_language_with_no_placeholder_left(language):
+    from shared.flows.report_page import render_report_html, translated_report  # noqa: PLC0415
+
+    w = wording(language)
+    for detail in every_verdict():
+        page = render_report_html(detail, w)
+        body = page.split("</style>", 1)[1]
+        assert leftover_placeholder(body) is None, (detail["state"], leftover_placeholder(body))
+        texts = translated_report(detail, w)["texts"]
+        for key, text in texts.items():
+            assert leftover_placeholder(text) is None, (detail["state"], key, text)
+        assert DATE_SHOWN[language] in body
+        if language == "fr":
+            english = render_report_html(detail, ENGLISH)
+            assert texts["headline"] not in english, texts["headline"]
+
+
+DATE_SHOWN = {"fr": "04/12/2026 à 20:19", "en": "04/12/2026 at 20:19"}
+
+
+@pytest.mark.parametrize(("message", "expected"), LOOP_REFUSALS.items())
+def test_each_known_loop_refusal_gets_its_plain_explanation_and_fix(message, expected):
+    from shared.flows.report_page import render_report_html  # noqa: PLC0415
+
+    page = render_report_html(sample_detail("submit_failed", error=message), FRENCH)
+    verdict = unescape(page.split('<dl id="facts">', 1)[0])
+    for words in expected:
+        assert words in verdict, verdict
+
+
+def test_an_unknown_loop_refusal_is_shown_as_loop_wrote_it():
+    from shared.flows.report_page import render_report_html  # noqa: PLC0415
+
+    page = render_report_html(sample_detail("submit_failed", error="Erreur interne 42 chez Loop"), FRENCH)
+    assert "Message de Loop : Erreur interne 42 chez Loop" in page.split('<dl id="facts">', 1)[0]

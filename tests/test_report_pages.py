@@ -170,3 +170,16 @@ def test_a_hostile_name_is_text_in_both_languages(host, fec_bytes, chromium, tmp
     assert "100% «été» \"q' &lt;script&gt;alert(1)&lt;/script&gt;.txt" in dom.replace("&quot;", '"').replace(
         "&#x27;", "'")
     assert headline(dom) == HEADLINES[language]["rejected"]
+
+
+def test_loops_refusal_of_an_unknown_dossier_reads_in_plain_words(host, fec_bytes, chromium, tmp_path,  # noqa: F811
+                                                                  language):
+    upload(current_pipeline(), "DEMO999/123456789FEC20241231.txt", fec_bytes)
+    (record,) = run_host_until_final(host, count=1).values()
+    assert record.state == states.SUBMIT_FAILED
+    dom = dom_of(record.blob_name, chromium, tmp_path).replace("&#x27;", "'").replace("&#39;", "'")
+    verdict = dom.split('<dl id="facts">', 1)[0]
+    plain = ("Loop indique que le dossier DEMO999 n'existe pas sur le domaine du cabinet" if language == "fr"
+             else "Loop says the dossier DEMO999 does not exist on your firm's domain")
+    assert plain in verdict
+    assert "n'existe pas sur le domaine." not in verdict  # Loop's own words only in the technical details

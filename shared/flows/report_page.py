@@ -92,7 +92,7 @@ KNOWN_REASONS: tuple[tuple[re.Pattern[str], str, str], ...] = (
     (re.compile(r"does not have access to the folder|n'a pas accès au dossier|not activated", re.IGNORECASE),
      N_("Loop refused: the API key is not activated on this dossier."),
      N_("Ask your administrator to activate the API key on this dossier in Loop Hub, then drop the file again.")),
-    (re.compile(r"Ambiguït?é sur le chemin|both URI and URL", re.IGNORECASE),
+    (re.compile(r"Ambigu[iï]t[ée] sur le chemin|both URI and URL", re.IGNORECASE),
      N_("Loop refused the request: it received both a URI and a URL for the file."),
      N_("Nothing is wrong with your file: send this page to your administrator (a setting of the import).")),
     (re.compile(r"Loop refused the keys"),
