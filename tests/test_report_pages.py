@@ -117,8 +117,13 @@ def test_a_redrop_under_the_same_name_keeps_the_success_visible(host, fec_bytes,
     assert (older.state, newer.state) == (states.COMPLETED, states.DUPLICATE)
     dom = dom_of(name, chromium, tmp_path)
     assert headline(dom) == HEADLINES[language]["already"]
-    assert first.request_id in dom
+    earlier = re.search(r'<p id="earlier">([^<]*)</p>', dom)
+    assert earlier is not None, dom
+    assert first.request_id in earlier.group(1)  # the success stays on the page at this name
+    assert 'id="earlier-report"' not in dom  # no link to itself: the earlier page was this one
     reads_like_an_accountant(dom, language)
+    closing = "Clôture de l'exercice" if language == "fr" else "Fiscal year closes on"
+    assert f"{closing}</dt><dd>31/12/2024" in dom.replace("&#x27;", "'")  # from the file's name
 
 
 def test_a_file_without_a_dossier_lists_every_problem_the_dossier_first(host, fec_bytes, chromium, tmp_path,  # noqa: F811

@@ -19,6 +19,7 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
+from shared.flows.dossier import FEC_FILE_NAME
 from shared.language.texts import where
 from shared.language.wording import N_, Wording
 
@@ -204,7 +205,8 @@ def _verdict(detail: dict[str, Any], texts: dict[str, Any], w: Wording) -> str:
              f'<p id="happened">{_text(texts["what_happened"])}</p>']
     if texts.get("earlier"):
         earlier = detail.get("earlier") or {}
-        link = earlier.get("report_link")
+        same_page = earlier.get("blob_name") == detail.get("blob_name")  # a re-drop: its page is this one
+        link = None if same_page else earlier.get("report_link")
         see = w._("See that import’s report.")
         anchor = f' <a id="earlier-report" href="{_text(link)}">{_text(see)}</a>' if link else ""
         parts.append(f'<p id="earlier">{_text(texts["earlier"])}{anchor}</p>')
@@ -226,6 +228,9 @@ def _facts(detail: dict[str, Any], w: Wording) -> str:
         (w._("Sent to Loop on"), w.moment(detail.get("submitted_at")) if detail.get("submitted_at") else None),
         (w._("Finished on"), w.moment(detail.get("finished_at")) if detail.get("finished_at") else None),
     ]
+    closing = FEC_FILE_NAME.match(posixpath.basename(detail.get("blob_name") or detail.get("blob") or ""))
+    if closing:  # <SIREN>FEC<AAAAMMJJ>: the closing date of the fiscal year
+        rows.append((w._("Fiscal year closes on"), w.day(closing.group(2))))
     if summary:
         rows += [
             (w._("Period of the entries"), w.period(summary.get("first_date"), summary.get("last_date"))),
