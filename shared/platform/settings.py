@@ -90,8 +90,8 @@ class Settings:
     status_tick_budget_seconds: int
     status_tick_max_messages: int
     status_gauge_interval_seconds: int
-    report_language: str = DEFAULT_REPORT_LANGUAGE
-    report_timezone: str = DEFAULT_REPORT_TIMEZONE
+    report_language: str
+    report_timezone: str
 
     def __repr__(self) -> str:
         return (
