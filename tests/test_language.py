@@ -185,6 +185,7 @@ def every_verdict() -> list[dict]:
                                  "table; invalid FEC file (thousands_separator x1)"))
     details.append(sample_detail("rejected", code_ibs=None, error="metadata codeibs 'DEMO 1' is not a plausible "
                                  "dossier code (1 to 32 letters, digits, '-' or '_')"))
+    details.append(sample_detail("rejected", error="empty file (0 bytes)", report=None))
     details += [sample_detail("submit_failed", error=message) for message in LOOP_REFUSALS]
     details.append(sample_detail("submit_failed", error="Loop refused the keys (HTTP 401)"))
     details.append(sample_detail("submit_failed", error="Erreur interne 42 chez Loop"))
@@ -227,3 +228,13 @@ def test_an_unknown_loop_refusal_is_shown_as_loop_wrote_it():
 
     page = render_report_html(sample_detail("submit_failed", error="Erreur interne 42 chez Loop"), FRENCH)
     assert "Message de Loop : Erreur interne 42 chez Loop" in page.split('<dl id="facts">', 1)[0]
+
+
+def test_an_empty_file_says_so_instead_of_pointing_at_errors_not_listed():
+    from shared.flows.report_page import render_report_html  # noqa: PLC0415
+
+    page = unescape(render_report_html(sample_detail("rejected", error="empty file (0 bytes)", report=None), FRENCH))
+    verdict = page.split('<dl id="facts">', 1)[0]
+    assert "Le fichier est vide (0 octet)." in verdict
+    assert "Exportez à nouveau le FEC" in verdict
+    assert "Corrigez les erreurs ci-dessous" not in verdict

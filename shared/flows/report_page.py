@@ -75,6 +75,9 @@ NO_DOSSIER = Verdict(N_("Refused: no dossier"),
 # Reasons the pipeline or Loop gives that have a plain explanation and an obvious fix (the first that
 # matches wins). Loop's texts: docs/loop-api.md; the dossier's: shared/flows/dossier.py.
 KNOWN_REASONS: tuple[tuple[re.Pattern[str], str, str], ...] = (
+    (re.compile(r"^empty file \(0 bytes\)"),
+     N_("The file is empty (0 bytes)."),
+     N_("Export the FEC again from the accounting software, then drop the complete file.")),
     (re.compile(r"no dossier: set blob metadata codeibs"),
      N_("The file is not in a dossier's folder and its name does not give a SIREN."),
      N_("Drop the file in the folder named after its Loop dossier code (for example DEMO001/), or name it "
@@ -163,8 +166,10 @@ def reader_texts(detail: dict[str, Any], w: Wording) -> dict[str, Any]:
         explanation, fix, params = known
         texts["reason"] = w._(explanation).format(**params)
         texts["fix"] = w._(fix).format(**params)
-    elif detail.get("state") in ("submit_failed",) and detail.get("error"):
+    elif detail.get("state") == "submit_failed" and detail.get("error"):
         texts["reason"] = w._("Loop's message: {message}").format(message=detail["error"])
+    elif detail.get("state") == "rejected" and detail.get("error") and not (detail.get("report") or {}).get("errors"):
+        texts["reason"] = detail["error"]  # no error to list and no plain words known: the reason as recorded
     earlier = detail.get("earlier")
     if detail.get("state") == "duplicate" and earlier:
         texts["earlier"] = earlier_sentence(w, earlier)
