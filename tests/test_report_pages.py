@@ -188,3 +188,19 @@ def test_loops_refusal_of_an_unknown_dossier_reads_in_plain_words(host, fec_byte
              else "Loop says the dossier DEMO999 does not exist on your firm's domain")
     assert plain in verdict
     assert "n'existe pas sur le domaine." not in verdict  # Loop's own words only in the technical details
+
+
+@pytest.mark.parametrize(
+    ("here", "there", "link"),
+    [
+        ("DEMO001/b.txt", "DEMO001/a.txt", "a.txt.report.html"),
+        ("DEMO002/b.txt", "DEMO001/a.txt", "../DEMO001/a.txt.report.html"),
+        ("b.txt", "DEMO001/100% «é» a.txt", "DEMO001/100%2525%20%C2%AB%C3%A9%C2%BB%20a.txt.report.html"),
+        ("DEMO001/b.txt", "DEMO001/x#y?.txt", "x%23y%3F.txt.report.html"),
+    ],
+)
+def test_the_link_to_the_earlier_report_reaches_its_blob(here, there, link):
+    """Relative to this page; the earlier report's name quoted, so `%25` in it stays `%25` once decoded."""
+    from shared.flows.report_page import report_link  # noqa: PLC0415
+
+    assert report_link(report_blob_names(here)[1], report_blob_names(there)[1]) == link
