@@ -54,6 +54,9 @@ def test_the_project_keeps_every_contract() -> None:
         ("shared/flows/probe.py", "from shared.cli import main", "imports point down only"),
         ("shared/fec/probe.py", "from shared.platform import redaction", "a library of its own"),
         ("shared/fec/probe.py", "import azure.storage.blob", "a library of its own"),
+        ("shared/fec/probe.py", "from shared.language import wording", "a library of its own"),
+        ("shared/language/probe.py", "from shared.flows import report_page", "imports point down only"),
+        ("shared/language/probe.py", "import azure.storage.blob", "reads the rule registry and the settings only"),
         ("blob_trigger/probe.py", "from shared.ledger import states", "triggers call the flows"),
     ],
 )

@@ -26,21 +26,33 @@ def test_importable_file_exits_0_with_a_text_report(capsys):
     code, out, err = run(capsys, str(FIXTURES / "542107651FEC20210502.txt"))
     assert code == 0
     assert "importable" in out
-    assert "3 records, 1 entries, debit 1724.54" in out
+    assert "3 lignes, 1 écriture, débit 1\u202f724,54\u00a0€" in out  # French by default
     assert err == ""
 
 
-def test_a_real_sample_exits_0(odoo_sample, capsys):
-    code, out, _ = run(capsys, str(odoo_sample))
+def test_lang_en_and_report_language_choose_english(capsys, monkeypatch):
+    code, out, _ = run(capsys, "--lang", "en", str(FIXTURES / "542107651FEC20210502.txt"))
     assert code == 0
-    assert "5 records, 1 entries, debit 7760.45" in out
+    assert "3 lines, 1 entry, debit €1,724.54" in out
+    monkeypatch.setenv("REPORT_LANGUAGE", "en")
+    assert "3 lines, 1 entry" in run(capsys, str(FIXTURES / "542107651FEC20210502.txt"))[1]
+    monkeypatch.setenv("REPORT_LANGUAGE", "de")
+    code, out, err = run(capsys, str(FIXTURES / "542107651FEC20210502.txt"))
+    assert (code, out) == (2, "")
+    assert "REPORT_LANGUAGE must be one of fr, en, got 'de'" in err
+
+
+def test_a_real_sample_exits_0(odoo_sample, capsys):
+    code, out, _ = run(capsys, "--lang", "en", str(odoo_sample))
+    assert code == 0
+    assert "5 lines, 1 entry, debit €7,760.45" in out
 
 
 def test_warnings_alone_exit_0_and_are_listed(capsys):
     code, out, _ = run(capsys, str(FIXTURES / "123456789FEC20500930.txt"))
     assert code == 0
-    assert "(0 errors, 1 warnings)" in out
-    assert "warning line_ending_cr_cr_lf: line 1:" in out
+    assert "(0 erreur, 1 avertissement)" in out
+    assert "avertissement line_ending_cr_cr_lf : ligne 1 :" in out
 
 
 def test_validate_imports_no_azure_sdk(tmp_path):
@@ -92,5 +104,5 @@ def test_binary_file_is_a_clear_error_not_a_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "shared", "validate", str(path)], cwd=PROJECT_ROOT,
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 1
-    assert "NUL bytes" in result.stdout
+    assert "octets nuls" in result.stdout
     assert "Traceback" not in result.stderr

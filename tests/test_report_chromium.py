@@ -1,7 +1,8 @@
 """The HTML report of a rejected file, opened in headless Chromium (Debian's `chromium`, installed by
 `make chromium`, which `make test` runs first): the verdict read back from the page Chromium built,
-a hostile name left as text, and a screenshot (copied to $REPORT_SCREENSHOT when set, which is how
-`make report-screenshot` makes docs/report-rejected.png). Chromium missing is a failure, not a skip."""
+a hostile name left as text, and a screenshot of the French page of a drop in `api-import-ecrit`
+(copied to $REPORT_SCREENSHOT when set, which is how `make report-screenshot` makes
+docs/report-rejected.png). Chromium missing is a failure, not a skip."""
 
 from __future__ import annotations
 
@@ -32,6 +33,15 @@ def chromium() -> str:
     return path
 
 
+@pytest.fixture
+def host_env(pipeline_env, request):
+    """The rejected page's drop looks like a real one: the watched container is `api-import-ecrit`
+    (the default), so the screenshot in docs/ shows what a dropper sees."""
+    if "rejected" in request.node.name:
+        return {**pipeline_env, "FEC_IMPORT_CONTAINER": "api-import-ecrit"}
+    return pipeline_env
+
+
 def run_chromium(chromium: str, tmp_path: Path, *args: str) -> str:
     profile = tmp_path / "profile"
     profile.mkdir(exist_ok=True)
@@ -60,8 +70,8 @@ def test_the_rejected_report_reads_rejected_in_chromium(host, fec_bytes, chromiu
     dom = run_chromium(chromium, tmp_path, "--dump-dom", page.as_uri())
     verdict = re.search(r'<h1 id="verdict">([^<]*)</h1>', dom)
     assert verdict is not None, dom[:500]
-    assert verdict.group(1) == "Rejected"
-    assert f"<td>{INVALID_LINE}</td><td>EcritureDate</td>" in dom
+    assert verdict.group(1) == "Refusé : non envoyé à Loop"
+    assert f"<td>ligne {INVALID_LINE}</td><td>EcritureDate</td>" in dom
     picture = tmp_path / "report-rejected.png"
     run_chromium(chromium, tmp_path, f"--screenshot={picture}", "--window-size=1100,980", page.as_uri())
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

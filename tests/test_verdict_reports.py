@@ -40,6 +40,16 @@ def broken(fec_bytes: bytes) -> bytes:
     return "\n".join(lines).encode("utf-8")
 
 
+def without_reader_texts(report: dict) -> dict:
+    """The JSON report without what it adds for the reader (the verdict's texts, each finding's text)."""
+    out = {key: value for key, value in report.items() if key != "texts"}
+    if out.get("report"):
+        out["report"] = {**out["report"], **{
+            kind: [{k: v for k, v in finding.items() if k != "text"} for finding in out["report"][kind] or []]
+            for kind in ("errors", "warnings")}}
+    return out
+
+
 def report_of(name: str) -> tuple[dict, str, dict]:
     """The JSON report (parsed), the HTML page and the JSON blob's properties, for a blob name."""
     container = current_pipeline().verdict_reports.container
@@ -57,10 +67,11 @@ def test_a_valid_file_gets_a_completed_report_with_its_request_id(host, pipeline
     upload(pipeline, "DEMO001/123456789FEC20241231.txt", fec_bytes)
     (record,) = run_host_until_final(host, count=1).values()
     report, page, props = report_of(record.blob_name)
-    assert report == show_json(pipeline, record.blob_name)  # the same JSON as `imports show --json`
+    assert without_reader_texts(report) == show_json(pipeline, record.blob_name)  # `imports show --json`'s JSON
+    assert report["texts"]["headline"] == "Importé dans Loop"  # and what the page says, in the reader's language
     assert (report["state"], report["loop_status"], report["request_id"]) == ("completed", 3, record.request_id)
     assert props.metadata[VERSION_KEY] == record.etag.strip('"')
-    assert '<h1 id="verdict">Imported</h1>' in page
+    assert '<h1 id="verdict">Importé dans Loop</h1>' in page
     assert record.request_id in page
     # the trigger never fires on the reports container: the ledger holds the one dropped file only
     assert [r.blob_name for r in pipeline.ledger.all_records()] == [record.blob_name]
@@ -76,9 +87,9 @@ def test_an_invalid_file_gets_a_report_listing_its_errors_with_line_numbers(host
     (error,) = [e for e in report["report"]["errors"] if e["rule"] == "invalid_date"]
     assert (error["line"], error["column"], error["value"]) == (INVALID_LINE, "EcritureDate", "20191232")
     assert report["report"]["counts"]["invalid_date"] == 1
-    assert '<h1 id="verdict">Rejected</h1>' in page
-    assert "<code>invalid_date</code>" in page
-    assert f"<tr><td>{INVALID_LINE}</td><td>EcritureDate</td><td><code>20191232</code></td>" in page
+    assert '<h1 id="verdict">Refusé : non envoyé à Loop</h1>' in page
+    assert "invalid_date ×1" in page  # the rule ids, in the technical details
+    assert f"<tr><td>ligne {INVALID_LINE}</td><td>EcritureDate</td><td><code>20191232</code></td>" in page
 
 
 def test_an_overwritten_blob_keeps_the_newer_versions_report(host, fec_bytes):
@@ -96,7 +107,7 @@ def test_an_overwritten_blob_keeps_the_newer_versions_report(host, fec_bytes):
     report, page, props = report_of(name)
     assert (report["etag"], report["state"]) == (newer.etag, "rejected")
     assert props.metadata[VERSION_KEY] == newer.etag.strip('"')
-    assert "Rejected" in page
+    assert "Refusé" in page
 
 
 def test_loop_status_4_gets_a_failed_report(host, loop_emulator, fec_bytes):
@@ -105,7 +116,7 @@ def test_loop_status_4_gets_a_failed_report(host, loop_emulator, fec_bytes):
     (record,) = run_host_until_final(host, count=1).values()
     report, page, _ = report_of(record.blob_name)
     assert (report["state"], report["loop_status"]) == ("failed", 4)
-    assert '<h1 id="verdict">Failed in Loop</h1>' in page
+    assert '<h1 id="verdict">Import en échec dans Loop</h1>' in page
 
 
 def versions_of_one_name(name: str) -> tuple[ImportRecord, ImportRecord]:
@@ -353,7 +364,7 @@ def test_the_page_escapes_every_value_and_folds_warnings():
     page = render_report_html(detail)
     for raw in ("<img", "<b>", "<x>"):
         assert raw not in page
-    assert "41 times (first 1 below)" in page
-    assert '<details id="warnings"><summary>Warnings (1)' in page
+    assert "40 autres du même type" in page
+    assert '<details id="warnings"><summary>1 avertissement : importable, à vérifier' in page
     for external in ("http://", "https://", "<script", "<link", "<img"):
         assert external not in page  # self-contained: nothing fetched, nothing run

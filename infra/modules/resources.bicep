@@ -26,6 +26,11 @@ param importContainerName string = 'api-import-ecrit'
 param reportContainerName string = 'fec-import-reports'
 @description('REPORTS_CONTAINER: the readable report next to each dropped file; uploaders may read it')
 param reportsContainerName string = 'api-import-ecrit-reports'
+@allowed(['fr', 'en'])
+@description('REPORT_LANGUAGE: the language of the reports next to the dropped files')
+param reportLanguage string = 'fr'
+@description('REPORT_TIMEZONE: the time zone of the dates on those reports')
+param reportTimezone string = 'Europe/Paris'
 param ledgerTableName string = 'fecimports'
 @minValue(7)
 @description('Snapshots of dropped files (the bytes Loop downloads) are deleted this many days after they were taken, longer than any SAS URL signed when one is taken (SAS_TTL_HOURS is at most 167); `imports resubmit` takes a new snapshot while the blob is still that version')
@@ -308,6 +313,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'FEC_IMPORT_CONTAINER', value: importContainerName }
         { name: 'IMPORT_REPORT_CONTAINER', value: reportContainerName }
         { name: 'REPORTS_CONTAINER', value: reportsContainerName }
+        { name: 'REPORT_LANGUAGE', value: reportLanguage }
+        { name: 'REPORT_TIMEZONE', value: reportTimezone }
         { name: 'IMPORT_LEDGER_TABLE', value: ledgerTableName }
         { name: 'DOSSIER_MAP_TABLE', value: dossierTableName }
         { name: 'STATUS_POLL_SCHEDULE', value: statusPollSchedule }

@@ -1,5 +1,7 @@
-"""`python -m shared validate PATH [--json]`: check a FEC file before dropping it.
+"""`python -m shared validate PATH [--json] [--lang fr|en]`: check a FEC file before dropping it.
 
+The text report is in the dropper's language (`--lang`, else REPORT_LANGUAGE, else French); the JSON
+is the validator's, with English messages and each finding's parameters.
 Exit codes: 0 importable (warnings allowed), 1 errors, 2 unreadable file or bad arguments.
 """
 
@@ -7,21 +9,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from shared.fec.validation import validate_path
+from shared.language.texts import validation_text
+from shared.language.wording import DEFAULT_LANGUAGE, DEFAULT_TIMEZONE, LANGUAGES, wording
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     validate = commands.add_parser("validate", help="check a FEC file; exit 0 importable, 1 errors, 2 unreadable")
     validate.add_argument("path", type=Path)
     validate.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    validate.add_argument("--lang", choices=LANGUAGES, default=None,
+                          help="language of the text report (default: REPORT_LANGUAGE, else fr)")
     validate.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     path: Path = args.path
+    language = args.lang or os.environ.get("REPORT_LANGUAGE", "").strip().lower() or DEFAULT_LANGUAGE
+    if language not in LANGUAGES:
+        print(f"error: REPORT_LANGUAGE must be one of {', '.join(LANGUAGES)}, got {language!r}", file=sys.stderr)
+        return 2
     try:
         report = validate_path(path)
     except IsADirectoryError:
@@ -33,5 +44,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
     else:
-        print(report.to_text())
+        zone = os.environ.get("REPORT_TIMEZONE", "").strip() or DEFAULT_TIMEZONE
+        print(validation_text(wording(language, zone), report.to_dict()))
     return 0 if report.valid else 1

@@ -15,22 +15,51 @@ docs/fec-validation.md.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 ERROR = "error"
 WARNING = "warning"
 VALUE_PREVIEW = 80
+# The `detail` of `empty_file`: texts of the catalogue too (shared/language translates this parameter).
+EMPTY_FILE = "the file is empty"
+ONLY_EMPTY_LINES = "the file has only empty lines"
 
 
 @dataclass(frozen=True)
 class Rule:
+    """`message` is the English text and the catalogue's message id (its translations:
+    shared/language/locale/, docs/translations.md); `hint` derives from the value the parameters of
+    the fix a message suggests (`fixed`, `found`)."""
+
     id: str
     level: str
     scope: str
     message: str  # str.format template; `column` and `value` are always available
     columns: tuple[str, ...] = ()
+    hint: Callable[[str], dict[str, str]] | None = field(default=None, compare=False)
+
+
+_GROUPING = re.compile(r"(?<=\d)[ .\u00a0\u202f](?=\d{3})")
+
+
+def _without_thousands(value: str) -> dict[str, str]:
+    """`1 200,00` -> `1200,00`: the same amount without its thousands separators."""
+    return {"fixed": _GROUPING.sub("", value.strip())}
+
+
+def _with_comma(value: str) -> dict[str, str]:
+    """`1200.50` -> `1200,50`."""
+    return {"fixed": value.strip().replace(".", ",")}
+
+
+def _separator_found(line: str) -> dict[str, str]:
+    """The character the header seems separated by (`;` most often), to name it in the message."""
+    counted = Counter(ch for ch in line if ch in ";,:")
+    return {"found": counted.most_common(1)[0][0] if counted else ""}
 
 
 def _rules(*rules: Rule) -> dict[str, Rule]:
@@ -49,7 +78,9 @@ RULES: dict[str, Rule] = _rules(
     Rule("empty_file", ERROR, "file", "{detail}"),
     Rule("no_records", ERROR, "file", "the file has a header but no records"),
     Rule("unbalanced_file", ERROR, "file", "total debit {debit} != total credit {credit}", ("Debit", "Credit")),
-    Rule("header_separator", ERROR, "header", "the header has no TAB or | separator"),
+    Rule("header_separator", ERROR, "header",
+         "the header has no TAB or | separator (found {found!r}): save the file with | or TAB between columns",
+         hint=_separator_found),
     Rule("header_missing_column", ERROR, "header", "missing column(s): {missing}"),
     Rule("header_column_order", WARNING, "header", "the 18 FEC columns are not in the legal order"),
     Rule("header_name_folded", WARNING, "header",
@@ -66,10 +97,11 @@ RULES: dict[str, Rule] = _rules(
          ("EcritureDate", "PieceDate", "ValidDate", "DateLet", "DateRglt")),
     Rule("date_year", WARNING, "line", "{column} {value} is outside 19xx/20xx",
          ("EcritureDate", "PieceDate", "ValidDate", "DateLet", "DateRglt")),
-    Rule("decimal_point", ERROR, "line", "{column} {value!r} uses '.' as decimal mark; the FEC requires a comma",
-         ("Debit", "Credit", "Montant", "Montantdevise")),
-    Rule("thousands_separator", ERROR, "line", "{column} {value!r} has a thousands separator",
-         ("Debit", "Credit", "Montant", "Montantdevise")),
+    Rule("decimal_point", ERROR, "line",
+         "{column} {value!r} uses '.' as decimal mark; the FEC requires a comma: write {fixed!r}",
+         ("Debit", "Credit", "Montant", "Montantdevise"), _with_comma),
+    Rule("thousands_separator", ERROR, "line", "{column} {value!r} has a thousands separator: write {fixed!r}",
+         ("Debit", "Credit", "Montant", "Montantdevise"), _without_thousands),
     Rule("invalid_amount", ERROR, "line", "{column} {value!r} is not an amount",
          ("Debit", "Credit", "Montant", "Montantdevise")),
     Rule("invalid_sens", ERROR, "line", "Sens {value!r} is not D, C, +1 or -1", ("Sens",)),
@@ -117,10 +149,12 @@ class Finding:
     value: str | None
     message: str
     severity: str = ERROR
+    params: dict[str, Any] = field(default_factory=dict)  # the message's other parameters, to translate it
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule, "line": self.line, "column": self.column, "value": self.value,
-                "message": self.message}
+        shown = {"rule": self.rule, "line": self.line, "column": self.column, "value": self.value,
+                 "message": self.message}
+        return {**shown, "params": dict(self.params)} if self.params else shown
 
 
 class Findings:
@@ -139,6 +173,8 @@ class Findings:
             return
         rule = RULES[rule_id]
         shown = preview(value)
+        if rule.hint is not None and value is not None:
+            details = {**rule.hint(value), **details}
         message = rule.message.format(column=column, value=shown, **details)
         target = self.errors if rule.level == ERROR else self.warnings
-        target.append(Finding(rule_id, line, column, shown, message, rule.level))
+        target.append(Finding(rule_id, line, column, shown, message, rule.level, details))

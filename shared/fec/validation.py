@@ -22,7 +22,7 @@ from typing import Any
 from shared.fec.checks import Checker
 from shared.fec.layout import FILE_NAME, Layout, format_micro, read_header
 from shared.fec.lines import LINE_TOO_LONG, Lines
-from shared.fec.rules import RULES, Finding, Findings
+from shared.fec.rules import EMPTY_FILE, ONLY_EMPTY_LINES, RULES, Finding, Findings
 
 __all__ = ["RULES", "Finding", "ValidationReport", "read_chunks", "validate_path", "validate_stream"]
 
@@ -112,10 +112,10 @@ def _validate(chunks: Iterable[bytes], file_name: str | None, findings: Findings
     layout, checker = _read(reader, findings, chunks)
     try:
         if reader.line_number == 0 and not reader.fatal:
-            findings.add("empty_file", None, detail="the file is empty")
+            findings.add("empty_file", None, detail=EMPTY_FILE)
         elif layout is None and checker is None and not reader.fatal and not findings.counts.keys() & {
                 "header_separator", "header_missing_column", "line_too_long"}:
-            findings.add("empty_file", None, detail="the file has only empty lines")
+            findings.add("empty_file", None, detail=ONLY_EMPTY_LINES)
         elif checker is not None:
             checker.finish()
             if checker.records == 0:

@@ -4,5 +4,5 @@ outcome written back on the blob, the reports next to the files (`verdict_report
 and the JSON the CLI, the reports and the read API share (`import_views`, `import_api`). Triggers
 call these and nothing below them.
 
-May import: `shared.platform`, `shared.fec`, `shared.loop`, `shared.ledger`.
+May import: `shared.language`, `shared.platform`, `shared.fec`, `shared.loop`, `shared.ledger`.
 """

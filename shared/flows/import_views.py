@@ -11,6 +11,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from shared.flows.reports import ReportStore
+from shared.ledger.ledger import Ledger
 from shared.ledger.record import ImportRecord
 from shared.platform.redaction import NAME_FIELDS, redact_text_keeping, redact_url
 
@@ -57,3 +58,21 @@ def import_details(reports: ReportStore, record: ImportRecord) -> dict[str, Any]
     if report:
         detail["report"] = {key: report.get(key) for key in REPORT_KEYS}
     return redacted(detail, names=names_of(record))
+
+
+def earlier_import(ledger: Ledger, record: ImportRecord) -> dict[str, Any] | None:
+    """The import a duplicate's bytes were already sent by (`record.duplicate_of`), as its report
+    shows it: its file, state, request id and times. One read; None when unknown or gone."""
+    if not record.duplicate_of or "|" not in record.duplicate_of:
+        return None
+    earlier = ledger.get(*record.duplicate_of.split("|", 1))
+    if earlier is None:
+        return None
+    return redacted({"blob": earlier.blob, "blob_name": earlier.blob_name, "etag": earlier.etag,
+                     "state": str(earlier.state), "request_id": earlier.request_id,
+                     "received_at": _iso(earlier.received_at), "submitted_at": _iso(earlier.submitted_at),
+                     "finished_at": _iso(earlier.finished_at)})
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None

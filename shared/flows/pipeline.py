@@ -20,6 +20,7 @@ from azure.storage.queue import QueueClient
 from shared.flows.dossier import SirenTable
 from shared.flows.reports import ReportStore
 from shared.flows.verdict_reports import VerdictReports
+from shared.language.wording import Wording
 from shared.ledger.ledger import Ledger
 from shared.loop.client import LoopClient
 from shared.platform.backoff import Backoff
@@ -63,7 +64,8 @@ class Pipeline:
         tables = table_service or table_service_client(settings)
         ledger = Ledger.from_service(tables, settings.ledger_table, clock)
         reports = ReportStore(blobs, settings.report_container)
-        verdict_reports = VerdictReports(blobs, settings.reports_container, ledger, reports, clock)
+        verdict_reports = VerdictReports(blobs, settings.reports_container, ledger, reports, clock,
+                                         wording=Wording(settings.report_language, settings.report_timezone))
         ledger.observer = verdict_reports.after_write  # every verdict gets its report next to the file
         return cls(
             settings=settings,

@@ -2,7 +2,8 @@
 
 Order of steps (README, "How it works"): ignore what is not an import; open the download (its first
 GET gives the version's ETag, size and metadata); claim the version in the ledger; resolve the
-dossier; snapshot the exact version (an empty one too); validate it while streaming the rest; check for the
+dossier; snapshot the exact version; validate it while streaming the rest (a file without a dossier
+too, so its report lists every problem at once, then it is refused); check for the
 same bytes sent recently; sign a read-only SAS URL on the snapshot; mark `submitting` (the single
 compare-and-swap that allows a POST); POST; store the request id as `pending`.
 
@@ -172,21 +173,27 @@ def process(pipeline: Pipeline, blob: BlobClient, record: ImportRecord, props: B
     version's ETag, it proves the version was still the blob's current one, and its storage-given
     time orders the reports of versions written within one second, such as a 0-byte create and its
     content (shared.flows.verdict_reports.order_key). A version overwritten first ends `superseded`
-    and never reports over a newer one. A version without a dossier is rejected before it (no bytes
-    of it will ever be sent: `imports resubmit` takes its own snapshot, or refuses once overwritten)."""
+    and never reports over a newer one. A version without a dossier is rejected after it (no bytes
+    of it is sent; it is validated all the same, so its report lists every problem at once)."""
     try:
         with tracing.span("import.resolve_dossier"):
             dossier = resolve_dossier(record.blob_name, props.metadata or {}, pipeline.dossiers.lookup)
     except DossierError as error:
-        return finish(pipeline, record, states.REJECT, str(error))
-    record.code_ibs = dossier.code_ibs
+        dossier, no_dossier = None, str(error)
+    if dossier is not None:
+        record.code_ibs = dossier.code_ibs
     with tracing.span("import.snapshot"):
         snapshot = _snapshot(pipeline, blob, record)
     if snapshot is None:
         return stored_state_of(pipeline, record)
     if not props.size:
-        return finish(pipeline, record, states.REJECT, "empty file (0 bytes)")
+        empty = "empty file (0 bytes)"
+        return finish(pipeline, record, states.REJECT, empty if dossier is not None else f"{no_dossier}; {empty}")
     report = _validate(pipeline, snapshot, record, opened)
+    if dossier is None:  # validated anyway: its report lists every problem at once, the dossier first
+        reason = no_dossier if report["valid"] else f"{no_dossier}; {report['reason']}"
+        rules = {} if report["valid"] else {"rules": report["rules"]}
+        return finish(pipeline, record, states.REJECT, reason, **rules)
     if not report["valid"]:
         return finish(pipeline, record, states.REJECT, report["reason"], rules=report["rules"])
     telemetry.emit(telemetry.VALIDATED, record.dimensions(), warnings=report["warnings"], rules=report["rules"])
@@ -196,6 +203,7 @@ def process(pipeline: Pipeline, blob: BlobClient, record: ImportRecord, props: B
     else:
         earlier = pipeline.ledger.contents.claim(record, lambda keys: _holder(pipeline, keys))
         if earlier is not None:
+            record.duplicate_of = "|".join(earlier.keys)
             reason = (
                 f"same content as {earlier.blob} (request id {earlier.request_id or 'none'}); "
                 "set metadata force=true to send it again"

@@ -51,9 +51,10 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, TableEntity, UpdateMode
 from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient, ContainerClient, ContentSettings
 
-from shared.flows.import_views import import_details
-from shared.flows.report_page import render_report_html
+from shared.flows.import_views import earlier_import, import_details
+from shared.flows.report_page import render_report_html, report_link, translated_report
 from shared.flows.reports import ReportStore
+from shared.language.wording import Wording
 from shared.ledger import states
 from shared.ledger.ledger import Ledger
 from shared.ledger.record import ImportRecord, utf16_units
@@ -227,11 +228,12 @@ class VerdictReports:
     """Writes the reports of one container and keeps the owed rows of one ledger."""
 
     def __init__(self, blob_service: BlobServiceClient, container: str, ledger: Ledger, details: ReportStore,
-                 clock: Callable[[], datetime]) -> None:
+                 clock: Callable[[], datetime], *, wording: Wording | None = None) -> None:
         self.container: ContainerClient = blob_service.get_container_client(container)
         self.ledger = ledger
         self.details = details
         self.clock = clock
+        self.wording = wording or Wording()  # REPORT_LANGUAGE, REPORT_TIMEZONE
 
     @property
     def table(self) -> TableClient:
@@ -275,16 +277,26 @@ class VerdictReports:
         return True
 
     def _write_blobs(self, record: ImportRecord, likely_absent: bool) -> bool:
-        detail = import_details(self.details, record)
         json_name, html_name = report_blob_names(record.blob_name)
+        detail = self.reader_detail(record, html_name)
         metadata = {ORDER_KEY: order_key(record), VERSION_KEY: record.etag.strip('"'), STATE_KEY: str(record.state)}
-        body = json.dumps(detail, ensure_ascii=False, indent=1).encode("utf-8")
+        body = json.dumps(translated_report(detail, self.wording), ensure_ascii=False, indent=1).encode("utf-8")
         wrote_json = write_if_newer(self.container.get_blob_client(json_name), body, JSON_TYPE, metadata,
                                     likely_absent=likely_absent)
-        page = render_report_html(detail).encode("utf-8")
+        page = render_report_html(detail, self.wording).encode("utf-8")
         wrote_html = write_if_newer(self.container.get_blob_client(html_name), page, HTML_TYPE, metadata,
                                     likely_absent=likely_absent)
         return wrote_json or wrote_html
+
+    def reader_detail(self, record: ImportRecord, html_name: str) -> dict:
+        """The version's detail, and for a duplicate the earlier import that holds its bytes, with a
+        link from this page to that import's own report."""
+        detail = import_details(self.details, record)
+        earlier = earlier_import(self.ledger, record) if record.state == states.DUPLICATE else None
+        if earlier is not None:
+            earlier["report_link"] = report_link(html_name, report_blob_names(earlier["blob_name"])[1])
+            detail["earlier"] = earlier
+        return detail
 
     def _failed(self, record: ImportRecord, reason: str, *, queued: bool) -> None:
         retry = "retried by the next timer tick" if queued else "not queued: the owed row could not be written"

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 __all__ = ["ImportRecord", "Ledger", "LedgerConflictError", "LedgerMissingError", "record_keys"]
 
 # What a delivery learned while processing (dossier, snapshot, hash, report): kept across re-reads.
-FINDINGS = ("code_ibs", "snapshot", "content_sha256", "validation", "report_blob", "size")
+FINDINGS = ("code_ibs", "snapshot", "content_sha256", "validation", "report_blob", "size", "duplicate_of")
 # A row due later than this is not leased by any tick yet (ticks lease rows due by their own clock).
 _UNLEASED_MARGIN = timedelta(seconds=5)
 # The POST's answer keeps the claim's row only if it is due this little before the first check.

@@ -73,6 +73,9 @@ class ImportRecord:
     flags: str = ""
     validation: str | None = None
     report_blob: str | None = None
+    # A duplicate's earlier import (the one holding the same bytes), as "PartitionKey|RowKey": its report
+    # names that import, its state and when it ended.
+    duplicate_of: str | None = None
     # W3C traceparent of the delivery that claimed the version: the timer's poll spans link to that
     # trace (shared/platform/tracing.py), so one query follows a file from its upload to Loop's answer.
     trace_parent: str | None = None

@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_CONTAINER = "api-import-ecrit"
 # Where each import's readable report lands, for whoever dropped the file (shared/flows/verdict_reports.py).
@@ -24,6 +25,11 @@ LOOP_MINIMUM_SAS_HOURS = 24
 MAXIMUM_SAS_HOURS = 24 * 7 - 1
 MIB = 1024 * 1024
 LOCAL_SETTINGS_FILE = "local.settings.json"
+# The language of everything a dropper reads (reports, verdicts, rule messages; shared/language/),
+# and the time zone their dates are shown in. Logs and events stay English.
+REPORT_LANGUAGES = ("fr", "en")
+DEFAULT_REPORT_LANGUAGE = "fr"
+DEFAULT_REPORT_TIMEZONE = "Europe/Paris"
 
 # The Key Vault secret behind each secret setting on Azure (infra/modules/resources.bicep).
 SECRET_SETTINGS = {"LOOP_API_KEY": "loop-api-key", "LOOP_SUBSCRIPTION_KEY": "loop-subscription-key"}
@@ -84,6 +90,8 @@ class Settings:
     status_tick_budget_seconds: int
     status_tick_max_messages: int
     status_gauge_interval_seconds: int
+    report_language: str
+    report_timezone: str
 
     def __repr__(self) -> str:
         return (
@@ -236,6 +244,27 @@ def _transfer_mode(read: _Reader) -> str:
     return value
 
 
+def _report_language(read: _Reader) -> str:
+    value = read.text("REPORT_LANGUAGE", DEFAULT_REPORT_LANGUAGE).lower()
+    if value not in REPORT_LANGUAGES:
+        read.problems.append(
+            f"REPORT_LANGUAGE must be one of {', '.join(REPORT_LANGUAGES)}, got {value!r}: the language of the "
+            "reports next to the dropped files (fr French, en English)"
+        )
+        return DEFAULT_REPORT_LANGUAGE
+    return value
+
+
+def _report_timezone(read: _Reader) -> str:
+    value = read.text("REPORT_TIMEZONE", DEFAULT_REPORT_TIMEZONE)
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        read.problems.append(f"REPORT_TIMEZONE must be an IANA time zone such as Europe/Paris, got {value!r}")
+        return DEFAULT_REPORT_TIMEZONE
+    return value
+
+
 def _reports_container_problems(settings: Settings) -> list[str]:
     """REPORTS_CONTAINER is a valid container name of its own: the trigger must never see a report
     (its container is not the watched one) and the internal validation reports stay apart."""
@@ -320,6 +349,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_loop: bool = 
         status_tick_budget_seconds=read.integer("STATUS_TICK_BUDGET_SECONDS", 20, 1, 600),
         status_tick_max_messages=read.integer("STATUS_TICK_MAX_MESSAGES", 5_000, 1, 100_000),
         status_gauge_interval_seconds=read.integer("STATUS_GAUGE_INTERVAL_SECONDS", 600, 0, 86_400),
+        report_language=_report_language(read),
+        report_timezone=_report_timezone(read),
     )
     if settings.container == settings.report_container:
         read.problems.append("IMPORT_REPORT_CONTAINER must differ from FEC_IMPORT_CONTAINER")
