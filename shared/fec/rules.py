@@ -16,7 +16,7 @@ docs/fec-validation.md.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 ERROR = "error"
@@ -29,7 +29,9 @@ class Rule:
     id: str
     level: str
     scope: str
-    message: str  # str.format template; `column` and `value` are always available
+    # str.format template; `column` and `value` are always available, the rest are the finding's
+    # `details` (a list is written joined by ", ")
+    message: str
     columns: tuple[str, ...] = ()
 
 
@@ -85,8 +87,14 @@ RULES: dict[str, Rule] = _rules(
     Rule("ecriturenum_gap", WARNING, "booking",
          "EcritureNum {value!r} follows {previous!r} in {sequence}: {missing} number(s) missing",
          ("JournalCode", "EcritureNum")),
-    Rule("unbalanced_entry", ERROR, "booking", "entry {value} is off by {amount} (debit - credit)",
+    Rule("unbalanced_entry", ERROR, "booking",
+         "entry {number!r} of journal {journal!r} is unbalanced: debit {debit}, credit {credit},"
+         " difference {difference}; {line_count} line(s): {lines}",
          ("JournalCode", "EcritureNum", "Debit", "Credit", "Montant", "Sens")),
+    Rule("date_outside_period", WARNING, "booking",
+         "EcritureDate {value} is not in the fiscal year the file name closes on {closing}"
+         " (24 months at most: from {earliest})",
+         ("EcritureDate",)),
 )
 
 
@@ -108,10 +116,14 @@ class Finding:
     value: str | None
     message: str
     severity: str = ERROR
+    details: dict[str, Any] = field(default_factory=dict, hash=False)  # the message's values, as data
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule, "line": self.line, "column": self.column, "value": self.value,
-                "message": self.message}
+        found = {"rule": self.rule, "line": self.line, "column": self.column, "value": self.value,
+                 "message": self.message}
+        if self.details:
+            found["details"] = dict(self.details)
+        return found
 
 
 class Findings:
@@ -130,6 +142,7 @@ class Findings:
             return
         rule = RULES[rule_id]
         shown = preview(value)
-        message = rule.message.format(column=column, value=shown, **details)
+        worded = {name: ", ".join(map(str, item)) if isinstance(item, list) else item for name, item in details.items()}
+        message = rule.message.format(column=column, value=shown, **worded)
         target = self.errors if rule.level == ERROR else self.warnings
-        target.append(Finding(rule_id, line, column, shown, message, rule.level))
+        target.append(Finding(rule_id, line, column, shown, message, rule.level, details))
