@@ -97,6 +97,16 @@ def _by_rule(findings: list[dict[str, Any]], counts: dict[str, int]) -> str:
     return "".join(parts)
 
 
+def _left_out(summary: dict[str, Any]) -> str:
+    """The lines the totals above leave out (unreadable), said rather than hidden."""
+    count = summary.get("lines_left_out") or 0
+    if not count:
+        return ""
+    first = ", ".join(map(str, summary.get("lines_left_out_first") or []))
+    return (f'<p id="left-out">{_text(count)} unreadable line{"s" if count > 1 else ""} not counted in these '
+            f"totals (line{'s' if count > 1 else ''} {_text(first)}{', ...' if count > 20 else ''}).</p>")
+
+
 def _validation(detail: dict[str, Any]) -> str:
     report = detail.get("report")
     if not report:
@@ -107,6 +117,7 @@ def _validation(detail: dict[str, Any]) -> str:
     head = (
         f"<p>{_text(summary.get('records'))} records, {_text(summary.get('entries'))} entries, "
         f"debit {_text(summary.get('total_debit'))}, credit {_text(summary.get('total_credit'))}.</p>"
+        + _left_out(summary)
     )
     body = f'<h2 id="errors">Errors to fix</h2>{_by_rule(errors, counts)}' if errors else "<p>No errors.</p>"
     if warnings:

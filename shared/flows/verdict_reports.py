@@ -36,6 +36,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -89,6 +90,12 @@ def report_blob_names(blob_name: str) -> tuple[str, str]:
     ]
     base = "/".join(segments)
     return base + JSON_SUFFIX, base + HTML_SUFFIX
+
+
+def report_bodies(detail: dict[str, Any]) -> tuple[bytes, bytes]:
+    """The JSON report and the HTML page of one version's detail (`import_details`), as stored."""
+    return (json.dumps(detail, ensure_ascii=False, indent=1).encode("utf-8"),
+            render_report_html(detail).encode("utf-8"))
 
 
 def _stamp(when: datetime | None) -> str:
@@ -225,10 +232,9 @@ class VerdictReports:
         detail = import_details(self.details, record)
         json_name, html_name = report_blob_names(record.blob_name)
         metadata = {ORDER_KEY: order_key(record), VERSION_KEY: record.etag.strip('"'), STATE_KEY: str(record.state)}
-        body = json.dumps(detail, ensure_ascii=False, indent=1).encode("utf-8")
+        body, page = report_bodies(detail)
         wrote_json = write_if_newer(self.container.get_blob_client(json_name), body, JSON_TYPE, metadata,
                                     likely_absent=likely_absent)
-        page = render_report_html(detail).encode("utf-8")
         wrote_html = write_if_newer(self.container.get_blob_client(html_name), page, HTML_TYPE, metadata,
                                     likely_absent=likely_absent)
         return wrote_json or wrote_html
