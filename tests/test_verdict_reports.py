@@ -330,3 +330,15 @@ def test_the_page_escapes_every_value_and_folds_warnings():
     assert '<details id="warnings"><summary>Warnings (1)' in page
     for external in ("http://", "https://", "<script", "<link", "<img"):
         assert external not in page  # self-contained: nothing fetched, nothing run
+
+
+def test_the_page_says_how_many_unreadable_lines_its_totals_leave_out():
+    """Honest totals (issue #25): the summary's lines_left_out, said under the totals; none said when none."""
+    summary = {"records": 5, "entries": 2, "total_debit": "100.00", "total_credit": "1824.54", "lines_left_out": 3,
+               "lines_left_out_first": [2, 7, 9]}
+    detail = {"blob": "c/a.txt", "state": "rejected", "history": [],
+              "report": {"errors": [], "warnings": [], "counts": {}, "summary": summary}}
+    page = render_report_html(detail)
+    assert '<p id="left-out">3 unreadable lines not counted in these totals (lines 2, 7, 9).</p>' in page
+    summary["lines_left_out"], summary["lines_left_out_first"] = 0, []
+    assert 'id="left-out"' not in render_report_html(detail)
