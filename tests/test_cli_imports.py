@@ -207,3 +207,17 @@ def test_report_of_a_rejected_file_runs_as_a_command_and_writes_the_page(pipelin
     assert result.returncode == 0, result.stderr
     assert target.read_bytes() == _stored_report(pipeline, "nodossier.txt")[1]
     assert '<h1 id="verdict">' in target.read_text(encoding="utf-8")
+
+
+def test_show_says_how_many_unreadable_lines_the_totals_leave_out(pipeline, loop_emulator, fec_bytes, cli_env, capsys):
+    lines = fec_bytes.decode("utf-8").split("\n")
+    fields = lines[1].split("|")
+    fields[11] = "12O,00"  # line 2's Debit: unreadable
+    lines[1] = "|".join(fields)
+    submit_blob(pipeline, upload(pipeline, "DEMO001/unreadable.txt", "\n".join(lines).encode("utf-8")))
+    code, out, _ = run_cli(capsys, "imports", "show", "DEMO001/unreadable.txt")
+    assert code == 0
+    assert "validation   INVALID; records=" in out
+    assert " left_out=1\n" in out
+    code, out, _ = run_cli(capsys, "imports", "show", "DEMO001/unreadable.txt", "--json")
+    assert json.loads(out)["report"]["summary"]["lines_left_out_first"] == [2]
