@@ -21,7 +21,7 @@ from shared.fec.layout import format_micro
 from shared.fec.numbering import Grouping, Numbers
 from shared.fec.rules import Findings
 
-MAX_OPEN = 25_000  # open entries kept in memory (about 250 bytes each)
+MAX_OPEN = 25_000  # open entries kept in memory (about 250 bytes each, and up to 20 line numbers)
 MAX_SEEN = 200_000  # key hashes kept in memory (about 60 bytes each)
 MAX_TAINTED = 10_000  # past this many unreadable entries, no entry's balance is reported
 MAX_SERIES = 10_000  # numbering series whose entries are counted as a range of numbers
