@@ -102,9 +102,10 @@ def _left_out(summary: dict[str, Any]) -> str:
     count = summary.get("lines_left_out") or 0
     if not count:
         return ""
-    first = ", ".join(map(str, summary.get("lines_left_out_first") or []))
+    listed = summary.get("lines_left_out_first") or []
+    first = ", ".join(map(str, listed)) + (", ..." if count > len(listed) else "")
     return (f'<p id="left-out">{_text(count)} unreadable line{"s" if count > 1 else ""} not counted in these '
-            f"totals (line{'s' if count > 1 else ''} {_text(first)}{', ...' if count > 20 else ''}).</p>")
+            f"totals (line{'s' if count > 1 else ''} {_text(first)}).</p>")
 
 
 def _validation(detail: dict[str, Any]) -> str:
