@@ -12,7 +12,7 @@ import pytest
 from shared.fec import entries as fec_entries
 from shared.fec.checks import Checker
 from shared.fec.validation import read_chunks, validate_path, validate_stream
-from tests.fec_factory import FecSpec
+from tests.fec_factory import FecSpec, cents
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # Each real sample (tests/samples/) and the project fixture that reproduces its quirks.
@@ -402,3 +402,20 @@ def test_a_clean_file_leaves_nothing_out():
     report = validate_bytes(FecSpec().render())
     assert (report.summary["lines_left_out"], report.summary["lines_left_out_first"]) == (0, [])
     assert "unreadable" not in report.to_text()
+
+
+def test_a_spilled_unbalanced_entry_keeps_its_debit_credit_and_lines_exact(monkeypatch):
+    """Amounts past SQLite's 64-bit integers (10^13 euros is 10^19 micro-units) are summed as text:
+    the spilled report is the in-memory one, details included."""
+    spec = FecSpec(entries=[[("401000", 0, 10**15 + n), ("607000", 10**15 + n, 0)] for n in range(300)])
+    rows = spec.rows()
+    rows[2 * 150 + 1][12] = cents(10**15 + 151)  # the 151st entry: its credit one cent above its debit
+    data = spec.render([rows[0], *sorted(rows[1:], key=lambda row: row[4])])
+    expected = validate_bytes(data).to_dict()
+    (finding,) = [f for f in expected["errors"] if f["rule"] == "unbalanced_entry"]
+    assert finding["details"]["debit"] == "10000000000001.50"
+    assert finding["details"]["difference"] == "-0.01"
+    assert finding["details"]["line_count"] == 2
+    monkeypatch.setattr(fec_entries, "MAX_OPEN", 20)
+    monkeypatch.setattr(fec_entries, "MAX_SEEN", 30)
+    assert validate_bytes(data).to_dict() == expected

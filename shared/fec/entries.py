@@ -28,6 +28,7 @@ MAX_SERIES = 10_000  # numbering series whose entries are counted as a range of 
 MAX_JOURNAL_IDS = 256  # journals that can own numbers of a file-wide range (one byte each)
 MAX_ENTRY_LINES = 20  # line numbers kept for an open entry (its report lists them; the count is exact)
 DIGITS = "0123456789"
+SQL_SAFE = 1 << 62  # two integers below this add up inside SQLite's 64 bits; larger ones are summed as text
 
 Key = tuple[str, str]
 # An open entry: (debit - credit, first line, debit, line count, its first line numbers), micro-units.
@@ -45,15 +46,15 @@ class Runs:
     def __init__(self, numbers: Sequence[int], starts: list[int], debits: Sequence[int], scale: int) -> None:
         self.numbers, self.starts, self.debits, self.scale = numbers, starts, debits, scale
 
-    def _span(self, run: int) -> tuple[int, int]:
-        run %= len(self.starts)
-        end = self.starts[run + 1] if run + 1 < len(self.starts) else len(self.numbers)
-        return self.starts[run], end
-
     def add_to(self, debit: int, count: int, lines: tuple[int, ...], run: int) -> tuple[int, int, tuple[int, ...]]:
-        """(debit, line count, first line numbers) of an entry, with run `run` added."""
-        start, end = self._span(run)
+        """(debit, line count, first line numbers) of an entry, with run `run` (0 to len - 1) added."""
+        starts = self.starts
+        start = starts[run]
+        end = starts[run + 1] if run + 1 < len(starts) else len(self.numbers)
         room = MAX_ENTRY_LINES - len(lines)
+        if end - start == 1:  # a file sorted by account: runs of one line
+            return (debit + self.debits[start] * self.scale, count + 1,
+                    (*lines, self.numbers[start]) if room > 0 else lines)
         kept = lines + tuple(self.numbers[start:min(end, start + room)]) if room > 0 else lines
         return debit + sum(self.debits[start:end]) * self.scale, count + end - start, kept
 
@@ -92,7 +93,6 @@ class _Spill:
 
         self.db = sqlite3.connect("")
         self.db.create_function("add_text", 2, lambda a, b: str(int(a) + int(b)), deterministic=True)
-        self.db.create_function("add_lines", 2, _add_lines, deterministic=True)
         self.db.executescript(
             "PRAGMA cache_size = -4096; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;"
             "CREATE TABLE entry (h INTEGER PRIMARY KEY, journal TEXT, num TEXT, total TEXT, line INTEGER,"
@@ -101,12 +101,17 @@ class _Spill:
         )
 
     def add_open(self, open_entries: dict[Key, Open]) -> None:
+        """Add open entries, summed into the rows of their earlier parts. An entry's parts come in the
+        order of the file (a part kept in memory starts after its spilled ones), so its line numbers
+        are appended until it holds MAX_ENTRY_LINES, and `unbalanced` keeps the first of them."""
         self.db.executemany(
-            "INSERT INTO entry VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(h) DO UPDATE SET"
+            "INSERT INTO entry VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(h) DO UPDATE SET"  # noqa: S608 - the module's constants
             " total = add_text(total, excluded.total), line = min(line, excluded.line),"
-            " debit = add_text(debit, excluded.debit), count = count + excluded.count,"
-            " lines = add_lines(lines, excluded.lines)",
-            ((hash(key), key[0], key[1], str(total), line, str(debit), count, _lines_text(lines))
+            f" debit = CASE WHEN abs(debit) < {SQL_SAFE} AND abs(excluded.debit) < {SQL_SAFE}"
+            " THEN debit + excluded.debit ELSE add_text(debit, excluded.debit) END, count = count + excluded.count,"
+            f" lines = CASE WHEN count >= {MAX_ENTRY_LINES} THEN lines ELSE lines || ',' || excluded.lines END",
+            ((hash(key), key[0], key[1], str(total), line, debit if -SQL_SAFE < debit < SQL_SAFE else str(debit),
+              count, ",".join(map(str, lines)))
              for key, (total, line, debit, count, lines) in open_entries.items()),
         )
 
@@ -120,19 +125,11 @@ class _Spill:
         rows = self.db.execute(
             "SELECT journal, num, total, line, debit, count, lines FROM entry WHERE total != '0' ORDER BY line")
         for journal, number, total, line, debit, count, lines in rows:
-            yield (journal, number), (int(total), line, int(debit), count, tuple(map(int, lines.split(","))))
+            kept = tuple(sorted(map(int, filter(None, lines.split(",")))))[:MAX_ENTRY_LINES]
+            yield (journal, number), (int(total), line, int(debit), count, kept)
 
     def close(self) -> None:
         self.db.close()
-
-
-def _lines_text(lines: tuple[int, ...]) -> str:
-    return ",".join(map(str, lines))
-
-
-def _add_lines(first: str, second: str) -> str:
-    """An entry's first line numbers, from two parts of it (SQLite's merge of a spilled entry)."""
-    return _lines_text(tuple(sorted({int(n) for n in f"{first},{second}".split(",")})[:MAX_ENTRY_LINES]))
 
 
 def _consecutive(columns: dict[str, Sequence[Any]], values: list[int]) -> list[tuple[Any, int, int]] | None:
@@ -233,7 +230,7 @@ class EntryBook:
                 or self._count_over_file(journals, prefixes, widths, values)):
             return False
         self.key, self.sum, self.line = keys[-1], sums[-1], lines[-1]
-        self.carried = runs.add_to(0, 0, NOTHING, -1)
+        self.carried = runs.add_to(0, 0, NOTHING, len(keys) - 1)
         return True
 
     def _count_per_journal(self, keys: Keys, first: int, widths: list[int], values: list[int]) -> bool:
