@@ -65,9 +65,10 @@ bench-poll: install
 bench-peak: install
 	$(PY) -m bench.peak_bench $(PEAK_ARGS)
 
+# NAME: the blob name (default: the file's name); FORCE=1: send it even if the same bytes were imported already.
 drop: install
-	@test -n "$(FILE)" || (echo "usage: make drop FILE=path/to/file [DOSSIER=DEMO001]" && exit 2)
-	$(PY) -m local.drop "$(FILE)" $(if $(DOSSIER),--dossier "$(DOSSIER)")
+	@test -n "$(FILE)" || (echo "usage: make drop FILE=path/to/file [DOSSIER=DEMO001] [NAME=DEMO001/name.txt] [FORCE=1]" && exit 2)
+	$(PY) -m local.drop "$(FILE)" $(if $(DOSSIER),--dossier "$(DOSSIER)") $(if $(NAME),--name "$(NAME)") $(if $(filter 1 true yes,$(FORCE)),--force)
 
 demo: install
 	$(PY) -m local.demo

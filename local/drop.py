@@ -1,4 +1,5 @@
-"""Upload a file into the watched container: `python -m local.drop FILE [--dossier CODE]`."""
+"""Upload a file into the watched container: `python -m local.drop FILE [--dossier CODE] [--name NAME] [--force]`
+(`make drop FILE=... DOSSIER=... NAME=... FORCE=1`)."""
 
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     service = BlobServiceClient.from_connection_string(env["AzureWebJobsStorage"])
     container = env["FEC_IMPORT_CONTAINER"]
     name = drop_file(service, container, args.file, name=args.name, dossier=args.dossier, force=args.force)
-    print(f"dropped {args.file} as {container}/{name}" + (f" for dossier {args.dossier}" if args.dossier else ""))
+    print(f"dropped {args.file} as {container}/{name}" + (f" for dossier {args.dossier}" if args.dossier else "")
+          + (" with force=true (sent even if the same content was imported)" if args.force else ""))
     return 0
 
 

@@ -12,8 +12,9 @@ from shared.cli.main import main
 from shared.fec.validation import validate_stream
 from shared.flows.import_views import REPORT_KEYS
 from shared.flows.submit import submit_blob
+from shared.flows.verdict_reports import report_blob_names
 from shared.ledger import states
-from tests.helpers import PROJECT_ROOT, upload
+from tests.helpers import PROJECT_ROOT, run_host_until_final, upload
 
 
 @pytest.fixture
@@ -164,3 +165,73 @@ def test_show_of_a_clean_file_prints_the_report_its_record_holds_without_a_repor
     summary = full["summary"]
     assert (f"validation   valid; records={summary['records']} entries={summary['entries']} "
             f"debit={summary['total_debit']} credit={summary['total_credit']}") in out
+
+
+# `imports report` (issue #25): the report beside the file, without Azure tools.
+
+def _stored_report(pipeline, blob_name: str) -> tuple[bytes, bytes]:
+    container = pipeline.verdict_reports.container
+    return tuple(container.get_blob_client(name).download_blob().readall() for name in report_blob_names(blob_name))
+
+
+def test_report_gives_the_page_and_json_beside_the_file_by_name_and_by_request_id(host, fec_bytes, capsysbinary,
+                                                                                  tmp_path):
+    from shared.flows.runtime import current_pipeline  # noqa: PLC0415
+
+    pipeline = current_pipeline()
+    name = "DEMO001/100% été 'x'.txt"  # a `%`: its report is stored as `100%25 été...`
+    upload(pipeline, name, fec_bytes)
+    (record,) = run_host_until_final(host, count=1).values()
+    assert record.state == states.COMPLETED
+    stored_json, stored_html = _stored_report(pipeline, name)
+
+    def report(*args: str) -> tuple[int, bytes]:
+        code = main(["imports", "report", *args])
+        return code, capsysbinary.readouterr().out
+
+    assert report(name) == (0, stored_html)  # HTML by default
+    assert report(name, "--html") == (0, stored_html)
+    assert report(record.request_id, "--json") == (0, stored_json)
+    assert report(f"{pipeline.settings.container}/{name}", "--json") == (0, stored_json)
+    code, out = report(record.request_id, "-o", str(tmp_path / "page.html"))
+    assert code == 0
+    assert (tmp_path / "page.html").read_bytes() == stored_html
+    assert out.decode().strip() == f"{record.blob}: completed, report written to {tmp_path / 'page.html'}"
+    assert report(name, "--json", "-o", str(tmp_path / "report.json"))[0] == 0
+    assert (tmp_path / "report.json").read_bytes() == stored_json
+    assert json.loads(stored_json)["request_id"] == record.request_id
+
+
+def test_report_of_an_unknown_import_or_with_both_formats_fails_clearly(pipeline, cli_env, capsys, tmp_path):
+    code, out, err = run_cli(capsys, "imports", "report", "missing.txt")
+    assert (code, out) == (1, "")
+    assert err.strip() == "error: no import found for 'missing.txt' (give a blob name or a Loop request id)"
+    assert run_cli(capsys, "imports", "report", "missing.txt", "--html", "--json")[0] == 2
+
+
+def test_report_of_a_rejected_file_runs_as_a_command_and_writes_the_page(pipeline, loop_emulator, fec_bytes,
+                                                                         cli_env, tmp_path):
+    record = submit_blob(pipeline, upload(pipeline, "nodossier.txt", fec_bytes))
+    assert record.state == states.REJECTED
+    target = tmp_path / "nodossier.html"
+    result = subprocess.run(
+        [sys.executable, "-m", "shared", "imports", "report", "nodossier.txt", "-o", str(target)], cwd=PROJECT_ROOT,
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert target.read_bytes() == _stored_report(pipeline, "nodossier.txt")[1]
+    assert '<h1 id="verdict">' in target.read_text(encoding="utf-8")
+
+
+def test_show_says_how_many_unreadable_lines_the_totals_leave_out(pipeline, loop_emulator, fec_bytes, cli_env, capsys):
+    lines = fec_bytes.decode("utf-8").split("\n")
+    fields = lines[1].split("|")
+    fields[11] = "12O,00"  # line 2's Debit: unreadable
+    lines[1] = "|".join(fields)
+    submit_blob(pipeline, upload(pipeline, "DEMO001/unreadable.txt", "\n".join(lines).encode("utf-8")))
+    code, out, _ = run_cli(capsys, "imports", "show", "DEMO001/unreadable.txt")
+    assert code == 0
+    assert "validation   INVALID; records=" in out
+    assert " left_out=1\n" in out
+    code, out, _ = run_cli(capsys, "imports", "show", "DEMO001/unreadable.txt", "--json")
+    assert json.loads(out)["report"]["summary"]["lines_left_out_first"] == [2]

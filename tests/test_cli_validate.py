@@ -51,8 +51,9 @@ def test_a_real_sample_exits_0(odoo_sample, capsys):
 def test_warnings_alone_exit_0_and_are_listed(capsys):
     code, out, _ = run(capsys, str(FIXTURES / "123456789FEC20500930.txt"))
     assert code == 0
-    assert "(0 erreur, 1 avertissement)" in out
+    assert "(0 erreur, 4 avertissements)" in out
     assert "avertissement line_ending_cr_cr_lf : ligne 1 :" in out
+    assert "avertissement date_outside_period : ligne 2 : la date d'écriture 20220401 est hors de l'exercice" in out  # closes 2050
 
 
 def test_validate_imports_no_azure_sdk(tmp_path):
@@ -71,7 +72,7 @@ def test_errors_exit_1_and_json_has_the_documented_shape(tmp_path, capsys):
     spec = FecSpec()
     rows = spec.rows()
     rows[2][3] = "20191232"
-    path = tmp_path / "123456789FEC20191231.txt"
+    path = tmp_path / "123456789FEC20241231.txt"
     path.write_bytes(spec.render(rows))
     code, out, _ = run(capsys, str(path), "--json")
     assert code == 1

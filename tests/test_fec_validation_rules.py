@@ -87,6 +87,7 @@ BREAKERS: dict[str, tuple[bytes, str, int | None, set[str]]] = {
     "ecriturenum_gap": (two_entries(lambda rows: [rows[3].__setitem__(2, "3"), rows[4].__setitem__(2, "3")]), NAME,
                         4, set()),
     "unbalanced_entry": (two_entries(lambda rows: rows[4].__setitem__(11, "7,01")), NAME, 4, {"unbalanced_file"}),
+    "date_outside_period": (edited((2, 3, "20250101")), NAME, 3, set()),  # one day after 20241231
 }
 MODES = ["auto", "lines", "detailed"]
 
@@ -394,3 +395,106 @@ def test_a_record_gets_one_validdate_warning_at_most():
     report = validate(data)
     assert report.counts == {"validdate_order": 2}  # one for each of entry 2's two records
     assert [finding.line for finding in report.warnings] == [4, 5]
+
+
+# The period the file name gives (issue #25): after the closing date, or more than 24 months before it.
+
+def _dated(days: list[str], lines_per_entry: int = 2) -> bytes:
+    lines = [("401000", 0, 500), ("607000", 500, 0)] if lines_per_entry == 2 else [
+        ("401000", 0, 500), ("607000", 300, 0), ("445660", 200, 0)]
+    spec = FecSpec(entries=[list(lines) for _ in days])
+    rows = spec.rows()
+    for position, day in enumerate(days):
+        for row in rows[1 + lines_per_entry * position:1 + lines_per_entry * (position + 1)]:
+            row[3] = row[9] = row[15] = day  # EcritureDate, PieceDate, ValidDate
+    return spec.render(rows)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("days", "warned_lines"),
+    [
+        (["20240101", "20241231", "20250101"], [6]),  # one day after the closing date
+        (["20221230", "20230615", "20241231"], [2]),  # 24 months and a day before it
+        (["20221231", "20230101"], []),  # 24 months before it: a long first fiscal year, not warned
+        ([f"2024{month:02d}15" for month in range(1, 13)], []),  # a clean 12-month file
+    ],
+)
+def test_entries_outside_the_period_of_the_file_name_warn_once_each(monkeypatch, mode, days, warned_lines):
+    monkeypatch.setattr(Checker, "mode", mode)
+    report = validate(_dated(days))
+    assert report.counts == ({"date_outside_period": len(warned_lines)} if warned_lines else {}), report.to_text()
+    assert [finding.line for finding in report.warnings] == warned_lines
+    assert report.valid
+    assert report.summary["closing_date"] == "2024-12-31"
+    for finding in report.warnings:
+        assert (finding.details["closing"], finding.details["earliest"]) == ("20241231", "20221231")
+        assert finding.details["side"] == ("after" if finding.value > "20241231" else "before")
+        assert f"EcritureDate {finding.value} is not in the fiscal year the file name closes on 20241231" in (
+            finding.message)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_period_rule_warns_once_an_entry_and_is_counted_past_its_examples(monkeypatch, mode):
+    """Three lines an entry, 30 entries after the closing date, across batch boundaries (small chunks):
+    30 warnings counted, each at its entry's first line, 20 listed."""
+    monkeypatch.setattr(Checker, "mode", mode)
+    report = validate(_dated(["20250301"] * 30 + ["20240301"] * 5, lines_per_entry=3), chunk=211)
+    assert report.counts == {"date_outside_period": 30}, report.to_text()
+    assert [finding.line for finding in report.warnings] == [2 + 3 * n for n in range(20)]
+    assert "date_outside_period: 30 in all, the first 20 listed" in report.to_text()
+
+
+def test_the_period_needs_a_dated_file_name():
+    data = _dated(["20190101", "20300101"])
+    assert validate(data, name="export.txt").counts == {"file_name": 1}
+    assert validate(data, name="export.txt").summary["closing_date"] is None
+    assert validate(data, name="123456789FEC20241331.txt").counts == {}  # no such date: no period
+    # A malformed SIREN (real exports have 10 digits) still names the closing date.
+    assert validate(data, name="0000000001FEC20241231.txt").counts == {"file_name": 1, "date_outside_period": 2}
+
+
+def test_a_real_export_closed_in_2022_with_january_2023_entries_is_warned():
+    path = Path(__file__).parent / "fixtures" / "111111111FEC20221231.TXT"
+    report = validate(path.read_bytes(), name=path.name)
+    assert report.valid
+    assert report.counts["date_outside_period"] == report.summary["entries"] == 2
+    assert {finding.value[:6] for finding in report.warnings if finding.rule == "date_outside_period"} == {"202301"}
+
+
+# Honest totals (issue #25): an unbalanced entry's journal, number, debit, credit, difference and lines.
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_unbalanced_entry_names_its_journal_and_number_apart_with_its_amounts_and_lines(monkeypatch, mode):
+    monkeypatch.setattr(Checker, "mode", mode)
+    spec = FecSpec(entries=[[("401000", 0, 12000), ("607000", 10000, 0), ("445660", 2000, 0)],
+                            [("411000", 10000, 0), ("706000", 0, 9000)]])
+    rows = spec.rows()
+    for row in rows[1:]:
+        row[0], row[2] = "INV", f"INV/2021/0000{row[2]}"  # the number holds the `/` the old message glued with
+    report = validate(spec.render(rows))
+    assert set(report.counts) == {"unbalanced_entry", "unbalanced_file"}
+    (finding,) = [f for f in report.errors if f.rule == "unbalanced_entry"]
+    assert (finding.line, finding.column, finding.value) == (5, "EcritureNum", "INV/2021/00002")
+    assert finding.details == {"journal": "INV", "number": "INV/2021/00002", "debit": "100.00", "credit": "90.00",
+                               "difference": "10.00", "line_count": 2, "lines": [5, 6]}
+    assert finding.message == ("entry 'INV/2021/00002' of journal 'INV' is unbalanced: debit 100.00, credit 90.00,"
+                               " difference 10.00; 2 line(s): 5, 6")
+    assert finding.to_dict()["details"] == finding.details
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_unbalanced_entry_spread_over_the_file_adds_every_part(monkeypatch, mode):
+    """Entry 1's lines come in three runs, across batches; its report adds them all, lines in order."""
+    monkeypatch.setattr(Checker, "mode", mode)
+    spec = FecSpec(entries=[[("401000", 0, 500), ("607000", 500, 0)] for _ in range(60)])
+    rows = spec.rows()
+    first = rows[1]
+    rows[2][11] = "4,00"  # entry 1's first run: debit 4, credit 5
+    rows.insert(40, [*first[:11], "7,00", "0,00", *first[13:]])
+    rows.append([*first[:11], "0,00", "1,00", *first[13:]])
+    report = validate(spec.render(rows), chunk=300)
+    (finding,) = [f for f in report.errors if f.rule == "unbalanced_entry"]
+    assert finding.line == 2
+    assert {key: finding.details[key] for key in ("debit", "credit", "difference", "lines", "line_count")} == {
+        "debit": "11.00", "credit": "6.00", "difference": "5.00", "lines": [2, 3, 41, 123], "line_count": 4}

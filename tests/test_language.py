@@ -100,9 +100,9 @@ def test_amounts_and_dates_are_written_for_an_accountant():
 
 
 def test_a_message_with_an_obvious_fix_says_it():
-    finding = {"rule": "thousands_separator", "column": "Debit", "value": "1 200,00", "params": {"fixed": "1200,00"}}
+    finding = {"rule": "thousands_separator", "column": "Debit", "value": "1 200,00", "details": {"fixed": "1200,00"}}
     assert FRENCH.rule_message(finding) == "Debit « 1 200,00 » contient un séparateur de milliers : écrivez 1200,00"
-    header = {"rule": "header_separator", "line": 1, "value": "JournalCode;JournalLib", "params": {"found": ";"}}
+    header = {"rule": "header_separator", "line": 1, "value": "JournalCode;JournalLib", "details": {"found": ";"}}
     assert "trouvé « ; »" in FRENCH.rule_message(header)
     assert "| ou une tabulation" in FRENCH.rule_message(header)
 
@@ -151,7 +151,7 @@ def test_the_catalogue_is_the_only_source():
 SUMMARY = {"records": 3, "entries": 1, "total_debit": "1724.54", "total_credit": "1724.54",
            "first_date": "2021-05-02", "last_date": "2021-05-02", "journals": ["INV"]}
 ERRORS = [{"rule": "thousands_separator", "line": 18, "column": "Debit", "value": "1 200,00",
-           "message": "Debit '1 200,00' has a thousands separator: write '1200,00'", "params": {"fixed": "1200,00"}}]
+           "message": "Debit '1 200,00' has a thousands separator: write '1200,00'", "details": {"fixed": "1200,00"}}]
 LOOP_REFUSALS = {
     "Le dossier DEMO999 n'existe pas sur le domaine.": ("n'existe pas sur le domaine du cabinet", "DEMO999"),
     "collaborator x does not have access to the folder": ("la clé d'API n'est pas activée", "Loop Hub"),

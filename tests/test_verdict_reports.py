@@ -22,6 +22,7 @@ from shared.flows.verdict_reports import (
     VERSION_KEY,
     report_blob_names,
 )
+from shared.language.wording import wording
 from shared.ledger import states
 from shared.ledger.record import ImportRecord
 from shared.loop.errors import LoopOutcomeUnknownError
@@ -368,3 +369,19 @@ def test_the_page_escapes_every_value_and_folds_warnings():
     assert '<details id="warnings"><summary>1 avertissement : importable, à vérifier' in page
     for external in ("http://", "https://", "<script", "<link", "<img"):
         assert external not in page  # self-contained: nothing fetched, nothing run
+
+
+def test_the_page_says_how_many_unreadable_lines_its_totals_leave_out():
+    """Honest totals (issue #25): the summary's lines_left_out, said under the totals; none said when none."""
+    summary = {"records": 5, "entries": 2, "total_debit": "100.00", "total_credit": "1824.54", "lines_left_out": 3,
+               "lines_left_out_first": [2, 7, 9]}
+    detail = {"blob": "c/a.txt", "state": "rejected", "history": [],
+              "report": {"errors": [], "warnings": [], "counts": {}, "summary": summary}}
+    page = render_report_html(detail)
+    assert "<dt>Non comptées dans les totaux</dt><dd>3 lignes illisibles non comptées (lignes 2, 7, 9)</dd>" in page
+    english = render_report_html(detail, wording("en"))
+    assert "<dt>Left out of the totals</dt><dd>3 unreadable lines not counted (lines 2, 7, 9)</dd>" in english
+    summary["lines_left_out_first"] = [2]
+    assert "3 lignes illisibles non comptées (lignes 2, …)" in render_report_html(detail)
+    summary["lines_left_out"], summary["lines_left_out_first"] = 0, []
+    assert "Non comptées" not in render_report_html(detail)

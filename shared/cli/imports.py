@@ -1,4 +1,4 @@
-"""`python -m shared imports ...`: list, show, resubmit, resolve and cancel imports."""
+"""`python -m shared imports ...`: list, show, report, resubmit, resolve and cancel imports."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from azure.core.exceptions import AzureError
@@ -38,6 +39,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     show.add_argument("key", help="blob name (as in the container) or Loop request id")
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=run_show)
+
+    page = actions.add_parser(
+        "report", help="the report next to the file (the HTML page, or --json), rendered from the ledger"
+    )
+    page.add_argument("key", help="blob name (as in the container) or Loop request id")
+    kind = page.add_mutually_exclusive_group()
+    kind.add_argument("--html", action="store_true", help="the HTML page (the default)")
+    kind.add_argument("--json", action="store_true", help="the JSON report")
+    page.add_argument("-o", "--output", type=Path, help="write it to this file (default: standard output)")
+    page.set_defaults(handler=run_report)
 
     again = actions.add_parser(
         "resubmit", help="new SAS URL (or new deposit, in deposit mode) and new importFEC call (history kept)"
@@ -165,6 +176,7 @@ def _render(detail: dict[str, Any]) -> list[str]:
         lines.append(
             f"validation   {'valid' if report['valid'] else 'INVALID'}; records={summary.get('records')} "
             f"entries={summary.get('entries')} debit={summary.get('total_debit')} credit={summary.get('total_credit')}"
+            + (f" left_out={summary['lines_left_out']}" if summary.get("lines_left_out") else "")
         )
         for finding in (report.get("errors") or [])[:20] + (report.get("warnings") or [])[:10]:
             where = f"line {finding.get('line')}" if finding.get("line") else "file"
@@ -175,6 +187,31 @@ def _render(detail: dict[str, Any]) -> list[str]:
     lines.append("history")
     lines += [f"  {entry['at']}  {entry['state']}  {entry.get('note') or ''}" for entry in detail["history"]]
     return lines
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """The import's report as the reports container holds it beside the file, rendered from the ledger
+    (the truth the stored report is a view of): the same bytes, also before a verdict or while a
+    report is still owed, for the latest version of a blob name or the import with a request id."""
+    def action() -> int:
+        pipeline = _pipeline()
+        record = find_import(pipeline, args.key)
+        as_json, page = pipeline.verdict_reports.bodies(record)
+        body = as_json if args.json else page
+        if args.output is None:
+            sys.stdout.flush()
+            sys.stdout.buffer.write(body)
+            sys.stdout.buffer.flush()
+            return 0
+        try:
+            args.output.write_bytes(body)
+        except OSError as error:
+            print(f"error: cannot write {args.output}: {error.strerror or error}", file=sys.stderr)
+            return 2
+        print(shown(f"{record.blob}: {record.state}, report written to {args.output}"))
+        return 0
+
+    return _guard(action)
 
 
 def run_resubmit(args: argparse.Namespace) -> int:

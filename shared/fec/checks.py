@@ -16,7 +16,7 @@ from itertools import accumulate, compress, count, repeat
 from operator import gt, lt, mul, ne, or_, sub
 from typing import Any
 
-from shared.fec.entries import EntryBook, Keys
+from shared.fec.entries import EntryBook, Keys, Runs
 from shared.fec.fast import NUL, FastPath, build
 from shared.fec.layout import (
     CASH_OPTIONAL,
@@ -42,6 +42,7 @@ DEBIT_SENS = frozenset({"D", "+1"})
 NO_DATE_YET = ("99999999", "00000000")  # (first, last) before any EcritureDate was read
 MAX_CACHED_DATES = 20_000
 MAX_JOURNALS_LISTED = 1000
+MAX_LEFT_OUT_LISTED = 20
 
 
 def _cents(amounts: list[str]) -> list[int]:
@@ -58,7 +59,8 @@ class Checker:
 
     mode = "auto"
 
-    def __init__(self, layout: Layout, findings: Findings) -> None:
+    def __init__(self, layout: Layout, findings: Findings, period: tuple[str, str] | None = None) -> None:
+        """`period`: the (earliest, closing) EcritureDate the file name allows, as AAAAMMJJ, if it gives one."""
         self.layout = layout
         self.findings = findings
         self.width = len(layout.names)
@@ -85,6 +87,10 @@ class Checker:
         self.numbering_summary: dict[str, Any] | None = None
         self.journals: set[str] = set()
         self.unreadable_keys: list[int] = []  # lines of this batch whose entry key is unreadable
+        self.left_out = 0  # lines holding a record left out of the totals and the balance (unreadable)
+        self.left_out_lines: list[int] = []  # the first MAX_LEFT_OUT_LISTED of them
+        self.period = period
+        self.period_warned: tuple[str, str] | None = None  # the last entry warned outside the period
 
     def consume(self, batches: Iterable[tuple[int, list[str]]]) -> None:
         """Check every record of every batch (number of its first line, lines)."""
@@ -175,7 +181,7 @@ class Checker:
         self.total_debit += sum(debits) * scale
         self.total_credit += sum(credits) * scale
         self._amount_pairs(numbers, debits, credits)
-        self._dates(numbers, days, pieces, complete)
+        span = self._dates(numbers, days, pieces, complete)
         prefix = [0, *accumulate(map(sub, debits, credits))]
         size = len(nums)
         changes = map(ne, nums[1:], nums[:-1])  # where the entry changes: compared column by column,
@@ -186,6 +192,8 @@ class Checker:
         if len(self.journals) < MAX_JOURNALS_LISTED:  # every journal starts a run
             self.journals.update(journal[:80] for journal in set(run_journals))
         run_nums, run_lines = list(map(nums.__getitem__, starts)), list(map(numbers.__getitem__, starts))
+        if self.period and span and (span[0] < self.period[0] or span[1] > self.period[1]):
+            self._outside_period(numbers, days, starts, run_journals, run_nums)
         run_days = list(map(days.__getitem__, starts))
         if valids != days:  # a ValidDate that is its record's EcritureDate says nothing of validation
             self._validation_dates(numbers, days, valids, complete)
@@ -196,7 +204,7 @@ class Checker:
         sums = map(sub, map(prefix.__getitem__, ends), map(prefix.__getitem__, starts))
         if scale != 1:
             sums = map(scale.__mul__, sums)
-        self.book.book_runs(Keys(run_journals, parsed), run_lines, sums)
+        self.book.book_runs(Keys(run_journals, parsed), run_lines, sums, Runs(numbers, starts, debits, scale))
 
     def _amount_pairs(self, numbers: Sequence[int], debits: Sequence[int], credits: Sequence[int]) -> None:
         if any(map(mul, debits, credits)):  # both non-zero
@@ -209,12 +217,15 @@ class Checker:
                     self.findings.add("zero_amounts", number)
 
     def _dates(self, numbers: Sequence[int], days: Sequence[str | None], pieces: Sequence[str | None],
-               complete: bool) -> None:
+               complete: bool) -> tuple[str, str] | None:
+        """PieceDate after EcritureDate; the first and last EcritureDate. Returns the batch's (None: none)."""
         missing = not complete and (None in days or None in pieces)
         present = [day for day in days if day] if missing else days
+        span = None
         if present:
-            self.first_date = min(self.first_date, *present)  # type: ignore[type-var]
-            self.last_date = max(self.last_date, *present)  # type: ignore[type-var]
+            span = min(present), max(present)  # type: ignore[type-var]
+            self.first_date = min(self.first_date, span[0])  # type: ignore[type-var]
+            self.last_date = max(self.last_date, span[1])  # type: ignore[type-var]
         if missing:  # a missing date never compares: "" < any date < "~"
             days = ["~" if day is None else day for day in days]
             pieces = ["" if piece is None else piece for piece in pieces]
@@ -222,6 +233,27 @@ class Checker:
             for number, piece, day in zip(numbers, pieces, days, strict=True):
                 if piece > day:  # type: ignore[operator]
                     self.findings.add("piece_after_entry", number, column="PieceDate", value=piece, entry_date=day)
+        return span  # type: ignore[return-value]
+
+    def _outside_period(self, numbers: Sequence[int], days: Sequence[str | None], starts: list[int],
+                        journals: list[str], nums: list[str]) -> None:
+        """One warning per entry dated outside the period the file name gives: after its closing date,
+        or more than 24 months before it; at the entry's first line so dated. An entry is its run of
+        lines (the one carried over from the last batch is not warned twice)."""
+        earliest, closing = self.period  # type: ignore[misc]
+        ends = [*starts[1:], len(days)]
+        for run, (start, end) in enumerate(zip(starts, ends, strict=True)):
+            key = (journals[run], nums[run])
+            if run == 0 and key == self.period_warned:
+                continue
+            for at in range(start, end):
+                day = days[at]
+                if day is not None and not earliest <= day <= closing:
+                    self.findings.add("date_outside_period", numbers[at], column="EcritureDate", value=day,
+                                      closing=closing, earliest=earliest,
+                                      side="after" if day > closing else "before")
+                    self.period_warned = key
+                    break
 
     def _validation_dates(self, numbers: Sequence[int], days: Sequence[str | None], valids: Sequence[str | None],
                           complete: bool) -> None:
@@ -264,6 +296,7 @@ class Checker:
     def check(self, number: int, line: str) -> Row | None:
         """The detailed path: report what is wrong; return the row, or None to leave the line out."""
         if line is LINE_TOO_LONG:
+            self._leave_out(number)
             return None
         fields = line.split(self.layout.separator)
         if len(fields) != self.width:
@@ -282,9 +315,11 @@ class Checker:
         journal, entry_number = fields[self.i_journal].strip(), fields[self.i_num].strip()
         if not entry_number or (self.journal_required and not journal):
             self.unreadable_keys.append(number)
+            self._leave_out(number)
             return None
         if amounts is None:
             self.book.taint((journal, entry_number))
+            self._leave_out(number)
             return None
         return number, journal, entry_number, day, piece, valid, amounts[0], amounts[1]
 
@@ -296,10 +331,17 @@ class Checker:
             self.findings.add("empty_line" if blank else "only_separators", number)
         else:
             self.findings.add("column_count", number, value=line, count=len(fields), width=self.width)
+            self._leave_out(number)
             if len(fields) > max(self.i_journal, self.i_num):
                 self.book.taint((fields[self.i_journal].strip(), fields[self.i_num].strip()))
             else:
                 self.unreadable_keys.append(number)
+
+    def _leave_out(self, number: int) -> None:
+        """A line that holds a record but could not be read: out of the totals, and counted as such."""
+        self.left_out += 1
+        if len(self.left_out_lines) < MAX_LEFT_OUT_LISTED:
+            self.left_out_lines.append(number)
 
     def _line_dates(self, number: int, fields: list[str]) -> list[str | None]:
         """Each date column's valid AAAAMMJJ, or None (blank, all-zero optional, or reported)."""

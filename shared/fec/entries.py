@@ -21,14 +21,42 @@ from shared.fec.layout import format_micro
 from shared.fec.numbering import Grouping, Numbers
 from shared.fec.rules import Findings
 
-MAX_OPEN = 25_000  # open entries kept in memory (about 250 bytes each)
+MAX_OPEN = 25_000  # open entries kept in memory (about 250 bytes each, and up to 20 line numbers)
 MAX_SEEN = 200_000  # key hashes kept in memory (about 60 bytes each)
 MAX_TAINTED = 10_000  # past this many unreadable entries, no entry's balance is reported
 MAX_SERIES = 10_000  # numbering series whose entries are counted as a range of numbers
 MAX_JOURNAL_IDS = 256  # journals that can own numbers of a file-wide range (one byte each)
+MAX_ENTRY_LINES = 20  # line numbers kept for an open entry (its report lists them; the count is exact)
 DIGITS = "0123456789"
+SQL_SAFE = 1 << 62  # two integers below this add up inside SQLite's 64 bits; larger ones are summed as text
 
 Key = tuple[str, str]
+# An open entry: (debit - credit, first line, debit, line count, its first line numbers), micro-units.
+Open = tuple[int, int, int, int, tuple[int, ...]]
+NOTHING: tuple[int, ...] = ()
+
+
+class Runs:
+    """Where each run of a batch starts among the batch's booked rows, with the rows' line numbers
+    and debits: what the report of an unbalanced entry shows (its debit, its lines). Read only for
+    the runs of entries left open, so a balanced batch costs nothing more."""
+
+    __slots__ = ("debits", "numbers", "scale", "starts")
+
+    def __init__(self, numbers: Sequence[int], starts: list[int], debits: Sequence[int], scale: int) -> None:
+        self.numbers, self.starts, self.debits, self.scale = numbers, starts, debits, scale
+
+    def add_to(self, debit: int, count: int, lines: tuple[int, ...], run: int) -> tuple[int, int, tuple[int, ...]]:
+        """(debit, line count, first line numbers) of an entry, with run `run` (0 to len - 1) added."""
+        starts = self.starts
+        start = starts[run]
+        end = starts[run + 1] if run + 1 < len(starts) else len(self.numbers)
+        room = MAX_ENTRY_LINES - len(lines)
+        if end - start == 1:  # a file sorted by account: runs of one line
+            return (debit + self.debits[start] * self.scale, count + 1,
+                    (*lines, self.numbers[start]) if room > 0 else lines)
+        kept = lines + tuple(self.numbers[start:min(end, start + room)]) if room > 0 else lines
+        return debit + sum(self.debits[start:end]) * self.scale, count + end - start, kept
 
 
 class Keys(Sequence[Key]):
@@ -67,15 +95,24 @@ class _Spill:
         self.db.create_function("add_text", 2, lambda a, b: str(int(a) + int(b)), deterministic=True)
         self.db.executescript(
             "PRAGMA cache_size = -4096; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;"
-            "CREATE TABLE entry (h INTEGER PRIMARY KEY, journal TEXT, num TEXT, total TEXT, line INTEGER);"
+            "CREATE TABLE entry (h INTEGER PRIMARY KEY, journal TEXT, num TEXT, total TEXT, line INTEGER,"
+            " debit TEXT, count INTEGER, lines TEXT);"
             "CREATE TABLE seen (h INTEGER PRIMARY KEY);"
         )
 
-    def add_open(self, open_entries: dict[Key, tuple[int, int]]) -> None:
+    def add_open(self, open_entries: dict[Key, Open]) -> None:
+        """Add open entries, summed into the rows of their earlier parts. An entry's parts come in the
+        order of the file (a part kept in memory starts after its spilled ones), so its line numbers
+        are appended until it holds MAX_ENTRY_LINES, and `unbalanced` keeps the first of them."""
         self.db.executemany(
-            "INSERT INTO entry VALUES (?, ?, ?, ?, ?) ON CONFLICT(h) DO UPDATE SET"
-            " total = add_text(total, excluded.total), line = min(line, excluded.line)",
-            ((hash(key), key[0], key[1], str(total), line) for key, (total, line) in open_entries.items()),
+            "INSERT INTO entry VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(h) DO UPDATE SET"  # noqa: S608 - the module's constants
+            " total = add_text(total, excluded.total), line = min(line, excluded.line),"
+            f" debit = CASE WHEN abs(debit) < {SQL_SAFE} AND abs(excluded.debit) < {SQL_SAFE}"
+            " THEN debit + excluded.debit ELSE add_text(debit, excluded.debit) END, count = count + excluded.count,"
+            f" lines = CASE WHEN count >= {MAX_ENTRY_LINES} THEN lines ELSE lines || ',' || excluded.lines END",
+            ((hash(key), key[0], key[1], str(total), line, debit if -SQL_SAFE < debit < SQL_SAFE else str(debit),
+              count, ",".join(map(str, lines)))
+             for key, (total, line, debit, count, lines) in open_entries.items()),
         )
 
     def add_seen(self, hashes: set[int]) -> None:
@@ -84,10 +121,12 @@ class _Spill:
     def distinct(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM seen").fetchone()[0])
 
-    def unbalanced(self) -> Iterator[tuple[Key, int, int]]:
-        rows = self.db.execute("SELECT journal, num, total, line FROM entry WHERE total != '0' ORDER BY line")
-        for journal, number, total, line in rows:
-            yield (journal, number), int(total), line
+    def unbalanced(self) -> Iterator[tuple[Key, Open]]:
+        rows = self.db.execute(
+            "SELECT journal, num, total, line, debit, count, lines FROM entry WHERE total != '0' ORDER BY line")
+        for journal, number, total, line, debit, count, lines in rows:
+            kept = tuple(sorted(map(int, filter(None, lines.split(",")))))[:MAX_ENTRY_LINES]
+            yield (journal, number), (int(total), line, int(debit), count, kept)
 
     def close(self) -> None:
         self.db.close()
@@ -141,7 +180,7 @@ class EntryBook:
 
     def __init__(self, findings: Findings) -> None:
         self.findings = findings
-        self.open: dict[Key, tuple[int, int]] = {}
+        self.open: dict[Key, Open] = {}
         self.seen: set[int] = set()  # hashes of the entries no range holds
         self.series: dict[tuple[str, str, int], list[int]] = {}  # (journal, prefix, digits): [low, high, top]
         self.wide: dict[tuple[str, int], list[Any]] = {}  # (prefix, digits): [low, high, journal ids]
@@ -151,18 +190,19 @@ class EntryBook:
         self.key: Key | None = None
         self.sum = 0
         self.line = 0
+        self.carried: tuple[int, int, tuple[int, ...]] = (0, 0, NOTHING)  # debit, count, lines of `key`
         self.tainted: set[Key] = set()
         self.taint_next = False
         self.balance_unknown = False
 
-    def book_runs(self, keys: Keys, lines: Sequence[int], sums: Iterable[int]) -> None:
+    def book_runs(self, keys: Keys, lines: Sequence[int], sums: Iterable[int], runs: Runs) -> None:
         """Add runs of lines: the run starting at `lines[i]` belongs to entry `keys[i]` and sums to
-        `sums[i]` (debit - credit, micro-units)."""
+        `sums[i]` (debit - credit, micro-units); `runs` gives each run's debit and line numbers."""
         sums = list(sums)
-        if not self._book_in_sequence(keys, lines, sums):
-            self._book_each(keys, lines, sums)
+        if not self._book_in_sequence(keys, lines, sums, runs):
+            self._book_each(keys, lines, sums, runs)
 
-    def _book_in_sequence(self, keys: Keys, lines: Sequence[int], sums: list[int]) -> bool:
+    def _book_in_sequence(self, keys: Keys, lines: Sequence[int], sums: list[int], runs: Runs) -> bool:
         """The common batch, booked whole: every entry balanced where its run ends (but the last,
         which may go on in the next batch), none open before, and the entries new and numbered one
         after the other, in each journal or over the file: nothing to report, nothing kept open.
@@ -173,6 +213,7 @@ class EntryBook:
         closing = self.sum + sums[0] if first else self.sum  # the entry carried from the last batch
         if first == len(keys):
             self.sum = closing
+            self.carried = runs.add_to(*self.carried, 0)
             return True
         if closing or any(sums[first:-1]):
             return False
@@ -189,6 +230,7 @@ class EntryBook:
                 or self._count_over_file(journals, prefixes, widths, values)):
             return False
         self.key, self.sum, self.line = keys[-1], sums[-1], lines[-1]
+        self.carried = runs.add_to(0, 0, NOTHING, len(keys) - 1)
         return True
 
     def _count_per_journal(self, keys: Keys, first: int, widths: list[int], values: list[int]) -> bool:
@@ -229,25 +271,32 @@ class EntryBook:
         wide[2] += bytes(ids)  # type: ignore[arg-type]
         return True
 
-    def _book_each(self, keys: Sequence[Key], lines: Sequence[int], sums: list[int]) -> None:
-        """Run by run: the hot loop of the uncommon batch, local names only."""
+    def _book_each(self, keys: Sequence[Key], lines: Sequence[int], sums: list[int], runs: Runs) -> None:
+        """Run by run: the hot loop of the uncommon batch, local names only. An entry's debit and
+        lines are read (from `runs`) only when it is left open: `at` is its run in this batch."""
         open_entries = self.open
         key, total, first = self.key, self.sum, self.line
-        for new, line, amount in zip(keys, lines, sums, strict=True):
+        debit, count, kept = self.carried
+        at = -1
+        for run, (new, line, amount) in enumerate(zip(keys, lines, sums, strict=True)):
             if new != key:
                 if total:
-                    open_entries[key] = (total, first)  # type: ignore[index]
+                    open_entries[key] = (total, first, *(  # type: ignore[index]
+                        runs.add_to(debit, count, kept, at) if at >= 0 else (debit, count, kept)))
                     if len(open_entries) > MAX_OPEN:
                         self._spill().add_open(open_entries)
                         open_entries.clear()
                 key = new
-                total, first = open_entries.pop(new, (0, line)) if open_entries else (0, line)
+                total, first, debit, count, kept = (
+                    open_entries.pop(new, (0, line, 0, 0, NOTHING)) if open_entries else (0, line, 0, 0, NOTHING))
                 if self.taint_next:
                     self.taint_next = False
                     self.taint(new)
                 self._count(*new)
+            at = run
             total += amount
         self.key, self.sum, self.line = key, total, first
+        self.carried = runs.add_to(debit, count, kept, at) if at >= 0 else (debit, count, kept)
 
     def _count(self, journal: str, number: str) -> None:
         """An entry starting a run: counted if new, in a range if one can take it, else by hash."""
@@ -312,21 +361,21 @@ class EntryBook:
     def finish(self) -> None:
         """Report every entry left unbalanced, in the order of their first lines."""
         if self.sum:
-            self.open[self.key] = (self.sum, self.line)  # type: ignore[index]
+            self.open[self.key] = (self.sum, self.line, *self.carried)  # type: ignore[index]
         self.sum = 0
         if self.spill is not None:
             self.spill.add_open(self.open)
             self.open.clear()
             unbalanced: Any = self.spill.unbalanced()
         else:
-            unbalanced = ((key, total, line) for key, (total, line) in
-                          sorted(self.open.items(), key=lambda item: item[1][1]))
+            unbalanced = sorted(self.open.items(), key=lambda item: item[1][1])
         if len(self.tainted) > MAX_TAINTED:
             return
-        for (journal, number), total, line in unbalanced:
+        for (journal, number), (total, line, debit, count, lines) in unbalanced:
             if (journal, number) not in self.tainted:
-                self.findings.add("unbalanced_entry", line, column="EcritureNum", value=f"{journal}/{number}",
-                                  amount=format_micro(total))
+                self.findings.add("unbalanced_entry", line, column="EcritureNum", value=number, journal=journal,
+                                  number=number, debit=format_micro(debit), credit=format_micro(debit - total),
+                                  difference=format_micro(total), line_count=count, lines=list(lines))
 
     def close(self) -> None:
         if self.spill is not None:

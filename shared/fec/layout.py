@@ -5,6 +5,7 @@ Format reference: docs/fec-validation.md (article A47 A-1 LPF, and the DGFiP's T
 
 from __future__ import annotations
 
+import calendar
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ AMOUNT = re.compile(r"([+-]?)(\d*)(?:,(\d+))?([+-]?)")
 THOUSANDS = re.compile(r"[+-]?\d{1,3}([ .\u00a0\u202f]\d{3})+(,\d+)?[+-]?")
 DOT_DECIMAL = re.compile(r"[+-]?\d*\.\d+[+-]?")
 FILE_NAME = re.compile(r"(?i)^\d{9}FEC\d{8}$")
+CLOSING_IN_NAME = re.compile(r"(?i)\dFEC(\d{8})$")  # a name ending <SIREN>FEC<AAAAMMJJ>, the SIREN even if malformed
+PERIOD_MONTHS = 24  # the longest fiscal year (a first one, exceptionally): docs/fec-validation.md
 NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
 
 
@@ -73,6 +76,19 @@ def is_calendar_date(text: str) -> bool:
 def is_zero_date(text: str) -> bool:
     """`0`, `00000000`: the DGFiP's checker reads an all-zero optional date as blank."""
     return bool(text) and not text.strip("0")
+
+
+def fiscal_period(stem: str) -> tuple[str, str] | None:
+    """(earliest, closing) EcritureDate, as AAAAMMJJ, for a file whose name ends in
+    `<SIREN>FEC<AAAAMMJJ>`: the closing date, and PERIOD_MONTHS before it (the same day of the month,
+    or the month's last). None when the name gives no real date."""
+    found = CLOSING_IN_NAME.search(stem)
+    if found is None or not is_calendar_date(found.group(1)):
+        return None
+    closing = found.group(1)
+    year, month, day = int(closing[:4]) - PERIOD_MONTHS // 12, int(closing[4:6]), int(closing[6:])
+    day = min(day, calendar.monthrange(year, month)[1])
+    return f"{year:04d}{month:02d}{day:02d}", closing
 
 
 def parse_amount(text: str) -> int | str | None:

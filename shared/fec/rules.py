@@ -38,7 +38,9 @@ class Rule:
     id: str
     level: str
     scope: str
-    message: str  # str.format template; `column` and `value` are always available
+    # str.format template; `column` and `value` are always available, the rest are the finding's
+    # `details` (a list is written joined by ", ")
+    message: str
     columns: tuple[str, ...] = ()
     hint: Callable[[str], dict[str, str]] | None = field(default=None, compare=False)
 
@@ -117,8 +119,14 @@ RULES: dict[str, Rule] = _rules(
     Rule("ecriturenum_gap", WARNING, "booking",
          "EcritureNum {value!r} follows {previous!r} in {sequence}: {missing} number(s) missing",
          ("JournalCode", "EcritureNum")),
-    Rule("unbalanced_entry", ERROR, "booking", "entry {value} is off by {amount} (debit - credit)",
+    Rule("unbalanced_entry", ERROR, "booking",
+         "entry {number!r} of journal {journal!r} is unbalanced: debit {debit}, credit {credit},"
+         " difference {difference}; {line_count} line(s): {lines}",
          ("JournalCode", "EcritureNum", "Debit", "Credit", "Montant", "Sens")),
+    Rule("date_outside_period", WARNING, "booking",
+         "EcritureDate {value} is not in the fiscal year the file name closes on {closing}"
+         " (24 months at most: from {earliest})",
+         ("EcritureDate",)),
 )
 
 
@@ -149,12 +157,15 @@ class Finding:
     value: str | None
     message: str
     severity: str = ERROR
-    params: dict[str, Any] = field(default_factory=dict)  # the message's other parameters, to translate it
+    # the message's values, as data (a renderer words them in its language)
+    details: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
-        shown = {"rule": self.rule, "line": self.line, "column": self.column, "value": self.value,
+        found = {"rule": self.rule, "line": self.line, "column": self.column, "value": self.value,
                  "message": self.message}
-        return {**shown, "params": dict(self.params)} if self.params else shown
+        if self.details:
+            found["details"] = dict(self.details)
+        return found
 
 
 class Findings:
@@ -175,6 +186,7 @@ class Findings:
         shown = preview(value)
         if rule.hint is not None and value is not None:
             details = {**rule.hint(value), **details}
-        message = rule.message.format(column=column, value=shown, **details)
+        worded = {name: ", ".join(map(str, item)) if isinstance(item, list) else item for name, item in details.items()}
+        message = rule.message.format(column=column, value=shown, **worded)
         target = self.errors if rule.level == ERROR else self.warnings
         target.append(Finding(rule_id, line, column, shown, message, rule.level, details))

@@ -20,7 +20,7 @@ from pathlib import PurePath
 from typing import Any
 
 from shared.fec.checks import Checker
-from shared.fec.layout import FILE_NAME, Layout, format_micro, read_header
+from shared.fec.layout import FILE_NAME, Layout, fiscal_period, format_micro, read_header
 from shared.fec.lines import LINE_TOO_LONG, Lines
 from shared.fec.rules import EMPTY_FILE, ONLY_EMPTY_LINES, RULES, Finding, Findings
 
@@ -62,7 +62,8 @@ class ValidationReport:
             f"{self.file_name or 'file'}: {'importable' if self.valid else 'NOT importable'}"
             f" ({errors} errors, {sum(self.counts.values()) - errors} warnings)",
             f"  {s.get('records', 0)} records, {s.get('entries', 0)} entries, debit {s.get('total_debit')},"
-            f" credit {s.get('total_credit')}, {s.get('first_date') or '?'} to {s.get('last_date') or '?'}",
+            f" credit {s.get('total_credit')}, {s.get('first_date') or '?'} to {s.get('last_date') or '?'}"
+            + _left_out_text(s),
             f"  layout {s.get('layout')}, encoding {s.get('encoding')}, separator {s.get('separator')!r},"
             f" line ending {s.get('line_ending')}, journals {', '.join(s.get('journals') or [])}",
         ]
@@ -78,6 +79,16 @@ class ValidationReport:
             if count > shown:
                 lines.append(f"  {RULES[rule].level} {rule}: {count} in all, the first {shown} listed")
         return "\n".join(lines)
+
+
+def _left_out_text(summary: dict[str, Any]) -> str:
+    """What the totals above leave out, said: "; 3 unreadable lines not counted (lines 4, 9, 12)"."""
+    count = summary.get("lines_left_out") or 0
+    if not count:
+        return ""
+    first = summary.get("lines_left_out_first") or []
+    listed = ", ".join(map(str, first)) + (", ..." if count > len(first) else "")
+    return f"; {count} unreadable line{'s' if count > 1 else ''} not counted (line{'s' if count > 1 else ''} {listed})"
 
 
 def validate_stream(
@@ -109,7 +120,8 @@ def _validate(chunks: Iterable[bytes], file_name: str | None, findings: Findings
     if file_name and not FILE_NAME.match(PurePath(file_name).stem):
         findings.add("file_name", None, value=file_name)
     reader = Lines(findings)
-    layout, checker = _read(reader, findings, chunks)
+    period = fiscal_period(PurePath(file_name).stem) if file_name else None
+    layout, checker = _read(reader, findings, chunks, period)
     try:
         if reader.line_number == 0 and not reader.fatal:
             findings.add("empty_file", None, detail=EMPTY_FILE)
@@ -126,7 +138,8 @@ def _validate(chunks: Iterable[bytes], file_name: str | None, findings: Findings
             checker.book.close()
 
 
-def _read(reader: Lines, findings: Findings, chunks: Iterable[bytes]) -> tuple[Layout | None, Checker | None]:
+def _read(reader: Lines, findings: Findings, chunks: Iterable[bytes],
+          period: tuple[str, str] | None) -> tuple[Layout | None, Checker | None]:
     """Find the header (the first line that is not blank), then check every line after it."""
     batches = reader.batches(chunks)
     for start, batch in batches:
@@ -139,7 +152,7 @@ def _read(reader: Lines, findings: Findings, chunks: Iterable[bytes]) -> tuple[L
             layout = read_header(line, findings)
             if layout is None:
                 return None, None
-            checker = Checker(layout, findings)
+            checker = Checker(layout, findings, period)
             checker.consume(chain([(start + offset + 1, batch[offset + 1:])], batches))
             return layout, checker
     return None, None
@@ -167,6 +180,9 @@ def _report(
         "line_ending": reader.line_ending if reader.line_number else None,
         "final_newline": reader.final_newline,
         "lines": reader.line_number,
+        "lines_left_out": checker.left_out if checker else 0,
+        "lines_left_out_first": list(checker.left_out_lines) if checker else [],
+        "closing_date": _iso_day(checker.period[1]) if checker and checker.period else None,
     }
     return ValidationReport(
         valid=not findings.errors,

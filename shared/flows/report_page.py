@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 from shared.flows.dossier import FEC_FILE_NAME
-from shared.language.texts import where
+from shared.language.texts import left_out_text, where
 from shared.language.wording import N_, Wording
 
 FIRST_FINDINGS = 20
@@ -244,6 +244,7 @@ def _facts(detail: dict[str, Any], w: Wording) -> str:
                                         w.ngettext("{n} line", "{n} lines", int(summary.get("records") or 0))))),
             (w._("Total debit"), w.amount(summary.get("total_debit"))),
             (w._("Total credit"), w.amount(summary.get("total_credit"))),
+            (w._("Left out of the totals"), left_out_text(w, summary)),
         ]
     return '<dl id="facts">' + "".join(
         f"<dt>{_text(k)}</dt><dd>{_text(v)}</dd>" for k, v in rows if v) + "</dl>"

@@ -278,15 +278,20 @@ class VerdictReports:
 
     def _write_blobs(self, record: ImportRecord, likely_absent: bool) -> bool:
         json_name, html_name = report_blob_names(record.blob_name)
-        detail = self.reader_detail(record, html_name)
         metadata = {ORDER_KEY: order_key(record), VERSION_KEY: record.etag.strip('"'), STATE_KEY: str(record.state)}
-        body = json.dumps(translated_report(detail, self.wording), ensure_ascii=False, indent=1).encode("utf-8")
+        body, page = self.bodies(record)
         wrote_json = write_if_newer(self.container.get_blob_client(json_name), body, JSON_TYPE, metadata,
                                     likely_absent=likely_absent)
-        page = render_report_html(detail, self.wording).encode("utf-8")
         wrote_html = write_if_newer(self.container.get_blob_client(html_name), page, HTML_TYPE, metadata,
                                     likely_absent=likely_absent)
         return wrote_json or wrote_html
+
+    def bodies(self, record: ImportRecord) -> tuple[bytes, bytes]:
+        """The JSON report and the HTML page beside the file for this version, as stored (`imports
+        report` prints the same bytes)."""
+        detail = self.reader_detail(record, report_blob_names(record.blob_name)[1])
+        return (json.dumps(translated_report(detail, self.wording), ensure_ascii=False, indent=1).encode("utf-8"),
+                render_report_html(detail, self.wording).encode("utf-8"))
 
     def reader_detail(self, record: ImportRecord, html_name: str) -> dict:
         """The version's detail, and for a duplicate the earlier import that holds its bytes, with a

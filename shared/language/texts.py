@@ -29,7 +29,20 @@ def summary_text(w: Wording, summary: dict[str, Any]) -> str:
         w._("credit {amount}").format(amount=w.amount(summary.get("total_credit") or 0)),
     ]
     period = w.period(summary.get("first_date"), summary.get("last_date"))
-    return ", ".join([*parts, period] if period else parts)
+    text = ", ".join([*parts, period] if period else parts)
+    return text + (f"; {left_out}" if (left_out := left_out_text(w, summary)) else "")
+
+
+def left_out_text(w: Wording, summary: dict[str, Any]) -> str | None:
+    """The unreadable lines the totals leave out, said rather than hidden: `3 lignes illisibles non
+    comptées (lignes 4, 9, 12)`; None when the totals hold every line."""
+    count = int(summary.get("lines_left_out") or 0)
+    if not count:
+        return None
+    listed = summary.get("lines_left_out_first") or []
+    lines = ", ".join(map(str, listed)) + (", …" if count > len(listed) else "")
+    return w.ngettext("{n} unreadable line not counted (line {lines})",
+                      "{n} unreadable lines not counted (lines {lines})", count).format(lines=lines)
 
 
 def where(w: Wording, line: int | None) -> str:

@@ -40,8 +40,8 @@ DOMAIN = "messages"
 # Babel locales: the language's own conventions, and dd/mm/yyyy in both.
 _LOCALES = {"fr": "fr_FR", "en": "en_GB"}
 # Rule parameters that are amounts, days (AAAAMMJJ) or texts of the registry to translate in turn.
-AMOUNT_PARAMS = frozenset({"debit", "credit", "amount"})
-DAY_PARAMS: frozenset[str] = frozenset()
+AMOUNT_PARAMS = frozenset({"debit", "credit", "amount", "difference"})
+DAY_PARAMS = frozenset({"closing", "earliest"})
 TRANSLATED_PARAMS = frozenset({"detail"})
 _PLACEHOLDER = re.compile(r"\{[A-Za-z_]+(![rs])?\}")
 
@@ -152,7 +152,7 @@ class Wording:
         fallback = str(finding.get("message") or "")
         if rule is None:
             return fallback
-        params = {"column": finding.get("column"), "value": finding.get("value"), **(finding.get("params") or {})}
+        params = {"column": finding.get("column"), "value": finding.get("value"), **(finding.get("details") or {})}
         try:
             return self.format_rule(rule.id, params)
         except (KeyError, IndexError, ValueError):
@@ -164,6 +164,8 @@ class Wording:
         return self._(RULES[rule_id].message).format(**shown)
 
     def _param(self, name: str, value: Any) -> Any:
+        if isinstance(value, list):
+            return ", ".join(str(self._param(name, item)) for item in value)
         if name in AMOUNT_PARAMS:
             return self.amount(value)
         if name in DAY_PARAMS:
