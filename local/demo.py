@@ -57,7 +57,7 @@ def main() -> int:
 def run_demo(service: BlobServiceClient) -> int:
     import function_app  # noqa: PLC0415 - after the environment is set
     from local.host.host import LocalHost  # noqa: PLC0415
-    from shared.cli.imports import print_table  # noqa: PLC0415
+    from shared.cli.imports import cut, print_table  # noqa: PLC0415
     from shared.flows.runtime import current_pipeline  # noqa: PLC0415
     from shared.ledger import states  # noqa: PLC0415
 
@@ -81,7 +81,7 @@ def run_demo(service: BlobServiceClient) -> int:
                 break
             time.sleep(0.5)
     host.stop()
-    rows = [(r.blob_name[:60], r.code_ibs or "", r.state, str(r.loop_status or ""), (r.error or "")[:90])
+    rows = [(cut(r.blob_name, 60), r.code_ibs or "", r.state, str(r.loop_status or ""), cut(r.error or "", 90))
             for r in sorted(records, key=lambda r: r.blob_name)]
     print_table(("BLOB", "CODEIBS", "STATE", "LOOP", "REASON"), rows)
     return 0

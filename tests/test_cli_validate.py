@@ -42,6 +42,16 @@ def test_lang_en_and_report_language_choose_english(capsys, monkeypatch):
     assert "REPORT_LANGUAGE must be one of fr, en, got 'de'" in err
 
 
+def test_a_bad_time_zone_is_a_clear_error_before_reading_and_json_needs_none(capsys, monkeypatch):
+    monkeypatch.setenv("REPORT_TIMEZONE", "Mars/Base")
+    code, out, err = run(capsys, str(FIXTURES / "542107651FEC20210502.txt"))
+    assert (code, out) == (2, "")
+    assert "REPORT_TIMEZONE must be an IANA time zone such as Europe/Paris, got 'Mars/Base'" in err
+    code, out, _ = run(capsys, "--json", str(FIXTURES / "542107651FEC20210502.txt"))
+    assert code == 0
+    assert '"valid": true' in out
+
+
 def test_a_real_sample_exits_0(odoo_sample, capsys):
     code, out, _ = run(capsys, "--lang", "en", str(odoo_sample))
     assert code == 0

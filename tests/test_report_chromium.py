@@ -63,7 +63,7 @@ def saved_page(name: str, tmp_path: Path) -> Path:
 
 
 def test_the_rejected_report_reads_rejected_in_chromium(host, fec_bytes, chromium, tmp_path):
-    name = "DEMO001/123456789FEC20231231.txt"
+    name = "DEMO001/123456789FEC20241231.txt"  # the fixture's entries are of 2024: within its fiscal year
     upload(current_pipeline(), name, broken(fec_bytes))
     run_host_until_final(host, count=1)
     page = saved_page(name, tmp_path)

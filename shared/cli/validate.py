@@ -12,10 +12,11 @@ import json
 import os
 import sys
 from pathlib import Path
+from zoneinfo import ZoneInfoNotFoundError
 
 from shared.fec.validation import validate_path
 from shared.language.texts import validation_text
-from shared.language.wording import DEFAULT_LANGUAGE, DEFAULT_TIMEZONE, LANGUAGES, wording
+from shared.language.wording import DEFAULT_LANGUAGE, DEFAULT_TIMEZONE, LANGUAGES, Wording, wording
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -27,11 +28,24 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     validate.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    path: Path = args.path
+def _text_wording(args: argparse.Namespace) -> Wording | str:
+    """The wording of the text report, or why it cannot be had (a bad REPORT_LANGUAGE or
+    REPORT_TIMEZONE), checked before the file is read."""
     language = args.lang or os.environ.get("REPORT_LANGUAGE", "").strip().lower() or DEFAULT_LANGUAGE
     if language not in LANGUAGES:
-        print(f"error: REPORT_LANGUAGE must be one of {', '.join(LANGUAGES)}, got {language!r}", file=sys.stderr)
+        return f"REPORT_LANGUAGE must be one of {', '.join(LANGUAGES)}, got {language!r}"
+    zone = os.environ.get("REPORT_TIMEZONE", "").strip() or DEFAULT_TIMEZONE
+    try:
+        return wording(language, zone)
+    except (ValueError, ZoneInfoNotFoundError):
+        return f"REPORT_TIMEZONE must be an IANA time zone such as {DEFAULT_TIMEZONE}, got {zone!r}"
+
+
+def run(args: argparse.Namespace) -> int:
+    path: Path = args.path
+    words = None if args.json else _text_wording(args)
+    if isinstance(words, str):
+        print(f"error: {words}", file=sys.stderr)
         return 2
     try:
         report = validate_path(path)
@@ -44,6 +58,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
     else:
-        zone = os.environ.get("REPORT_TIMEZONE", "").strip() or DEFAULT_TIMEZONE
-        print(validation_text(wording(language, zone), report.to_dict()))
+        print(validation_text(words, report.to_dict()))
     return 0 if report.valid else 1
