@@ -61,7 +61,8 @@ def test_the_api_answers_the_clis_json_with_a_key_and_401_without(api, fec_bytes
         assert "key" in error["error"]
     status, _, listed = get(server, with_key("/api/imports?state=completed"))
     assert status == 200
-    assert [item["blob_name"] for item in listed] == ["DEMO001/123456789FEC20241231.txt"]
+    assert [item["blob_name"] for item in listed["value"]] == ["DEMO001/123456789FEC20241231.txt"]
+    assert "nextLink" not in listed
     assert get(server, "/api/imports?state=completed")[0] == 401
 
 
@@ -134,6 +135,6 @@ def test_a_body_sent_with_a_refused_request_does_not_become_the_next_request(api
         connection.request("GET", with_key("/api/imports"))
         second = connection.getresponse()
         assert (first.status, second.status) == (401, 200)
-        assert json.loads(second.read()) == []
+        assert json.loads(second.read()) == {"value": []}
     finally:
         connection.close()

@@ -168,6 +168,10 @@ class WatchIndex(_Partition):
     the live row always has another key, so dropping an old one can never unwatch a live import.
     """
 
+    def __init__(self, table: TableClient, clock: Callable[[], datetime]) -> None:
+        super().__init__(table, clock)
+        self._joined: dict[str, list[Operation]] = {}  # row -> the listing rows its next drop writes
+
     @staticmethod
     def row_of(record: ImportRecord) -> str:
         if record.next_poll_at is None:
@@ -235,9 +239,14 @@ class WatchIndex(_Partition):
         """Drop a row read earlier, unless it was rewritten since."""
         return self._delete_if_unchanged(DUE_PARTITION, entry)
 
+    def join_drop(self, row: str, also: list[Operation]) -> None:
+        """Have the next `drop_row(row)` write `also` (the listing's rows) in its transaction."""
+        self._joined[row] = also
+
     def drop_row(self, row: str, also: list[Operation] | None = None) -> None:
-        """Delete the row (gone already: nothing to do); `also` (the listing's rows) in the same
-        transaction, or alone if the row was gone."""
+        """Delete the row (gone already: nothing to do); `also` (the listing's rows, and those joined
+        to this drop) in the same transaction, or alone if the row was gone."""
+        also = [*(also or []), *self._joined.pop(row, [])]
         if also:
             submit_together(self.table, [("delete", {"PartitionKey": DUE_PARTITION, "RowKey": row}), *also])
             return

@@ -234,8 +234,9 @@ class Ledger:
         """Delete a due row the checker holds; with the listing's rows of `record` in the same
         transaction when this copy was written (or read just now: `fresh`), so a check puts right a
         listing write that was lost."""
-        also = self.listing.operations(record) if record is not None else None
-        self.watch_index.drop_row(row, also)
+        if record is not None:
+            self.watch_index.join_drop(row, self.listing.operations(record))
+        self.watch_index.drop_row(row)
 
     @staticmethod
     def wrote_due_row(record: ImportRecord) -> bool:
