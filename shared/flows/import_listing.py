@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextvars
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -119,8 +120,9 @@ def list_page(pipeline: Pipeline, query: ListQuery, limit: int = DEFAULT_LIMIT, 
     indexed_states = _INDEXED_AS.get(query.state, (str(query.state),)) if query.state else ()
     page = pipeline.ledger.listing.page(start, query.end, inclusive=inclusive, states=indexed_states,
                                         code_ibs=query.code_ibs, limit=limit)
-    with ThreadPoolExecutor(max_workers=_READERS) as pool:
-        records = list(pool.map(lambda row: pipeline.ledger.get(*row.keys), page.rows))
+    with ThreadPoolExecutor(max_workers=_READERS) as pool:  # each read in a copy of this context (its trace)
+        reads = [(contextvars.copy_context(), row.keys) for row in page.rows]
+        records = list(pool.map(lambda read: read[0].run(pipeline.ledger.get, *read[1]), reads))
     kept = [record for record in records if record is not None and query.admits(record)]
     next_token = None
     if page.next_start is not None:
