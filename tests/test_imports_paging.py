@@ -294,3 +294,16 @@ def test_the_cli_pages_with_limit_all_and_next(pipeline, monkeypatch, pipeline_e
     assert main(["imports", "show", "--request-id", "0A1B2C3D-0000-4000-8000-00000000ABCD", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["blob_name"] == seeded[1].blob_name
     assert main(["imports", "show", "--request-id", "11111111-2222-4333-8444-555555555555"]) == 1
+
+
+def test_reindex_lists_and_finds_the_imports_of_a_ledger_written_before_the_index(pipeline):
+    seeded = seed(pipeline, 5, every=1000)
+    with_id = pipeline.ledger.get(*seeded[2].keys)
+    with_id.request_id = "0a1b2c3d-0000-4000-8000-00000000abcd"
+    pipeline.ledger.store.replace(with_id)
+    for row in pipeline.ledger.table.query_entities("PartitionKey eq 'due' and RowKey gt ':'"):
+        pipeline.ledger.table.delete_entity(row["PartitionKey"], row["RowKey"])  # a ledger of before
+    assert list_page(pipeline, ListQuery()).records == []
+    assert pipeline.ledger.reindex() == 5
+    assert [r.blob_name for r in list_page(pipeline, ListQuery()).records] == [r.blob_name for r in reversed(seeded)]
+    assert find_import(pipeline, "0A1B2C3D-0000-4000-8000-00000000ABCD").keys == seeded[2].keys

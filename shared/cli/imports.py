@@ -61,6 +61,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     attach.add_argument("--request-id", required=True)
     attach.set_defaults(handler=run_resolve)
 
+    index = actions.add_parser("reindex", help="index a ledger written before the listing index (reads every record)")
+    index.set_defaults(handler=run_reindex)
+
     stop = actions.add_parser("cancel", help="stop following an import (refused while submitting)")
     stop.add_argument("key")
     stop.set_defaults(handler=run_cancel)
@@ -205,6 +208,14 @@ def run_resolve(args: argparse.Namespace) -> int:
         pipeline = _pipeline()
         record = resolve(pipeline, find_import(pipeline, args.key), args.request_id)
         print(shown(f"{record.blob}: pending with request id {record.request_id}"))
+        return 0
+
+    return _guard(action)
+
+
+def run_reindex(_args: argparse.Namespace) -> int:
+    def action() -> int:
+        print(f"indexed {_pipeline().ledger.reindex():,} imports")
         return 0
 
     return _guard(action)

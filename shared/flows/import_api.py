@@ -13,7 +13,7 @@ from azure.core.exceptions import AzureError
 
 from shared.flows.import_listing import ListQuery, ListQueryError, list_page, list_records, parse_limit
 from shared.flows.import_views import import_details, redacted
-from shared.flows.operator_actions import OperatorError, find_import, versions_named
+from shared.flows.operator_actions import OperatorError, versions_named
 from shared.flows.pipeline import Pipeline
 from shared.ledger.store import LedgerMissingError
 from shared.loop.client import REQUEST_ID_PATTERN
@@ -30,8 +30,12 @@ def show_json(pipeline: Pipeline, key: str) -> Json:
     Raises:
         OperatorError: no blob has that name and no import that request id.
     """
-    versions = versions_named(pipeline, key)
-    records = versions or [find_import(pipeline, key)]
+    records = versions_named(pipeline, key)
+    if not records:
+        found = pipeline.ledger.by_request_id(key) if REQUEST_ID_PATTERN.fullmatch(key) else None
+        if found is None:
+            raise OperatorError(f"no import found for {key!r} (give a blob name or a Loop request id)")
+        records = [found]
     details = [import_details(pipeline.reports, record) for record in records]
     return details if len(details) > 1 else details[0]
 

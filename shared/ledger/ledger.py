@@ -26,6 +26,7 @@ from shared.ledger.indexes import (
     ReplacedRequestIndex,
     WatchIndex,
     due_row,
+    submit_together,
 )
 from shared.ledger.record import RECORD_PARTITION_PREFIX, ImportRecord, record_keys
 from shared.ledger.states import Transition
@@ -382,6 +383,21 @@ class Ledger:
         if state:
             query += " and state eq @state"
         return self.store.query(query, {"state": str(state)} if state else None)
+
+    def reindex(self) -> int:
+        """Write the listing and request-id rows of every record, 100 rows per transaction: once, on
+        a ledger written before the index existed (it reads every record: an operator's command,
+        never the app's). Returns how many records it indexed."""
+        operations: list = []
+        count = 0
+        for count, record in enumerate(self.all_records(), start=1):  # noqa: B007 - the count is returned
+            operations += self.listing.operations(record)
+            if len(operations) >= 98:
+                submit_together(self.table, operations)
+                operations = []
+        if operations:
+            submit_together(self.table, operations)
+        return count
 
     def by_request_id(self, request_id: str) -> ImportRecord | None:
         """The import Loop gave this request id (any case: GUIDs), by its `rid` row, else (an id a
