@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from azure.data.tables import UpdateMode
+
 from local.azurite import start_azurite
 from local.request_counting import RequestCounter, counted_pipeline, counting_scope
 
@@ -76,19 +78,21 @@ def seeded_records(container: str, start: int, count: int, versions: int, now: d
         yield group
 
 
-def seed(pipeline, start: int, count: int, versions: int, now: datetime, *, workers: int = 8) -> None:
+def seed(pipeline, start: int, count: int, versions: int, now: datetime, *, workers: int = 4) -> None:
     from shared.ledger.indexes import submit_together  # noqa: PLC0415
     from shared.ledger.record import to_entity  # noqa: PLC0415
+    from shared.ledger.store import with_retries  # noqa: PLC0415
 
     table = pipeline.ledger.table
     groups = list(seeded_records(pipeline.settings.container, start, count, versions, now))
     index_operations = [op for group in groups for record in group for op in pipeline.ledger.listing.operations(record)]
 
-    def put_records(group: list) -> None:
-        table.submit_transaction([("create", to_entity(record)) for record in group])
+    def put_records(group: list) -> None:  # upserts: a try again after a lost answer is harmless
+        operations = [("upsert", to_entity(record), {"mode": UpdateMode.REPLACE}) for record in group]
+        with_retries(lambda: table.submit_transaction(operations), "seeding records")
 
     def put_index(chunk: list) -> None:
-        submit_together(table, chunk)
+        with_retries(lambda: submit_together(table, chunk), "seeding the index")
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(put_records, groups))
