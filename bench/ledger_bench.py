@@ -110,6 +110,7 @@ def measure_purge(pipeline, counter: RequestCounter) -> Measure | None:
 def run_size(pipeline, counter: RequestCounter, size: int, page: int, old_list: bool) -> list[Measure]:
     from shared.flows.import_api import get_import  # noqa: PLC0415
     from shared.flows.import_listing import ListQuery, list_page  # noqa: PLC0415
+    from shared.ledger.indexes import LIST_PREFIX  # noqa: PLC0415
 
     results: list[Measure] = []
     first, got = measure(counter, f"first page of {page}", lambda: list_page(pipeline, ListQuery(), page))
@@ -119,6 +120,9 @@ def run_size(pipeline, counter: RequestCounter, size: int, page: int, old_list: 
                                   lambda: list_page(pipeline, ListQuery(), page, got.next_token))
     following.returned = len(got_next.records)
     results.append(following)
+    index, _ = measure(counter, f"  of which the index range read ({page} rows)",
+                       lambda: pipeline.ledger.listing.page(LIST_PREFIX, ListQuery().end, limit=page).rows)
+    results.append(index)
     query = ListQuery(state="failed", code_ibs="D00010")
     filtered, got_filtered = measure(counter, f"page of {page}, state=failed&codeIbs=D00010",
                                      lambda: list_page(pipeline, query, page))
