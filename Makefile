@@ -8,7 +8,7 @@ STAMP_NODE := node_modules/.installed
 CHECKOV_VENV := $(VENV)/checkov
 STAMP_CHECKOV := $(CHECKOV_VENV)/.installed
 
-.PHONY: run test lint bench bench-load bench-poll bench-peak drop demo install clean chromium report-screenshot
+.PHONY: run test lint bench bench-load bench-poll bench-peak bench-ledger drop demo install clean chromium report-screenshot
 
 install: $(STAMP_PY) $(STAMP_NODE) $(STAMP_CHECKOV)
 
@@ -64,6 +64,9 @@ bench-poll: install
 
 bench-peak: install
 	$(PY) -m bench.peak_bench $(PEAK_ARGS)
+
+bench-ledger: install
+	$(PY) -m bench.ledger_bench $(LEDGER_ARGS)
 
 # NAME: the blob name (default: the file's name); FORCE=1: send it even if the same bytes were imported already.
 drop: install

@@ -1,8 +1,9 @@
 """The read API for integrations: HTTP-triggered functions, thin adapters to shared.flows.import_api.
 
-- `GET /api/imports/{name}`: every version of that blob (or the import with that Loop request id), as
+- `GET /api/imports/{name}`: every version of that blob (else the import with that Loop request id), as
   `imports show --json` prints it;
-- `GET /api/imports?state=...&limit=...`: the imports, newest first, as `imports list --json`.
+- `GET /api/imports?state=&codeIbs=&since=&until=&limit=`: a page of imports, newest first,
+  `{"value": [...], "nextLink": ...}`; `GET /api/imports?requestId=<id>`: the import with that id.
 
 Authorization level `function`: a function or host key in the `x-functions-key` header or the `code`
 query parameter (locally: LOCAL_HTTP_FUNCTION_KEY, see local/host/http_server.py). On Azure, Entra ID
@@ -51,4 +52,5 @@ def imports_api_show(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("imports_api_list")
 @bp.route(route="imports", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION)
 def imports_api_list(req: func.HttpRequest) -> func.HttpResponse:
-    return _guarded(lambda: list_imports(current_pipeline(), req.params.get("state"), req.params.get("limit")))
+    base_url = req.url.split("?", 1)[0]  # the nextLink's base: the query (and any `code` key) left out
+    return _guarded(lambda: list_imports(current_pipeline(), dict(req.params), base_url))

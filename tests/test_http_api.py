@@ -63,8 +63,9 @@ def test_the_api_answers_the_clis_json_with_a_key_and_401_without(api, fec_bytes
     assert get(server, path + "?code=wrong")[2]["error"].startswith("the function key is wrong")
     status, _, listed = get(server, with_key("/api/imports?state=completed"))
     assert status == 200
-    assert [item["blob_name"] for item in listed] == ["DEMO001/123456789FEC20241231.txt"]
-    assert "next_poll_at" not in listed[0]
+    assert [item["blob_name"] for item in listed["value"]] == ["DEMO001/123456789FEC20241231.txt"]
+    assert "nextLink" not in listed
+    assert "next_poll_at" not in listed["value"][0]
     assert get(server, "/api/imports?state=completed")[0] == 401
 
 
@@ -108,7 +109,8 @@ def test_names_that_look_like_secrets_are_shown_as_they_are(api, fec_bytes):
         assert "REDACTED" not in json.dumps(body)
     status, _, listed = get(server, with_key("/api/imports"))
     assert status == 200
-    assert sorted(item["blob_name"] for item in listed) == sorted(SECRET_LOOKING_NAMES)
+    assert sorted(item["blob_name"] for item in listed["value"]) == sorted(SECRET_LOOKING_NAMES)
+    assert "REDACTED" not in json.dumps(listed)
 
 
 def test_the_key_and_port_come_from_settings_or_are_generated():
@@ -158,6 +160,6 @@ def test_a_body_sent_with_a_refused_request_does_not_become_the_next_request(api
         connection.request("GET", with_key("/api/imports"))
         second = connection.getresponse()
         assert (first.status, second.status) == (401, 200)
-        assert json.loads(second.read()) == []
+        assert json.loads(second.read()) == {"value": []}
     finally:
         connection.close()

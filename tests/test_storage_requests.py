@@ -27,6 +27,10 @@ FILES = 3
 #   mark (the ETag-guarded write that allows the POST; it keeps the claim's due row); the request
 #   id on the record (a field `imports show <id>` queries: no index row; it keeps the claim's row,
 #   due at the first check's time from the claim, so the due row is never moved on the way).
+# - file, table 6 since issue #26: the request id's write is followed by one entity-group transaction
+#   writing the import's listing row (its state and dossier, for `GET /api/imports` pages) and its
+#   `rid` row (`imports show <request id>` without a scan). The claim's listing row goes in the
+#   transaction of its due row, a check's in the transaction dropping its leased row: no request more.
 # - file, blob 2: the download's first GET (ETag, size and metadata of the version to claim, with
 #   its first chunk: no properties request; later chunks of a large file are read If-Match that
 #   ETag, validation and sha256 in one pass), the snapshot (under that ETag: Loop reads the validated
@@ -35,7 +39,7 @@ FILES = 3
 #   leased row dropped. A report that fails adds its owed row.
 # - check, blob 4: properties then tags (tags only on the version still current), the JSON and HTML
 #   reports (If-None-Match: * on a first verdict; a report already there adds a read).
-SUBMIT_BOUNDS = {"table": 5, "blob": 2, "queue": 0}
+SUBMIT_BOUNDS = {"table": 6, "blob": 2, "queue": 0}
 CHECK_BOUNDS = {"table": 3, "blob": 4, "queue": 0}
 
 

@@ -12,7 +12,9 @@ from typing import Any
 from azure.core.exceptions import AzureError
 
 from shared.flows.deposit import DepositError
-from shared.flows.import_api import list_json, show_json
+from shared.flows.import_api import request_json, show_json
+from shared.flows.import_listing import DEFAULT_LIMIT, ListQuery, ListQueryError, list_records
+from shared.flows.import_views import redacted
 from shared.flows.operator_actions import OperatorError, cancel, find_import, resolve, resubmit
 from shared.flows.pipeline import Pipeline
 from shared.flows.submit import SubmitRetryableError
@@ -30,13 +32,21 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     imports = commands.add_parser("imports", help="list and act on imports recorded in the ledger")
     actions = imports.add_subparsers(dest="action", required=True)
 
-    listing = actions.add_parser("list", help="one line per import, newest first")
+    listing = actions.add_parser("list", help="one line per import, newest first, a page at a time")
     listing.add_argument("--status", choices=STATES, help="only imports in this state")
+    listing.add_argument("--dossier", metavar="CODEIBS", help="only imports of this dossier")
+    listing.add_argument("--since", help="only imports received at this ISO 8601 time or later")
+    listing.add_argument("--until", help="only imports received before this ISO 8601 time")
+    size = listing.add_mutually_exclusive_group()
+    size.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help=f"at most this many (default {DEFAULT_LIMIT})")
+    size.add_argument("--all", action="store_true", help="every import, page after page")
+    listing.add_argument("--next", metavar="TOKEN", help="go on where a previous --limit stopped")
     listing.add_argument("--json", action="store_true", help="print a JSON list")
     listing.set_defaults(handler=run_list)
 
     show = actions.add_parser("show", help="every version of a blob, or the import with a request id")
-    show.add_argument("key", help="blob name (as in the container) or Loop request id")
+    show.add_argument("key", nargs="?", help="blob name (as in the container), else Loop request id")
+    show.add_argument("--request-id", help="the import with this Loop request id (even if a blob has that name)")
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=run_show)
 
@@ -62,6 +72,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     attach.add_argument("--request-id", required=True)
     attach.set_defaults(handler=run_resolve)
 
+    index = actions.add_parser("reindex", help="index a ledger written before the listing index (reads every record)")
+    index.set_defaults(handler=run_reindex)
+
     stop = actions.add_parser("cancel", help="stop following an import (refused while submitting)")
     stop.add_argument("key")
     stop.set_defaults(handler=run_cancel)
@@ -85,7 +98,7 @@ def _guard(action: Any) -> int:
     except (SettingsError, LedgerMissingError) as error:
         print(f"error: {shown(str(error))}", file=sys.stderr)
         return 2
-    except OperatorError as error:
+    except (OperatorError, ListQueryError) as error:
         print(f"error: {shown(str(error))}", file=sys.stderr)
         return 1
     except (LoopError, SubmitRetryableError, DepositError) as error:
@@ -100,14 +113,15 @@ def _guard(action: Any) -> int:
 def run_list(args: argparse.Namespace) -> int:
     def action() -> int:
         pipeline = _pipeline()
+        query = ListQuery.parse(args.status, args.dossier, args.since, args.until)
+        if not args.all and args.limit < 1:
+            raise ListQueryError("--limit must be at least 1")
+        records, token = list_records(pipeline, query, None if args.all else args.limit, args.next)
+        if token is not None:
+            print(f"more imports: --all, or --next {token} with the same filters", file=sys.stderr)
         if args.json:
-            print(json.dumps(list_json(pipeline, args.status), indent=1, ensure_ascii=False))
+            print(json.dumps([redacted(record.to_dict()) for record in records], indent=1, ensure_ascii=False))
             return 0
-        records = sorted(
-            pipeline.ledger.all_records(args.status),
-            key=lambda r: r.received_at or datetime.min,
-            reverse=True,
-        )
         rows = [
             (r.blob_name, r.etag.strip('"'), r.code_ibs or "", r.request_id or "", r.state, _loop_status(r),
              _when(r.submitted_at), _when(r.updated_at), cut(r.error or "", 80))
@@ -137,7 +151,9 @@ def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
 
 def run_show(args: argparse.Namespace) -> int:
     def action() -> int:
-        shown_json = show_json(_pipeline(), args.key)
+        if (args.key is None) == (args.request_id is None):
+            raise OperatorError("give a blob name or --request-id ID (one of them)")
+        shown_json = show_json(_pipeline(), args.key) if args.key is not None else _by_request_id(args.request_id)
         if args.json:
             print(json.dumps(shown_json, indent=1, ensure_ascii=False))
             return 0
@@ -147,6 +163,13 @@ def run_show(args: argparse.Namespace) -> int:
         return 0
 
     return _guard(action)
+
+
+def _by_request_id(request_id: str) -> dict[str, Any]:
+    found = request_json(_pipeline(), request_id)
+    if found is None:
+        raise OperatorError(f"no import has the request id {request_id!r}")
+    return found
 
 
 def _render(detail: dict[str, Any]) -> list[str]:
@@ -230,6 +253,14 @@ def run_resolve(args: argparse.Namespace) -> int:
         pipeline = _pipeline()
         record = resolve(pipeline, find_import(pipeline, args.key), args.request_id)
         print(f"{printable(record.blob)}: " + shown(f"pending with request id {record.request_id}"))
+        return 0
+
+    return _guard(action)
+
+
+def run_reindex(_args: argparse.Namespace) -> int:
+    def action() -> int:
+        print(f"indexed {_pipeline().ledger.reindex():,} imports")
         return 0
 
     return _guard(action)

@@ -25,16 +25,29 @@ class OperatorError(ValueError):
     """The action does not apply to this import; the message says why and what to do."""
 
 
-def find_import(pipeline: Pipeline, key: str) -> ImportRecord:
-    """The import with this request id, else the latest version of the blob with this name."""
-    record = pipeline.ledger.by_request_id(key) if REQUEST_ID_PATTERN.fullmatch(key) else None
-    if record is not None:
-        return record
+def versions_named(pipeline: Pipeline, key: str) -> list[ImportRecord]:
+    """The versions of the watched container's blob with this name (with or without the container's
+    prefix), oldest first: one query of one partition."""
+    versions = pipeline.ledger.versions_of(pipeline.settings.container, key)
     name = key.removeprefix(pipeline.settings.container + "/")
-    versions = pipeline.ledger.versions_of(pipeline.settings.container, name)
-    if not versions:
+    if not versions and name != key:
+        versions = pipeline.ledger.versions_of(pipeline.settings.container, name)
+    return versions
+
+
+def find_import(pipeline: Pipeline, key: str) -> ImportRecord:
+    """The latest version of the blob with this name, else the import with this request id (any case).
+
+    A name wins: a blob at the container's root may be named like another import's request id, and
+    the file is what its dropper asks about (`imports show --request-id`, `GET /api/imports?requestId=`
+    read an id unambiguously)."""
+    versions = versions_named(pipeline, key)
+    if versions:
+        return versions[-1]
+    record = pipeline.ledger.by_request_id(key) if REQUEST_ID_PATTERN.fullmatch(key) else None
+    if record is None:
         raise OperatorError(f"no import found for {key!r} (give a blob name or a Loop request id)")
-    return versions[-1]
+    return record
 
 
 def _check_resubmittable(record: ImportRecord, code_ibs: str | None) -> None:

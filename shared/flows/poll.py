@@ -170,7 +170,8 @@ def check_import(pipeline: Pipeline, row: str) -> str:
     if record is None or record.state not in states.WATCHED_STATES:
         if record is not None:
             pipeline.verdict_reports.catch_up(record)  # a row left by a crash after the final write
-        pipeline.ledger.watch_index.drop_row(row)  # a live row always has another key than this one
+        # a live row always has another key than this one; the listing put right from the record read
+        pipeline.ledger.drop_leased_row(row, record)
         return "unwatched"
     own_row = pipeline.ledger.watch_index.row_of(record)
     leased = row != own_row
@@ -185,7 +186,8 @@ def check_import(pipeline: Pipeline, row: str) -> str:
     else:
         outcome = _look_after_unsent(pipeline, record)
     if leased and (pipeline.ledger.wrote_due_row(record) or record.state not in states.WATCHED_STATES):
-        pipeline.ledger.watch_index.drop_row(row)  # this check wrote the import's next row, or closed it
+        # this check wrote the import's next row, or closed it: its listing rows go with the drop
+        pipeline.ledger.drop_leased_row(row, record if record.listing_owed else None)
     return outcome
 
 
@@ -195,7 +197,7 @@ def _keep_one_row(pipeline: Pipeline, record: ImportRecord, row: str) -> None:
     record's own time in one transaction, which also folds it into the own row if that is back. The
     import is then checked when due (a `submitting` one called unknown at its give-up time), not a
     lease later."""
-    pipeline.ledger.watch_index.move(record, row)
+    pipeline.ledger.watch_index.move(record, row, pipeline.ledger.listing.operations(record))
 
 
 def _look_after_unsent(pipeline: Pipeline, record: ImportRecord) -> str:

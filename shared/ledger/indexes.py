@@ -7,6 +7,13 @@
   `imports show <that id>` still finds the import (a current id is a field of the record, queried).
 - `content-<codeIbs>` (ContentIndex): RowKey the sha256 of the file, pointing at the import that
   holds those bytes for that dossier (duplicate detection).
+- In the `due` partition too, after every due row (due rows start with a digit), the listing
+  (ListingIndex): a row `list|<inverted receipt time>|<PartitionKey>|<RowKey>` per import, newest
+  first, holding the import's state and dossier, which `GET /api/imports` and `imports list` page
+  through; and a row `rid|<request id, lower case>` per Loop request id an import was given, which
+  `imports show <id>` reads. They share the `due` partition so that one entity-group transaction
+  writes them with the due-row change a write makes anyway (the claim's row, a moved or dropped
+  row, a check's lease row): see `shared.ledger.ledger`.
 
 Rows whose meaning depends on what was read are written and dropped under ETag conditions, so
 concurrent deliveries, the timer and operators never overwrite each other's decisions.
@@ -18,7 +25,7 @@ import contextlib
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -28,9 +35,17 @@ from shared.ledger.record import ImportRecord
 from shared.ledger.store import table_must_exist
 
 DUE_PARTITION = "due"
+# Every due row starts with a digit (its due time): the listing and request-id rows sort after them.
+_DUE_ROWS_END = ":"
+LIST_PREFIX = "list|"
+REQUEST_ID_PREFIX = "rid|"
+_LIST_END = LIST_PREFIX + "~"
+_MAX_MICROSECONDS = 10**16 - 1  # 16 digits: times up to the year 2286
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 REQUEST_PARTITION = "request"  # also holds the rows of every request id from before ids were queried
 CONTENT_PARTITION_PREFIX = "content-"
 Keys = tuple[str, str]
+Operation = tuple[str, dict[str, object]] | tuple[str, dict[str, object], dict[str, object]]
 _ROWS_PER_TRANSACTION = 50  # two operations each: Table Storage takes 100 per transaction
 
 
@@ -55,6 +70,33 @@ def due_row(when: datetime, keys: Keys) -> str:
 def keys_of_due_row(row: str) -> Keys:
     _, partition, record_row = row.split("|", 2)
     return partition, record_row
+
+
+def inverted_key(when: datetime) -> str:
+    """Fixed-width digits that sort as text from the newest time to the oldest (microseconds)."""
+    micros = (when.astimezone(UTC) - _EPOCH) // timedelta(microseconds=1)
+    return f"{_MAX_MICROSECONDS - micros:016d}"
+
+
+def request_id_row(request_id: str) -> str:
+    """Loop's request ids are GUIDs: compared without case, stored in lower case."""
+    return REQUEST_ID_PREFIX + request_id.strip().lower()
+
+
+def submit_together(table: TableClient, operations: list[Operation]) -> None:
+    """Upserts and plain deletes of one partition in one entity-group transaction (one request). If
+    it fails (a row to delete was gone already, say), each operation alone, a delete of a missing row
+    being no error: the upserts always land."""
+    try:
+        with table_must_exist(table):
+            table.submit_transaction(operations)
+    except TableTransactionError:
+        for kind, entity, *_ in operations:
+            if kind == "delete":
+                with contextlib.suppress(ResourceNotFoundError):
+                    table.delete_entity(str(entity["PartitionKey"]), str(entity["RowKey"]))
+            else:
+                table.upsert_entity(entity, mode=UpdateMode.REPLACE)
 
 
 def _row_entity(partition: str, row: str, keys: Keys, now: datetime, blob: str = "", *,
@@ -126,36 +168,48 @@ class WatchIndex(_Partition):
     the live row always has another key, so dropping an old one can never unwatch a live import.
     """
 
+    def __init__(self, table: TableClient, clock: Callable[[], datetime]) -> None:
+        super().__init__(table, clock)
+        self._joined: dict[str, list[Operation]] = {}  # row -> the listing rows its next drop writes
+
     @staticmethod
     def row_of(record: ImportRecord) -> str:
         if record.next_poll_at is None:
             raise ValueError(f"{record.blob} is watched without a next check time")
         return due_row(record.next_poll_at, record.keys)
 
-    def watch(self, record: ImportRecord, at: datetime | None = None) -> None:
-        """Put the record's row at `at` (its `next_poll_at` by default)."""
+    def watch(self, record: ImportRecord, at: datetime | None = None, also: list[Operation] | None = None) -> None:
+        """Put the record's row at `at` (its `next_poll_at` by default); `also` (rows of the same
+        partition: the listing's) in the same transaction."""
         since = record.submitted_at or record.received_at
         row = due_row(at, record.keys) if at is not None else self.row_of(record)
-        self._upsert(DUE_PARTITION, row, record.keys, record.blob, since=since)
+        if not also:
+            self._upsert(DUE_PARTITION, row, record.keys, record.blob, since=since)
+            return
+        entity = _row_entity(DUE_PARTITION, row, record.keys, self.clock(), record.blob, since=since)
+        submit_together(self.table, [("upsert", entity, {"mode": UpdateMode.REPLACE}), *also])
 
-    def move(self, record: ImportRecord, from_row: str) -> None:
+    def move(self, record: ImportRecord, from_row: str, also: list[Operation] | None = None) -> None:
         """Put the record's row at its `next_poll_at` and delete `from_row` in one entity-group transaction
         (both in the one `due` partition): one request, and no moment without a row. If `from_row` is gone
         (the scheduler leased it, a check dropped it), the transaction fails whole and the new row is put
-        alone."""
+        alone. `also` (the listing's rows) goes in the same transaction, or with the new row."""
         since = record.submitted_at or record.received_at
         row = _row_entity(DUE_PARTITION, self.row_of(record), record.keys, self.clock(), record.blob, since=since)
         if row["RowKey"] == from_row:
+            if also:
+                submit_together(self.table, also)
             return
-        operations: list[tuple[str, dict[str, object]] | tuple[str, dict[str, object], dict[str, object]]] = [
+        operations: list[Operation] = [
             ("upsert", row, {"mode": UpdateMode.REPLACE}),
             ("delete", {"PartitionKey": DUE_PARTITION, "RowKey": from_row}),
+            *(also or []),
         ]
         try:
             with table_must_exist(self.table):
                 self.table.submit_transaction(operations)
         except TableTransactionError:
-            self.watch(record)
+            self.watch(record, also=also)
 
     def entries(self, due_by: datetime | None = None, limit: int | None = None) -> list[IndexEntry]:
         """Rows in due order: those due by `due_by` (all if None), at most `limit` of them."""
@@ -165,8 +219,7 @@ class WatchIndex(_Partition):
         """The same rows, read a page at a time as they are consumed: a caller that stops early
         (the timer out of budget) has read at most one page more than it used."""
         query = f"PartitionKey eq '{DUE_PARTITION}'"
-        if due_by is not None:
-            query += f" and RowKey lt '{due_key(due_by)}~'"
+        query += f" and RowKey lt '{due_key(due_by)}~'" if due_by is not None else f" and RowKey lt '{_DUE_ROWS_END}'"
         with table_must_exist(self.table):
             rows = self.table.query_entities(
                 query, select=["RowKey", "record_partition", "record_row", "since"], results_per_page=page_size,
@@ -186,7 +239,17 @@ class WatchIndex(_Partition):
         """Drop a row read earlier, unless it was rewritten since."""
         return self._delete_if_unchanged(DUE_PARTITION, entry)
 
-    def drop_row(self, row: str) -> None:
+    def join_drop(self, row: str, also: list[Operation]) -> None:
+        """Have the next `drop_row(row)` write `also` (the listing's rows) in its transaction."""
+        self._joined[row] = also
+
+    def drop_row(self, row: str, also: list[Operation] | None = None) -> None:
+        """Delete the row (gone already: nothing to do); `also` (the listing's rows, and those joined
+        to this drop) in the same transaction, or alone if the row was gone."""
+        also = [*(also or []), *self._joined.pop(row, [])]
+        if also:
+            submit_together(self.table, [("delete", {"PartitionKey": DUE_PARTITION, "RowKey": row}), *also])
+            return
         with contextlib.suppress(ResourceNotFoundError):
             self.table.delete_entity(DUE_PARTITION, row)
 
@@ -221,7 +284,7 @@ class WatchIndex(_Partition):
         """One transaction moving every row (a folded one: deleting it) or none: False if any row
         changed or went since it was read."""
         now = self.clock()
-        operations: list[tuple[str, dict[str, object]] | tuple[str, dict[str, object], dict[str, object]]] = []
+        operations: list[Operation] = []
         for entry, folded in rows:
             if not folded:
                 lease = _row_entity(DUE_PARTITION, due_row(until, entry.keys), entry.keys, now, since=entry.since)
@@ -301,3 +364,128 @@ class ContentIndex(_Partition):
         entry = self._read(partition, record.content_sha256)
         if entry is not None and entry.keys == record.keys:
             self._delete_if_unchanged(partition, entry)
+
+
+@dataclass(frozen=True)
+class ListedImport:
+    """A listing row: where it sits (`row`), the record it points at, and what the index holds of it."""
+
+    row: str
+    keys: Keys
+    state: str
+    code_ibs: str
+
+
+@dataclass(frozen=True)
+class ListingPage:
+    """One range read of the listing: its rows, and where the next read starts (None: the range is done)."""
+
+    rows: list[ListedImport]
+    next_start: str | None
+    next_inclusive: bool = False
+
+
+class ListingIndex(_Partition):
+    """Every import, newest first by receipt, with its state and dossier: rows of the `due` partition
+    after the due rows, written in the transaction of the due-row change a write makes anyway, else in
+    one of their own (see `Ledger._write`). With each request id the import was given, a `rid` row.
+
+    The index can lag the record by a write (the `submitting` mark writes no row; a lost index write
+    is put right by the next one, at the latest by the import's next status check): readers read the
+    records themselves and check them (shared.flows.import_api). Rows are never the only copy of
+    anything. A purge reads the old end of the range (`received_before`) and drops records with their
+    rows (`drop_operations`).
+    """
+
+    @staticmethod
+    def row_of(record: ImportRecord) -> str:
+        received = record.received_at or record.updated_at or _EPOCH
+        return "|".join((LIST_PREFIX + inverted_key(received), *record.keys))
+
+    @staticmethod
+    def start_of(newest: datetime) -> str:
+        """The first row key of imports received at `newest` or before."""
+        return LIST_PREFIX + inverted_key(newest)
+
+    @staticmethod
+    def end_of(oldest: datetime | None) -> str:
+        """A key past every row of imports received at `oldest` or after (all rows: None)."""
+        return LIST_PREFIX + inverted_key(oldest) + "~" if oldest else _LIST_END
+
+    @staticmethod
+    def is_row(row: str) -> bool:
+        parts = row.split("|")
+        return len(parts) >= 4 and row.startswith(LIST_PREFIX) and len(parts[1]) == 16 and parts[1].isdigit()
+
+    def operations(self, record: ImportRecord) -> list[Operation]:
+        """The upserts that make the record's rows say what the record says."""
+        now = self.clock()
+        listed = _row_entity(DUE_PARTITION, self.row_of(record), record.keys, now, record.blob)
+        listed.update(state=str(record.state), code_ibs=record.code_ibs or "", request_id=record.request_id or "")
+        for name in ("received_at", "updated_at", "finished_at"):
+            if getattr(record, name) is not None:
+                listed[name] = getattr(record, name)
+        operations: list[Operation] = [("upsert", listed, {"mode": UpdateMode.REPLACE})]
+        if record.request_id:
+            found = _row_entity(DUE_PARTITION, request_id_row(record.request_id), record.keys, now, record.blob)
+            operations.append(("upsert", found, {"mode": UpdateMode.REPLACE}))
+        return operations
+
+    def drop_operations(self, record: ImportRecord, request_ids: tuple[str, ...] = ()) -> list[Operation]:
+        """Deletes of the record's listing row and of the `rid` rows of `request_ids`."""
+        rows = [self.row_of(record), *(request_id_row(request_id) for request_id in request_ids)]
+        return [("delete", {"PartitionKey": DUE_PARTITION, "RowKey": row}) for row in rows]
+
+    def write(self, record: ImportRecord) -> None:
+        submit_together(self.table, self.operations(record))
+
+    def find_request(self, request_id: str) -> Keys | None:
+        """The import that was given this request id (any case): one point read."""
+        entry = self._read(DUE_PARTITION, request_id_row(request_id))
+        return entry.keys if entry else None
+
+    def page(self, start: str, end: str, *, inclusive: bool = True, states: tuple[str, ...] = (),
+             code_ibs: str | None = None, limit: int = 100) -> ListingPage:
+        """At most `limit` rows from `start` (newest) toward `end`, whose indexed state is one of
+        `states` (any: empty) and dossier `code_ibs` (any: None): one request. The service filters;
+        when it stops early (Table Storage answers after 1,000 rows or 5 seconds), the page is short
+        and says where to go on."""
+        query = f"PartitionKey eq @p and RowKey {'ge' if inclusive else 'gt'} @start and RowKey lt @end"
+        parameters: dict[str, str] = {"p": DUE_PARTITION, "start": start, "end": end}
+        if states:
+            query += " and (" + " or ".join(f"state eq @s{n}" for n in range(len(states))) + " )"
+            parameters |= {f"s{n}": state for n, state in enumerate(states)}
+        if code_ibs is not None:
+            query += " and code_ibs eq @code"
+            parameters["code"] = code_ibs
+        with table_must_exist(self.table):
+            pages = self.table.query_entities(
+                query, parameters=parameters, results_per_page=min(limit + 1, 1000),
+                select=["RowKey", "record_partition", "record_row", "state", "code_ibs"],
+            ).by_page()
+            entities = list(next(pages, []))
+        rows = [ListedImport(e["RowKey"], (e["record_partition"], e["record_row"]), e.get("state") or "",
+                             e.get("code_ibs") or "") for e in entities]
+        if len(rows) > limit:
+            return ListingPage(rows[:limit], rows[limit - 1].row)
+        token = pages.continuation_token  # type: ignore[attr-defined]
+        if token and token.get("PartitionKey") == DUE_PARTITION and token.get("RowKey", "") < end:
+            return ListingPage(rows, token["RowKey"], next_inclusive=True)
+        return ListingPage(rows, None)
+
+    def received_before(self, cutoff: datetime, states: frozenset[str] | None = None,
+                        page_size: int = 1000) -> Iterator[ListedImport]:
+        """Rows of imports received before `cutoff`, newest of them first, read a page at a time as
+        consumed (a purge stops when its budget is spent); only those whose indexed state is in
+        `states`, if given."""
+        query = "PartitionKey eq @p and RowKey gt @start and RowKey lt @end"
+        parameters: dict[str, str] = {"p": DUE_PARTITION, "start": self.end_of(cutoff), "end": _LIST_END}
+        if states:
+            query += " and (" + " or ".join(f"state eq @s{n}" for n in range(len(states))) + " )"
+            parameters |= {f"s{n}": state for n, state in enumerate(sorted(states))}
+        with table_must_exist(self.table):
+            for e in self.table.query_entities(query, parameters=parameters, results_per_page=page_size,
+                                               select=["RowKey", "record_partition", "record_row", "state",
+                                                       "code_ibs"]):
+                yield ListedImport(e["RowKey"], (e["record_partition"], e["record_row"]), e.get("state") or "",
+                                   e.get("code_ibs") or "")

@@ -19,7 +19,15 @@ from azure.core.exceptions import AzureError
 from azure.data.tables import TableClient, TableServiceClient
 
 from shared.ledger import states
-from shared.ledger.indexes import ContentIndex, IndexEntry, ReplacedRequestIndex, WatchIndex, due_row
+from shared.ledger.indexes import (
+    ContentIndex,
+    IndexEntry,
+    ListingIndex,
+    ReplacedRequestIndex,
+    WatchIndex,
+    due_row,
+    submit_together,
+)
 from shared.ledger.record import RECORD_PARTITION_PREFIX, ImportRecord, record_keys
 from shared.ledger.states import Transition
 from shared.ledger.store import LedgerConflictError, LedgerMissingError, RecordStore, with_retries
@@ -68,6 +76,7 @@ class Ledger:
         self.watch_index = WatchIndex(table, clock)
         self.contents = ContentIndex(table, clock)
         self.replaced_requests = ReplacedRequestIndex(table, clock)
+        self.listing = ListingIndex(table, clock)
 
     @classmethod
     def from_service(cls, service: TableServiceClient, table_name: str, clock: Clock = utcnow) -> Ledger:
@@ -136,8 +145,14 @@ class Ledger:
     def _write(self, record: ImportRecord, note: str) -> None:
         """Write the record and keep its indexes in step.
 
-        Its request id is a field of the record itself (`by_request_id` queries it), so a stored id is
-        always found, and storing it costs no write besides the record's. Its due-index row (`_watch_rows`): a record
+        Its listing rows (state, dossier, request ids: `ListingIndex`) are written after the record,
+        in the transaction of the due-row change that follows the write, if any; else, when the state
+        changed, in one of their own: except for the `submitting` mark, the one state change on a
+        submission's way without a due-row change (the row still says `received` while the POST is in
+        flight, and the answer's write puts it right). A copy whose row the scheduler leased leaves
+        them to its checker, which writes them with its drop of the lease row (`drop_leased_row`). A
+        failure is logged, never raised: the import's next due-row change (at the latest its next
+        check) writes them again. Its due-index row (`_watch_rows`): a record
         with a row of its own keeps it until the record is written, then one entity-group transaction
         moves it to the new due time; a record without one gets its row first. Either way a crash
         leaves it watched. Each index write is idempotent and tried again on a transient failure
@@ -155,12 +170,24 @@ class Ledger:
         answer_keeps_row = record.state == states.PENDING and record.due_row_at is not None
         if watched and previous_due is None:
             with_retries(lambda: self.watch_index.watch(record), f"due row of {record.blob}")
+        state_changed = record.state != record.stored_state
         self.store.replace(record)
         record.stored_due = due
         if previous_due is not None and previous_due != due:
             self._after_write(record, previous_due, watched)
         elif answer_keeps_row and previous_due is not None and self._kept_row_may_be_leased(previous_due):
-            self._put_own_row(record)
+            self._put_own_row(record)  # carries the listing rows: no request more than an on-time answer
+        elif record.row_leased:
+            record.listing_owed = True
+        elif state_changed and record.state != states.SUBMITTING:
+            self._write_listing(record)
+
+    def _write_listing(self, record: ImportRecord) -> None:
+        try:
+            with_retries(lambda: self.listing.write(record), f"listing rows of {record.blob}")
+        except AzureError as error:
+            log.warning("listing rows of %s not written (%s): written again at its next due-row change",
+                        record.blob, type(error).__name__)
 
     @staticmethod
     def _due_row_time(record: ImportRecord, previous_due: datetime | None, now: datetime) -> datetime | None:
@@ -202,9 +229,11 @@ class Ledger:
         there, its early check folds it into this one (shared.flows.poll, `_keep_one_row`); a row a
         check moved to the give-up time finds the import checked already and is dropped or folded. The
         record still names the kept row: a later write moving from it finds it gone and puts its own
-        row alone, as after any lease. Costs one request, on a late write only."""
+        row alone, as after any lease. The listing rows ride in its transaction, so a late answer costs what
+        an on-time one does; if it fails, the first check writes them (as after any lost listing write)."""
         try:
-            with_retries(lambda: self.watch_index.watch(record), f"due row of {record.blob}")
+            with_retries(lambda: self.watch_index.watch(record, also=self.listing.operations(record)),
+                         f"due row of {record.blob}")
         except AzureError as error:
             log.warning("due row of %s at its first check not put (%s): checked at its kept or give-up row",
                         record.blob, type(error).__name__)
@@ -215,11 +244,12 @@ class Ledger:
         previous row keeps the import watched, and the check it brings puts things right. A write that
         lost its compare-and-swap never gets here, so it never deletes a row another writer relies on."""
         previous = due_row(previous_due, record.keys)
+        listed = self.listing.operations(record)
         try:
             if watched:
-                with_retries(lambda: self.watch_index.move(record, previous), f"due row of {record.blob}")
+                with_retries(lambda: self.watch_index.move(record, previous, listed), f"due row of {record.blob}")
             else:
-                with_retries(lambda: self.watch_index.drop_row(previous), "previous due row")
+                with_retries(lambda: self.watch_index.drop_row(previous, listed), "previous due row")
         except AzureError as error:
             log.warning("previous due row %s left in place (%s): dropped or moved when it comes due", previous,
                         type(error).__name__)
@@ -228,6 +258,15 @@ class Ledger:
         """The scheduler moved this copy's due row to a lease row: the next write must not delete the
         row of its previous due time (gone), the checker deletes the lease row itself."""
         record.stored_due = None
+        record.row_leased = True
+
+    def drop_leased_row(self, row: str, record: ImportRecord | None = None) -> None:
+        """Delete a due row the checker holds; with the listing's rows of `record` in the same
+        transaction when this copy was written (or read just now: `fresh`), so a check puts right a
+        listing write that was lost."""
+        if record is not None:
+            self.watch_index.join_drop(row, self.listing.operations(record))
+        self.watch_index.drop_row(row)
 
     @staticmethod
     def wrote_due_row(record: ImportRecord) -> bool:
@@ -249,13 +288,19 @@ class Ledger:
         record.add_history(record.state, "received", now)
         due = min(record.next_poll_at, row_at) if row_at is not None else record.next_poll_at
         record.due_row_at = due if due != record.next_poll_at else None
-        self.watch_index.watch(record, due)  # first: a crash right after leaves it watched
+        # first, with its listing rows: a crash right after leaves it watched (and listed: the list
+        # skips a row whose record is missing)
+        self.watch_index.watch(record, due, self.listing.operations(record))
         if self.store.create(record):
             record.stored_due = due
             return record, True
         existing = self.get(*record.keys)
+        ours = self.listing.drop_operations(record) if existing is None or existing.received_at != record.received_at \
+            else []
         if existing is None or existing.stored_due != due:
-            self.watch_index.drop_row(due_row(due, record.keys))  # ours, not the stored record's
+            self.watch_index.drop_row(due_row(due, record.keys), ours)  # ours, not the stored record's
+        elif ours:
+            self.watch_index.drop_row(self.listing.row_of(record))
         if existing is None:  # deleted between the two calls: treat as a conflict
             raise LedgerConflictError(f"record {record.blob} vanished during claim")
         return existing, False
@@ -321,6 +366,7 @@ class Ledger:
         An operator's `resolve` is not a POST's answer and has no such condition."""
         now = self.clock()
         submission = record.attempts
+        request_id = request_id.strip().lower()  # a GUID: stored in one case, found in any
 
         def change(current: ImportRecord) -> None:
             current.request_id, current.error = request_id, None
@@ -368,18 +414,28 @@ class Ledger:
             query += " and state eq @state"
         return self.store.query(query, {"state": str(state)} if state else None)
 
-    def by_request_id(self, request_id: str) -> ImportRecord | None:
-        """The import Loop gave this request id: by a query on the records' `request_id` field, else
-        (an id a resubmit replaced, or one indexed by an earlier version) by its `request` row.
+    def reindex(self) -> int:
+        """Write the listing and request-id rows of every record, 100 rows per transaction: once, on
+        a ledger written before the index existed (it reads every record: an operator's command,
+        never the app's). Returns how many records it indexed."""
+        operations: list = []
+        count = 0
+        for count, record in enumerate(self.all_records(), start=1):  # noqa: B007 - the count is returned
+            operations += self.listing.operations(record)
+            if len(operations) >= 98:
+                submit_together(self.table, operations)
+                operations = []
+        if operations:
+            submit_together(self.table, operations)
+        return count
 
-        The table has no index on the field, so the query reads through the record partitions
-        (filtered by the service): fine for an operator's lookup, and it spares every submission a
-        second write (an index row) on the hot path."""
-        query = _ALL_RECORDS + " and request_id eq @request_id"
-        current = next(iter(self.store.query(query, {"request_id": request_id})), None)
-        if current is not None:
-            return current
-        keys = self.replaced_requests.find(request_id)
+    def by_request_id(self, request_id: str) -> ImportRecord | None:
+        """The import Loop gave this request id (any case: GUIDs), by its `rid` row, else (an id a
+        resubmit replaced, or one indexed by an earlier version) by its `request` row: at most three
+        point reads and the record's, whatever the ledger holds."""
+        keys = self.listing.find_request(request_id) or self.replaced_requests.find(request_id)
+        if keys is None and request_id != request_id.lower():
+            keys = self.replaced_requests.find(request_id.lower())
         return self.get(*keys) if keys else None
 
     def versions_of(self, container: str, blob_name: str) -> list[ImportRecord]:

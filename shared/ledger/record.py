@@ -90,6 +90,10 @@ class ImportRecord:
     table_etag: str | None = field(default=None, repr=False, compare=False)
     stored_state: ImportState | None = field(default=None, repr=False, compare=False)
     stored_due: datetime | None = field(default=None, repr=False, compare=False)
+    # This copy's due row was leased by the scheduler: its checker writes the listing's rows with its
+    # drop of that row (`listing_owed`), in one transaction (shared.ledger.ledger, `_write`).
+    row_leased: bool = field(default=False, repr=False, compare=False)
+    listing_owed: bool = field(default=False, repr=False, compare=False)
 
     @property
     def keys(self) -> tuple[str, str]:
@@ -148,7 +152,7 @@ class ImportRecord:
         return out
 
 
-_HIDDEN = ("table_etag", "stored_state", "stored_due")
+_HIDDEN = ("table_etag", "stored_state", "stored_due", "row_leased", "listing_owed")
 
 
 def utf16_units(text: str) -> int:
