@@ -61,6 +61,8 @@ CANCELLED = "import.cancelled"
 # The readable report next to a file (shared/flows/verdict_reports.py): not a state change, its outcome.
 REPORT_WRITTEN = "import.report_written"
 REPORT_FAILED = "import.report_failed"
+# The retention's purge (shared/flows/retention.py): one event per run, with its counts.
+LEDGER_PURGED = "ledger.purged"
 
 class EventRecord(logging.LogRecord):
     """A log record that also keeps the event's dimensions for in-process readers (tests, the
