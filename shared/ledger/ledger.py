@@ -379,11 +379,18 @@ class Ledger:
             current.request_id, current.loop_status, current.finished_at, current.flags = None, None, None, ""
             current.error, current.attempts = None, current.attempts + 1
 
-        if record.request_id:  # the id this clears stays findable (imports show <old id>)
-            with_retries(lambda: self.replaced_requests.keep(record.request_id or "", record),
+        replaced = record.request_id  # the copy is changed by the move, even one that is refused
+        if replaced:  # the id this clears stays findable (imports show <old id>)
+            with_retries(lambda: self.replaced_requests.keep(replaced, record),
                          f"replaced request id of {record.blob}")
-        return self.move(record, states.REOPEN, change, "resubmit requested by an operator", once=True,
-                         previousRequestId=previous_request_id)
+        reopened = self.move(record, states.REOPEN, change, "resubmit requested by an operator", once=True,
+                             previousRequestId=previous_request_id)
+        if reopened is None and self.get(*record.keys) is None:  # purged meanwhile: leave no row pointing at it
+            if replaced:
+                self._drop_row_of(REQUEST_PARTITION, replaced, record.keys)
+            if redrive_at is not None:  # the due row the write puts before the record (`_write`)
+                self.watch_index.drop_row(due_row(redrive_at, record.keys))
+        return reopened
 
     # --- lookups for operators -------------------------------------------------------------
 
