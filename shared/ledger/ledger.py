@@ -419,10 +419,11 @@ class Ledger:
 
     @staticmethod
     def request_ids_of(record: ImportRecord) -> tuple[str, ...]:
-        """Every Loop request id the record was given: its current one and those in its history."""
+        """Every Loop request id the record was given, as written: its current one and those in its
+        history."""
         found = [record.request_id or "", *(match for entry in record.history_entries()
                                             for match in _GUID.findall(entry.get("note") or ""))]
-        return tuple(dict.fromkeys(request_id.lower() for request_id in found if request_id))
+        return tuple(dict.fromkeys(request_id for request_id in found if request_id))
 
     def remove(self, record: ImportRecord) -> bool:
         """Delete a record and its index rows, the record first and only if it is still the copy
@@ -438,8 +439,8 @@ class Ledger:
         request_ids = self.request_ids_of(record)
         with_retries(lambda: submit_together(self.table, self.listing.drop_operations(record, request_ids)),
                      f"listing rows of {record.blob}")
-        for request_id in {*request_ids, *(request_id.upper() for request_id in request_ids)}:
-            self._drop_row_of(REQUEST_PARTITION, request_id, record.keys)
+        for written in {case for request_id in request_ids for case in (request_id, request_id.lower())}:
+            self._drop_row_of(REQUEST_PARTITION, written, record.keys)  # kept as written, or lowered
         self.contents.release(record)
         return True
 
