@@ -358,3 +358,21 @@ def test_rows_and_reports_a_status_check_writes_back_after_a_purge_go_with_the_n
     assert purge(pipeline).orphans == 1
     assert references(pipeline, record.keys) == []
     assert report_versions(pipeline, record.blob_name) == [None, None]
+
+
+def test_a_failure_on_one_import_is_counted_and_the_run_goes_on(pipeline, monkeypatch):
+    records = seed_old_final(pipeline, 5)
+    real_remove = pipeline.ledger.remove
+
+    def fails_once(record):
+        if record.keys == records[2].keys:
+            raise ConnectionError("storage went away")
+        return real_remove(record)
+
+    monkeypatch.setattr(pipeline.ledger, "remove", fails_once)
+    summary = purge(pipeline)
+    assert (sum(summary.removed.values()), summary.kept) == (4, {"error": 1})
+    assert remaining(pipeline, records) == 1
+    monkeypatch.undo()
+    assert sum(purge(pipeline).removed.values()) == 1
+    assert remaining(pipeline, records) == 0

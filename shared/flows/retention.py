@@ -135,10 +135,21 @@ def _run(pipeline: Pipeline, pool: ThreadPoolExecutor, rows: Iterator[ListedImpo
         chunk = list(itertools.islice(rows, min(_CHUNK, room)))
         if not chunk:
             return None
-        for outcome in pool.map(lambda row: purge_one(pipeline, row, summary.cutoff, summary.dry_run), chunk):
+        for outcome in pool.map(lambda row: _guarded(pipeline, row, summary.cutoff, summary.dry_run), chunk):
             summary.add(outcome)
         if time.monotonic() > deadline:
             return "time_budget"
+
+
+def _guarded(pipeline: Pipeline, row: ListedImport, cutoff: datetime, dry_run: bool) -> Outcome:
+    """Whatever goes wrong with one import is logged against it and never stops the others. What it
+    left is found again by the next run while its listing row stands (the rows go after the record);
+    report blobs left after the rows are the reports' lifecycle rule's (infra/)."""
+    try:
+        return purge_one(pipeline, row, cutoff, dry_run)
+    except Exception as error:
+        log.warning("purge of %s failed: %s", "|".join(row.keys), type(error).__name__)
+        return Outcome(KEPT, "error")
 
 
 def purge_one(pipeline: Pipeline, row: ListedImport, cutoff: datetime, dry_run: bool) -> Outcome:
