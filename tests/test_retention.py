@@ -376,3 +376,17 @@ def test_a_failure_on_one_import_is_counted_and_the_run_goes_on(pipeline, monkey
     monkeypatch.undo()
     assert sum(purge(pipeline).removed.values()) == 1
     assert remaining(pipeline, records) == 0
+
+
+def test_a_file_delivered_again_after_its_import_was_purged_is_not_sent_again(pipeline, loop_emulator, fec_bytes):
+    """A host that lost its blob receipts offers every blob again: a version older than the retention
+    is ignored, never claimed anew (its import may be gone: a new claim would POST it a second time)."""
+    blob = upload(pipeline, "DEMO001/kept-file.txt", fec_bytes)
+    record = poll_until_final(pipeline, submit_blob(pipeline, blob))
+    posts = len([r for r in loop_emulator.requests() if r["path"] == "/importFEC"])
+    pipeline.clock.advance(timedelta(days=OLD))
+    assert sum(purge(pipeline).removed.values()) == 1
+    assert pipeline.ledger.get(*record.keys) is None
+    assert submit_blob(pipeline, blob) is None
+    assert pipeline.ledger.versions_of(blob.container_name, blob.blob_name) == []
+    assert len([r for r in loop_emulator.requests() if r["path"] == "/importFEC"]) == posts
