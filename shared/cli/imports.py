@@ -1,4 +1,4 @@
-"""`python -m shared imports ...`: list, show, resubmit, resolve and cancel imports."""
+"""`python -m shared imports ...`: list, show, resubmit, resolve, cancel and purge imports."""
 
 from __future__ import annotations
 
