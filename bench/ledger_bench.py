@@ -100,14 +100,28 @@ def seed(pipeline, start: int, count: int, versions: int, now: datetime, *, work
         list(pool.map(put_index, chunks))
 
 
-def measure_purge(pipeline, counter: RequestCounter) -> Measure | None:
-    """The retention's purge of the imports past LEDGER_RETENTION_DAYS (issue #26 item 3): filled in
-    by the retention's change (a purge within its budgets: requests, time, records removed). None
-    until then."""
-    return None
+def measure_purge(pipeline, counter: RequestCounter, max_records: int | None = None) -> Measure | None:
+    """The retention's purge of the imports past LEDGER_RETENTION_DAYS (issue #26 item 3), one run
+    within its budgets (its count budget lowered to `max_records` if given): table requests (every
+    thread's: the purge works in a pool), time, records removed, and the blob requests beside (the
+    reports next to the files looked up: none exist here). It deletes: run it last for a size."""
+    from shared.flows.retention import PURGE_MAX_RECORDS, purge  # noqa: PLC0415
+
+    limit = max_records or PURGE_MAX_RECORDS
+    counter.reset()
+    started = time.perf_counter()
+    summary = purge(pipeline, max_records=limit)
+    seconds = time.perf_counter() - started
+    removed = sum(summary.removed.values())
+    stopped = f", stopped by its {summary.stopped_by}" if summary.stopped_by else ""
+    what = f"purge past {summary.retention_days} days (budget {limit:,})"
+    return Measure(what, counter.total(None, "table"), seconds,
+                   f"{removed:,} removed of {summary.examined:,} read, {counter.total(None, 'blob'):,} blob "
+                   f"requests{stopped}")
 
 
-def run_size(pipeline, counter: RequestCounter, size: int, page: int, old_list: bool) -> list[Measure]:
+def run_size(pipeline, counter: RequestCounter, size: int, page: int, old_list: bool, *,
+             purge_records: int | None = None) -> list[Measure]:
     from shared.flows.import_api import get_import  # noqa: PLC0415
     from shared.flows.import_listing import ListQuery, list_page  # noqa: PLC0415
     from shared.ledger.indexes import LIST_PREFIX  # noqa: PLC0415
@@ -134,14 +148,14 @@ def run_size(pipeline, counter: RequestCounter, size: int, page: int, old_list: 
     request_id = next(record.request_id for record in got.records if record.request_id)
     by_id, _ = measure(counter, "lookup by request id", lambda: get_import(pipeline, request_id.upper())[0] == 200)
     results.append(by_id)
-    purge = measure_purge(pipeline, counter)
-    results.append(purge or Measure("purge of the imports past the retention", 0, 0.0, "not built yet"))
     if old_list:
         def old() -> list:
             return sorted(pipeline.ledger.all_records(), key=lambda r: r.received_at, reverse=True)[:page]
 
         scan, _ = measure(counter, "old list: every record read and sorted", old)
         results.append(scan)
+    purge = measure_purge(pipeline, counter, purge_records)  # last: it deletes
+    results.append(purge or Measure("purge of the imports past the retention", 0, 0.0, "not built yet"))
     return results
 
 
@@ -151,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page", type=int, default=100)
     parser.add_argument("--versions", type=int, default=10, help="versions per blob name (records per partition)")
     parser.add_argument("--no-old-list", action="store_true", help="skip reading every record (the old list)")
+    parser.add_argument("--purge-records", type=int, help="the purge's count budget (default: the timer's)")
     args = parser.parse_args(argv)
     from shared.platform.settings import load_settings  # noqa: PLC0415
 
@@ -169,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"in {time.perf_counter() - started:.1f} s", flush=True)
             seeded = size
             print(f"  {'what':48} {'table requests':>14} {'time':>10} {'returned':>12}")
-            for result in run_size(pipeline, counter, size, args.page, not args.no_old_list):
+            for result in run_size(pipeline, counter, size, args.page, not args.no_old_list,
+                                   purge_records=args.purge_records):
                 print(f"  {result.what:48} {result.requests:>14,} {result.seconds * 1000:>8.0f} ms "
                       f"{result.returned!s:>12}", flush=True)
     finally:

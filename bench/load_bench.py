@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         "AzureWebJobsStorage": azurite.connection_string, "FEC_IMPORT_CONTAINER": CONTAINER,
         "LOOP_API_BASE_URL": emulator.base_url, "LOOP_API_KEY": "local-dev-key:local-dev-secret",
         "LOOP_SUBSCRIPTION_KEY": "local-dev-subscription", "STATUS_POLL_SCHEDULE": "*/1 * * * * *",
-        "STATUS_POLL_CONCURRENCY": "16", "STATUS_CHECK_QUEUE": "fec-status-checks",
+        "LEDGER_PURGE_SCHEDULE": "0 30 2 * * *", "STATUS_POLL_CONCURRENCY": "16",
+        "STATUS_CHECK_QUEUE": "fec-status-checks",
         "STATUS_POLL_FIRST_SECONDS": "1", "STATUS_POLL_MAX_INTERVAL_SECONDS": "5",
     })
     try:

@@ -90,6 +90,7 @@ def environment(args: argparse.Namespace, azurite, emulator, files: int) -> dict
         "IMPORT_REPORT_CONTAINER": f"peak-reports-{files}",
         "LOOP_API_BASE_URL": emulator.base_url, "LOOP_API_KEY": "local-dev-key:local-dev-secret",
         "LOOP_SUBSCRIPTION_KEY": "local-dev-subscription", "STATUS_POLL_SCHEDULE": args.schedule,
+        "LEDGER_PURGE_SCHEDULE": "0 30 2 * * *",
         "STATUS_POLL_FIRST_SECONDS": str(args.first), "STATUS_POLL_STEP_SECONDS": str(args.step),
         "STATUS_GAUGE_INTERVAL_SECONDS": "86400",
     }

@@ -40,6 +40,17 @@ param loopApiBaseUrl string = 'https://api.cegid.com/loop-api-publiques'
 @description('NCRONTAB schedule of the status timer (6 fields)')
 param statusPollSchedule string = '0 */1 * * * *'
 
+@minValue(30)
+@description('LEDGER_RETENTION_DAYS: final imports, their rows and reports are deleted this many days after their last change')
+param ledgerRetentionDays int = 400
+
+@description('Off by default: delete dropped files tagged fecimport=completed completedFileRetentionDays after they were dropped')
+param deleteCompletedFiles bool = false
+
+@minValue(7)
+@description('Days after which a completed dropped file is deleted, when deleteCompletedFiles is true')
+param completedFileRetentionDays int = 90
+
 @description('Most instances Flex Consumption may run: with host.json queues.batchSize 16 (+ newBatchThreshold 8), at most 24 status calls in flight per instance, so this caps the status calls in flight toward Loop at 24 x this value')
 @minValue(1)
 @maxValue(1000)
@@ -78,6 +89,9 @@ module resources 'modules/resources.bicep' = {
     loopSubscriptionKey: loopSubscriptionKey
     loopApiBaseUrl: loopApiBaseUrl
     statusPollSchedule: statusPollSchedule
+    ledgerRetentionDays: ledgerRetentionDays
+    deleteCompletedFiles: deleteCompletedFiles
+    completedFileRetentionDays: completedFileRetentionDays
     privateNetworking: privateNetworking
     loopTransferMode: privateNetworking ? 'deposit' : loopTransferMode
     maximumInstanceCount: maximumInstanceCount

@@ -46,7 +46,8 @@ def main() -> int:
             "AzureWebJobsStorage": azurite.connection_string, "FEC_IMPORT_CONTAINER": CONTAINER,
             "LOOP_API_BASE_URL": emulator.base_url, "LOOP_API_KEY": EMULATOR_API_KEY,
             "LOOP_SUBSCRIPTION_KEY": EMULATOR_SUBSCRIPTION_KEY, "STATUS_POLL_SCHEDULE": "*/1 * * * * *",
-            "STATUS_CHECK_QUEUE": "fec-status-checks", "STATUS_POLL_FIRST_SECONDS": "0",
+            "LEDGER_PURGE_SCHEDULE": "0 30 2 * * *", "STATUS_CHECK_QUEUE": "fec-status-checks",
+            "STATUS_POLL_FIRST_SECONDS": "0",
         })
         return run_demo(BlobServiceClient.from_connection_string(azurite.connection_string))
     finally:

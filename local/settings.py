@@ -14,6 +14,7 @@ LOCAL_DEFAULTS = {
     "BLOB_TRIGGER_SOURCE": "LogsAndContainerScan",
     "FEC_IMPORT_CONTAINER": "api-import-ecrit",
     "STATUS_POLL_SCHEDULE": "*/10 * * * * *",
+    "LEDGER_PURGE_SCHEDULE": "0 30 2 * * *",
     "STATUS_CHECK_QUEUE": "fec-status-checks",
     "STATUS_POLL_FIRST_SECONDS": "5",
     "LOOP_STATUS_PATH": "/getImportStatus",

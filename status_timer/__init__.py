@@ -1,4 +1,5 @@
-"""Status polling: a timer that schedules what is due, and a queue worker that checks one import.
+"""Status polling: a timer that schedules what is due, and a queue worker that checks one import;
+and the retention's daily purge.
 
 Thin adapters to shared.flows.poll. The timer runs as a singleton on Azure (one tick at a time across
 instances); the queue worker scales out with the queue, bounded by host.json's `queues` settings.
@@ -11,6 +12,7 @@ import logging
 import azure.functions as func
 
 from shared.flows.poll import check_import, row_of_message, schedule_due_checks
+from shared.flows.retention import purge
 from shared.flows.runtime import current_pipeline
 
 bp = func.Blueprint()
@@ -39,3 +41,13 @@ def fec_status_check(message: func.QueueMessage) -> None:
     row = row_of_message(message.get_body().decode("utf-8"))
     outcome = check_import(current_pipeline(), row)
     log.debug("status check %s: %s", row, outcome)
+
+
+@bp.function_name("fec_ledger_purge")
+@bp.timer_trigger(arg_name="timer", schedule="%LEDGER_PURGE_SCHEDULE%", run_on_startup=False, use_monitor=True)
+def fec_ledger_purge(timer: func.TimerRequest) -> None:
+    """Remove the final imports past LEDGER_RETENTION_DAYS (bounded by a time and a count budget;
+    the rest waits for the next run), logged as one `ledger.purged` event."""
+    if timer.past_due:
+        log.warning("ledger purge is running late")
+    purge(current_pipeline())

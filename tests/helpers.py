@@ -53,6 +53,7 @@ def environment_for_test(storage_connection: str, loop_base_url: str) -> dict[st
         "LOOP_MAX_RETRIES": "2",
         "LOOP_READ_TIMEOUT_SECONDS": "2",
         "STATUS_POLL_SCHEDULE": "*/1 * * * * *",
+        "LEDGER_PURGE_SCHEDULE": "0 30 2 * * *",
         "STATUS_POLL_FIRST_SECONDS": "0",
         "STATUS_CHECK_QUEUE": unique_name("checks"),
     }

@@ -21,9 +21,10 @@ def fec_file(fec_bytes, tmp_path):
 
 def test_the_runner_reads_the_bindings(host, pipeline_env):
     (blob_function,) = host.blob_functions
-    (timer,) = host.timer_functions
+    timers = {timer.name: timer.schedule for timer in host.timer_functions}
     assert blob_function.container == pipeline_env["FEC_IMPORT_CONTAINER"]
-    assert timer.schedule == pipeline_env["STATUS_POLL_SCHEDULE"]
+    assert timers == {"fec_status_timer": pipeline_env["STATUS_POLL_SCHEDULE"],
+                      "fec_ledger_purge": pipeline_env["LEDGER_PURGE_SCHEDULE"]}
 
 
 def test_valid_file_reaches_3_unparsable_is_rejected_and_no_dossier_never_calls_loop(

@@ -35,7 +35,8 @@ def app_env(pipeline_env, monkeypatch):
 
 def test_the_app_registers_exactly_its_functions():
     assert sorted(functions_by_name()) == [
-        "fec_blob_trigger", "fec_status_check", "fec_status_timer", "imports_api_list", "imports_api_show",
+        "fec_blob_trigger", "fec_ledger_purge", "fec_status_check", "fec_status_timer", "imports_api_list",
+        "imports_api_show",
     ]
 
 
@@ -64,6 +65,8 @@ def test_timer_binding_metadata():
     assert trigger["type"] == "timerTrigger"
     assert trigger["schedule"] == "%STATUS_POLL_SCHEDULE%"
     assert trigger["runOnStartup"] is False
+    purge = trigger_of(functions_by_name()["fec_ledger_purge"])
+    assert (purge["type"], purge["schedule"], purge["runOnStartup"]) == ("timerTrigger", "%LEDGER_PURGE_SCHEDULE%", False)
 
 
 def test_the_blob_function_never_takes_the_blob_bytes():

@@ -299,12 +299,57 @@ def test_the_hooks_wait_for_the_key_and_name_the_subscription():
     assert "./infra/hooks/postdeploy.ps1" in azure_yaml
 
 
+def lifecycle_rules(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {rule["name"]: rule for rule in body(resources["resources"]["lifecycle"])["properties"]["policy"]["rules"]}
+
+
+def test_the_retention_is_the_apps_and_the_reports_containers_keep_to_it(resources, main):
+    """LEDGER_RETENTION_DAYS is set from one parameter, whose default and floor are the app's; the
+    reports containers' lifecycle rule deletes their blobs after those days; the purge's schedule is set."""
+    from shared.platform.settings import DEFAULT_RETENTION_DAYS, MINIMUM_RETENTION_DAYS  # noqa: PLC0415
+
+    settings = app_settings(resources)
+    assert settings["LEDGER_RETENTION_DAYS"] == "${ledgerRetentionDays}"
+    assert settings["LEDGER_PURGE_SCHEDULE"] == "ledgerPurgeSchedule"
+    for template in (resources, main):
+        parameter = template["parameters"]["ledgerRetentionDays"]
+        (minimum,) = [d["argument"] for d in parameter["decorators"] if d["type"] == "min_value"]
+        assert (parameter["default"], minimum) == (DEFAULT_RETENTION_DAYS, MINIMUM_RETENTION_DAYS)
+    assert body(main["modules"]["resources"])["params"]["ledgerRetentionDays"] == "ledgerRetentionDays"
+    env = {**template_environment(resources, main), "LOOP_API_KEY": "k1:s1", "LOOP_SUBSCRIPTION_KEY": "sub1"}
+    assert load_settings(env).ledger_retention_days == DEFAULT_RETENTION_DAYS
+    rule = lifecycle_rules(resources)["delete-old-reports"]
+    assert rule["enabled"] is True
+    definition = rule["definition"]
+    assert sorted(definition["filters"]["prefixMatch"]) == ["${reportContainerName}/", "${reportsContainerName}/"]
+    assert definition["actions"] == {"baseBlob": {"delete": {"daysAfterModificationGreaterThan": "ledgerRetentionDays"}}}
+
+
+def test_completed_files_are_deleted_by_their_outcome_tag_only_when_asked(resources, main):
+    """Optional (off by default): a dropped file tagged fecimport=completed (shared/flows/outcome_tags.py)
+    goes completedFileRetentionDays after it was dropped, with its snapshots; nothing else in the container."""
+    rule = lifecycle_rules(resources)["delete-completed-files"]
+    assert rule["enabled"] == "deleteCompletedFiles"
+    for template in (resources, main):
+        assert template["parameters"]["deleteCompletedFiles"]["default"] is False
+    filters = rule["definition"]["filters"]
+    assert filters["prefixMatch"] == ["${importContainerName}/"]
+    assert filters["blobIndexMatch"] == [{"name": "fecimport", "op": "==", "value": "completed"}]
+    assert rule["definition"]["actions"] == {
+        "baseBlob": {"delete": {"daysAfterModificationGreaterThan": "completedFileRetentionDays"}},
+        "snapshot": {"delete": {"daysAfterCreationGreaterThan": "completedFileRetentionDays"}},
+    }
+    params = body(main["modules"]["resources"])["params"]
+    assert (params["deleteCompletedFiles"], params["completedFileRetentionDays"]) == (
+        "deleteCompletedFiles", "completedFileRetentionDays")
+
+
 def test_old_snapshots_are_deleted_but_never_before_a_sas_url_on_them_expires(resources):
     """Each import snapshots its version; the lifecycle rule deletes snapshots (only snapshots, only in
     the import container) after snapshotRetentionDays, which cannot be set below the longest SAS."""
     from shared.platform.settings import MAXIMUM_SAS_HOURS  # noqa: PLC0415
 
-    (rule,) = body(resources["resources"]["lifecycle"])["properties"]["policy"]["rules"]
+    rule = lifecycle_rules(resources)["delete-old-import-snapshots"]
     assert rule["enabled"] is True
     assert rule["type"] == "Lifecycle"
     definition = rule["definition"]

@@ -112,12 +112,12 @@ def test_a_converter_failure_reaches_the_invocation_not_a_fallback(
 def test_the_real_blob_trigger_is_read_with_its_sdk_type_and_connection(storage_env, monkeypatch):
     monkeypatch.setenv("FEC_IMPORT_CONTAINER", "api-import-ecrit")
     env = {**storage_env, "FEC_IMPORT_CONTAINER": "api-import-ecrit", "STATUS_POLL_SCHEDULE": "0 */1 * * * *",
-           "STATUS_CHECK_QUEUE": "checks-discovered"}
+           "LEDGER_PURGE_SCHEDULE": "0 30 2 * * *", "STATUS_CHECK_QUEUE": "checks-discovered"}
     found = discover(function_app.app, env)
     (blob_function,) = found.blobs
     assert (blob_function.name, blob_function.container) == ("fec_blob_trigger", "api-import-ecrit")
     assert (blob_function.connection, blob_function.pytype) == ("AzureWebJobsStorage", blob.BlobClient)
-    assert [timer.name for timer in found.timers] == ["fec_status_timer"]
+    assert sorted(timer.name for timer in found.timers) == ["fec_ledger_purge", "fec_status_timer"]
     assert [(q.name, q.queue.queue_name) for q in found.queues] == [("fec_status_check", "checks-discovered")]
     assert sorted((h.name, h.route, h.methods, h.auth_level) for h in found.http) == [
         ("imports_api_list", "imports", ("GET",), "FUNCTION"),

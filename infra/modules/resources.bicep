@@ -35,6 +35,16 @@ param ledgerTableName string = 'fecimports'
 @minValue(7)
 @description('Snapshots of dropped files (the bytes Loop downloads) are deleted this many days after they were taken, longer than any SAS URL signed when one is taken (SAS_TTL_HOURS is at most 167); `imports resubmit` takes a new snapshot while the blob is still that version')
 param snapshotRetentionDays int = 30
+@minValue(30)
+@description('LEDGER_RETENTION_DAYS: final imports, their ledger rows and their reports are deleted this many days after their last change (the app\'s daily purge); the reports containers\' lifecycle rule deletes any report left unchanged as long')
+param ledgerRetentionDays int = 400
+@description('NCRONTAB schedule of the retention\'s daily purge (LEDGER_PURGE_SCHEDULE, 6 fields)')
+param ledgerPurgeSchedule string = '0 30 2 * * *'
+@description('Off by default: when true, a dropped file whose outcome index tag is fecimport=completed is deleted completedFileRetentionDays after it was dropped (the ledger keeps its record until LEDGER_RETENTION_DAYS)')
+param deleteCompletedFiles bool = false
+@minValue(7)
+@description('Days after which a completed dropped file is deleted, when deleteCompletedFiles is true')
+param completedFileRetentionDays int = 90
 param dossierTableName string = 'fecdossiers'
 
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
@@ -102,6 +112,10 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
 }
 
 // Each import snapshots its version (shared/flows/submit.py): old snapshots go, the files stay.
+// The reports next to the files and the validation reports go LEDGER_RETENTION_DAYS after their last
+// write (the app's purge deletes them with their import; this catches any it left). Optional: a
+// completed file itself, by its outcome index tag (shared/flows/outcome_tags.py). README, "Where each
+// copy of a file lives and for how long".
 resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
   parent: storage
   name: 'default'
@@ -115,6 +129,31 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
           definition: {
             filters: { blobTypes: ['blockBlob'], prefixMatch: ['${importContainerName}/'] }
             actions: { snapshot: { delete: { daysAfterCreationGreaterThan: snapshotRetentionDays } } }
+          }
+        }
+        {
+          name: 'delete-old-reports'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: { blobTypes: ['blockBlob'], prefixMatch: ['${reportsContainerName}/', '${reportContainerName}/'] }
+            actions: { baseBlob: { delete: { daysAfterModificationGreaterThan: ledgerRetentionDays } } }
+          }
+        }
+        {
+          name: 'delete-completed-files'
+          enabled: deleteCompletedFiles
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: ['blockBlob']
+              prefixMatch: ['${importContainerName}/']
+              blobIndexMatch: [{ name: 'fecimport', op: '==', value: 'completed' }]
+            }
+            actions: {
+              baseBlob: { delete: { daysAfterModificationGreaterThan: completedFileRetentionDays } }
+              snapshot: { delete: { daysAfterCreationGreaterThan: completedFileRetentionDays } }
+            }
           }
         }
       ]
@@ -318,6 +357,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'IMPORT_LEDGER_TABLE', value: ledgerTableName }
         { name: 'DOSSIER_MAP_TABLE', value: dossierTableName }
         { name: 'STATUS_POLL_SCHEDULE', value: statusPollSchedule }
+        { name: 'LEDGER_PURGE_SCHEDULE', value: ledgerPurgeSchedule }
+        { name: 'LEDGER_RETENTION_DAYS', value: '${ledgerRetentionDays}' }
         { name: 'STATUS_CHECK_QUEUE', value: statusCheckQueueName }
         { name: 'LOOP_API_BASE_URL', value: loopApiBaseUrl }
         { name: 'LOOP_STATUS_PATH', value: '/getImportStatus' }

@@ -1,4 +1,4 @@
-"""`python -m shared imports ...`: list, show, report, resubmit, resolve and cancel imports."""
+"""`python -m shared imports ...`: list, show, report, resubmit, resolve, cancel and purge imports."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from shared.flows.import_listing import DEFAULT_LIMIT, ListQuery, ListQueryError
 from shared.flows.import_views import redacted
 from shared.flows.operator_actions import OperatorError, cancel, find_import, resolve, resubmit
 from shared.flows.pipeline import Pipeline
+from shared.flows.retention import PurgeSummary, cutoff_of, purge
 from shared.flows.submit import SubmitRetryableError
 from shared.ledger.record import ImportRecord
 from shared.ledger.states import ImportState
@@ -74,6 +75,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
     index = actions.add_parser("reindex", help="index a ledger written before the listing index (reads every record)")
     index.set_defaults(handler=run_reindex)
+
+    old = actions.add_parser("purge", help="remove the final imports past the retention, with their reports and rows")
+    old.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
+    old.add_argument("--older-than", type=int, metavar="DAYS",
+                     help="imports whose last change is older than this (default LEDGER_RETENTION_DAYS; at least 30)")
+    old.set_defaults(handler=run_purge)
 
     stop = actions.add_parser("cancel", help="stop following an import (refused while submitting)")
     stop.add_argument("key")
@@ -274,3 +281,35 @@ def run_cancel(args: argparse.Namespace) -> int:
         return 0
 
     return _guard(action)
+
+
+def run_purge(args: argparse.Namespace) -> int:
+    def action() -> int:
+        pipeline = _pipeline()
+        try:
+            cutoff_of(pipeline, args.older_than)
+        except ValueError as error:
+            raise OperatorError(f"--older-than: {error}") from None
+        summary = purge(pipeline, older_than_days=args.older_than, dry_run=args.dry_run)
+        print("\n".join(purge_lines(summary)))
+        return 0
+
+    return _guard(action)
+
+
+def purge_lines(summary: PurgeSummary) -> list[str]:
+    """What a purge removed (or, dry, would remove), by state, and what it kept and why."""
+    verb = "would remove" if summary.dry_run else "removed"
+    lines = [f"final imports last changed before {summary.cutoff:%Y-%m-%d %H:%M} UTC "
+             f"({summary.retention_days} days): {verb} {sum(summary.removed.values()):,}"]
+    lines += [f"  {state:14} {count:>8,}" for state, count in sorted(summary.removed.items())]
+    if summary.kept:
+        lines.append("kept: " + ", ".join(f"{reason}={count:,}" for reason, count in sorted(summary.kept.items())))
+    if summary.orphans:
+        dropped = "would drop" if summary.dry_run else "dropped"
+        lines.append(f"index rows without a record: {summary.orphans:,} ({dropped})")
+    if not summary.dry_run:
+        lines.append(f"report blobs and snapshots deleted: {summary.blobs:,}")
+    if summary.stopped_by:
+        lines.append(f"stopped by its {summary.stopped_by.replace('_', ' ')}: run it again for the rest")
+    return lines

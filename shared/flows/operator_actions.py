@@ -5,6 +5,7 @@ Each action is an ETag-guarded ledger update with its own event, and keeps the r
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from azure.core import MatchConditions
@@ -85,6 +86,14 @@ def _snapshot_exists(pipeline: Pipeline, record: ImportRecord) -> bool:
     return bool(snapshot.exists())
 
 
+def _drop_snapshot(pipeline: Pipeline, record: ImportRecord, snapshot: str) -> None:
+    """A resubmit that lost its race (another action, or the retention's purge) leaves no copy of
+    the file behind: the snapshot it took for it goes."""
+    taken = pipeline.blob_service.get_blob_client(record.container, record.blob_name, snapshot=snapshot)
+    with contextlib.suppress(ResourceNotFoundError):
+        taken.delete_blob()
+
+
 def resubmit(pipeline: Pipeline, record: ImportRecord, code_ibs: str | None = None) -> ImportRecord:
     """A new SAS (or, with LOOP_TRANSFER_MODE=deposit, a new deposit of the bytes) and a new POST for
     the same version; the history keeps the earlier try.
@@ -100,10 +109,12 @@ def resubmit(pipeline: Pipeline, record: ImportRecord, code_ibs: str | None = No
             tries again by the backoff.
     """
     _check_resubmittable(record, code_ibs)
-    snapshot = _snapshot_of_version(pipeline, record)
+    own_snapshot, snapshot = record.snapshot, _snapshot_of_version(pipeline, record)
     redrive_at = pipeline.clock() + pipeline.claim_lease
     reopened = pipeline.ledger.reopen(record, code_ibs, snapshot, record.request_id, redrive_at)
     if reopened is None:
+        if snapshot != own_snapshot:
+            _drop_snapshot(pipeline, record, snapshot)
         raise OperatorError(f"{record.blob} changed state meanwhile; look again")
     verdict = validation_of(pipeline, download_client(pipeline, reopened), reopened)
     if not verdict["valid"]:

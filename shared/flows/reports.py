@@ -27,6 +27,14 @@ class ReportStore:
         )
         return name
 
+    def delete(self, name: str) -> bool:
+        """Delete a report; False if it was gone already."""
+        try:
+            self.container.delete_blob(name)
+        except ResourceNotFoundError:
+            return False
+        return True
+
     def load(self, name: str) -> dict[str, Any] | None:
         try:
             return json.loads(self.container.download_blob(name).readall())

@@ -85,6 +85,12 @@ def deliver(pipeline: Pipeline, blob: BlobClient) -> ImportRecord | None:
         telemetry.emit(telemetry.IGNORED, {"blob": f"{container}/{name}", "reason": "folder"})
         return None
     now = pipeline.clock()
+    if props.last_modified and now - props.last_modified > timedelta(days=pipeline.settings.ledger_retention_days):
+        # Delivered again (a host that lost its receipts offers every blob): its import may have been
+        # purged (shared/flows/retention.py), and a new claim would send the file to Loop a second time.
+        telemetry.emit(telemetry.IGNORED, {"blob": f"{container}/{name}", "etag": props.etag,
+                                           "reason": "older than LEDGER_RETENTION_DAYS: not imported again"})
+        return None
     redrive_at = now + pipeline.claim_lease  # when the timer takes over if this delivery stops
     claimed = ImportRecord(container, name, props.etag, size=props.size, modified_at=props.last_modified,
                            trace_parent=tracing.current_traceparent(), next_poll_at=redrive_at)

@@ -308,6 +308,29 @@ class VerdictReports:
         telemetry.emit(telemetry.REPORT_FAILED, {**record.dimensions(), "state": None, "reason": f"{reason}; {retry}"},
                        logging.WARNING, verdict=str(record.state))
 
+    # --- retention (shared.flows.retention) ------------------------------------------------
+
+    def forget(self, blob_name: str, etag: str) -> int:
+        """Delete the reports next to a file that show this version (their metadata says which),
+        each under the ETag it was read with: a newer version's report at the same name, or one
+        written meanwhile, stays. Returns how many were deleted."""
+        deleted = 0
+        for name in report_blob_names(blob_name):
+            blob = self.container.get_blob_client(name)
+            props = _properties(blob)
+            if props is None or (props.metadata or {}).get(VERSION_KEY) != etag.strip('"'):
+                continue
+            try:
+                blob.delete_blob(etag=props.etag, match_condition=MatchConditions.IfNotModified)
+            except (ResourceModifiedError, ResourceNotFoundError):
+                continue
+            except HttpResponseError as error:
+                if not _refused(error):
+                    raise
+                continue
+            deleted += 1
+        return deleted
+
     # --- the owed rows ---------------------------------------------------------------------
 
     @staticmethod

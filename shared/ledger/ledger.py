@@ -10,22 +10,28 @@ call Loop, so a blob version is sent at most once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.core.exceptions import AzureError
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient
 
 from shared.ledger import states
 from shared.ledger.indexes import (
+    DUE_PARTITION,
+    REQUEST_PARTITION,
     ContentIndex,
     IndexEntry,
     ListingIndex,
     ReplacedRequestIndex,
     WatchIndex,
     due_row,
+    request_id_row,
     submit_together,
 )
 from shared.ledger.record import RECORD_PARTITION_PREFIX, ImportRecord, record_keys
@@ -45,6 +51,9 @@ _UNLEASED_MARGIN = timedelta(seconds=5)
 _KEPT_ROW_EARLINESS = timedelta(seconds=5)
 # The record partitions (`blob-<digest>`), apart from the index partitions of the same table.
 _ALL_RECORDS = f"PartitionKey ge '{RECORD_PARTITION_PREFIX}' and PartitionKey lt 'blob.'"
+# Loop's request ids are GUIDs: those a record was given are in its history's notes ("request id
+# <id>", "resolved by an operator: <id>"), the ids a resubmit replaced included.
+_GUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE)
 Step = Callable[[ImportRecord], Sequence[Transition]]
 # Called with the record and the transitions taken, after each write.
 WriteObserver = Callable[[ImportRecord, Sequence[Transition]], None]
@@ -400,11 +409,18 @@ class Ledger:
             current.request_id, current.loop_status, current.finished_at, current.flags = None, None, None, ""
             current.error, current.attempts = None, current.attempts + 1
 
-        if record.request_id:  # the id this clears stays findable (imports show <old id>)
-            with_retries(lambda: self.replaced_requests.keep(record.request_id or "", record),
+        replaced = record.request_id  # the copy is changed by the move, even one that is refused
+        if replaced:  # the id this clears stays findable (imports show <old id>)
+            with_retries(lambda: self.replaced_requests.keep(replaced, record),
                          f"replaced request id of {record.blob}")
-        return self.move(record, states.REOPEN, change, "resubmit requested by an operator", once=True,
-                         previousRequestId=previous_request_id)
+        reopened = self.move(record, states.REOPEN, change, "resubmit requested by an operator", once=True,
+                             previousRequestId=previous_request_id)
+        if reopened is None and self.get(*record.keys) is None:  # purged meanwhile: leave no row pointing at it
+            if replaced:
+                self._drop_row_of(REQUEST_PARTITION, replaced, record.keys)
+            if redrive_at is not None:  # the due row the write puts before the record (`_write`)
+                self.watch_index.drop_row(due_row(redrive_at, record.keys))
+        return reopened
 
     # --- lookups for operators -------------------------------------------------------------
 
@@ -428,6 +444,60 @@ class Ledger:
         if operations:
             submit_together(self.table, operations)
         return count
+
+    # --- retention (shared.flows.retention) --------------------------------------------------
+
+    @staticmethod
+    def request_ids_of(record: ImportRecord) -> tuple[str, ...]:
+        """Every Loop request id the record was given, as written: its current one and those in its
+        history."""
+        found = [record.request_id or "", *(match for entry in record.history_entries()
+                                            for match in _GUID.findall(entry.get("note") or ""))]
+        return tuple(dict.fromkeys(request_id for request_id in found if request_id))
+
+    def remove(self, record: ImportRecord) -> bool:
+        """Delete a record and its index rows, the record first and only if it is still the copy
+        read (its table ETag): False, and nothing deleted, if anyone wrote it since (a resubmit).
+
+        Once the record is gone, no writer can bring it back (every write is conditional on an ETag),
+        so the rows go after it: its listing and `rid` rows in one transaction of the `due`
+        partition, its `request` rows and its content row each only if they still point at it. A
+        row a racing reader writes back from an older copy (a status check's listing rows) points at
+        nothing, and goes with the next purge (`remove_orphan`)."""
+        if not self.store.delete(record):
+            return False
+        request_ids = self.request_ids_of(record)
+        with_retries(lambda: submit_together(self.table, self.listing.drop_operations(record, request_ids)),
+                     f"listing rows of {record.blob}")
+        for written in {case for request_id in request_ids for case in (request_id, request_id.lower())}:
+            self._drop_row_of(REQUEST_PARTITION, written, record.keys)  # kept as written, or lowered
+        self.contents.release(record)
+        return True
+
+    def orphan_row(self, row: str) -> dict[str, Any] | None:
+        """A listing row (its blob, request id and keys), to drop when its record is gone."""
+        with contextlib.suppress(ResourceNotFoundError):
+            return dict(self.table.get_entity(DUE_PARTITION, row))
+        return None
+
+    def remove_orphan(self, row: dict[str, Any]) -> None:
+        """Drop a listing row whose record is gone, and the `rid` row of its request id."""
+        operations = [("delete", {"PartitionKey": DUE_PARTITION, "RowKey": row["RowKey"]})]
+        if row.get("request_id"):
+            operations.append(("delete", {"PartitionKey": DUE_PARTITION, "RowKey": request_id_row(row["request_id"])}))
+        submit_together(self.table, operations)
+
+    def _drop_row_of(self, partition: str, row: str, keys: tuple[str, str]) -> None:
+        """Delete an index row if it points at `keys`, under the ETag it was read with."""
+        try:
+            entity = self.table.get_entity(partition, row)
+        except ResourceNotFoundError:
+            return
+        if (entity.get("record_partition"), entity.get("record_row")) != keys:
+            return
+        with contextlib.suppress(ResourceModifiedError, ResourceNotFoundError):
+            self.table.delete_entity(partition, row, etag=entity.metadata.get("etag"),
+                                     match_condition=MatchConditions.IfNotModified)
 
     def by_request_id(self, request_id: str) -> ImportRecord | None:
         """The import Loop gave this request id (any case: GUIDs), by its `rid` row, else (an id a

@@ -147,6 +147,20 @@ class RecordStore:
             metadata = {"etag": fresh.table_etag}
         record.table_etag, record.stored_state = metadata.get("etag"), record.state
 
+    def delete(self, record: ImportRecord) -> bool:
+        """Delete the record only if nobody wrote it since this copy was read (its table ETag); False
+        if it changed (a resubmit, a late answer: it is not the record that was judged). A record gone
+        already counts as deleted."""
+        try:
+            with table_must_exist(self.table):
+                self.table.delete_entity(*record.keys, etag=record.table_etag,
+                                         match_condition=MatchConditions.IfNotModified)
+        except ResourceModifiedError:
+            return False
+        except ResourceNotFoundError:
+            return True
+        return True
+
     def query(self, query: str, parameters: Mapping[str, Any] | None = None) -> Iterator[ImportRecord]:
         with table_must_exist(self.table):
             for entity in self.table.query_entities(query, parameters=dict(parameters or {})):

@@ -24,6 +24,10 @@ LOOP_MINIMUM_SAS_HOURS = 24
 # past (clock skew): the longest SAS the app can sign on Azure ends an hour short of 7 days.
 MAXIMUM_SAS_HOURS = 24 * 7 - 1
 MIB = 1024 * 1024
+# Final imports are kept at least this long (issue #26): a month for the people who dropped them to
+# read their reports and for operators to look into a failure.
+MINIMUM_RETENTION_DAYS = 30
+DEFAULT_RETENTION_DAYS = 400
 LOCAL_SETTINGS_FILE = "local.settings.json"
 # The language of everything a dropper reads (reports, verdicts, rule messages; shared/language/),
 # and the time zone their dates are shown in. Logs and events stay English.
@@ -92,6 +96,7 @@ class Settings:
     status_gauge_interval_seconds: int
     report_language: str
     report_timezone: str
+    ledger_retention_days: int
 
     def __repr__(self) -> str:
         return (
@@ -265,6 +270,21 @@ def _report_timezone(read: _Reader) -> str:
     return value
 
 
+def _retention_days(read: _Reader) -> int:
+    raw = (read.env.get("LEDGER_RETENTION_DAYS") or "").strip()
+    try:
+        value = int(raw) if raw else DEFAULT_RETENTION_DAYS
+    except ValueError:
+        value = None
+    if value is None or value < MINIMUM_RETENTION_DAYS:
+        read.problems.append(
+            f"LEDGER_RETENTION_DAYS must be a whole number of days, at least {MINIMUM_RETENTION_DAYS}, got {raw!r}: "
+            "final imports, their reports and index rows are deleted that many days after their last change"
+        )
+        return DEFAULT_RETENTION_DAYS
+    return value
+
+
 def _reports_container_problems(settings: Settings) -> list[str]:
     """REPORTS_CONTAINER is a valid container name of its own: the trigger must never see a report
     (its container is not the watched one) and the internal validation reports stay apart."""
@@ -351,6 +371,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_loop: bool = 
         status_gauge_interval_seconds=read.integer("STATUS_GAUGE_INTERVAL_SECONDS", 600, 0, 86_400),
         report_language=_report_language(read),
         report_timezone=_report_timezone(read),
+        ledger_retention_days=_retention_days(read),
     )
     if settings.container == settings.report_container:
         read.problems.append("IMPORT_REPORT_CONTAINER must differ from FEC_IMPORT_CONTAINER")

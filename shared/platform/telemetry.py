@@ -64,6 +64,8 @@ REPORT_WRITTEN = "import.report_written"
 REPORT_FAILED = "import.report_failed"
 # An owed report tried REPORT_MAX_TRIES times by the timer and dropped: alerted (docs/runbooks/report-given-up.md).
 REPORT_GIVEN_UP = "import.report_given_up"
+# The retention's purge (shared/flows/retention.py): one event per run, with its counts.
+LEDGER_PURGED = "ledger.purged"
 
 class EventRecord(logging.LogRecord):
     """A log record that also keeps the event's dimensions for in-process readers (tests, the
