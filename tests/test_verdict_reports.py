@@ -385,3 +385,43 @@ def test_the_page_says_how_many_unreadable_lines_its_totals_leave_out():
     assert "3 lignes illisibles non comptées (lignes 2, …)" in render_report_html(detail)
     summary["lines_left_out"], summary["lines_left_out_first"] = 0, []
     assert "Non comptées" not in render_report_html(detail)
+
+
+def stored_report(pipeline, name: str) -> tuple[dict, str]:
+    """The JSON report (parsed) and the HTML page at a blob name's report, read from `pipeline`."""
+    blobs = [pipeline.verdict_reports.container.get_blob_client(n) for n in report_blob_names(name)]
+    report, page = (blob.download_blob().readall().decode("utf-8") for blob in blobs)
+    return json.loads(report), page
+
+
+def test_a_redrop_while_the_first_import_is_pending_shows_the_success_once_it_completes(
+    pipeline, fec_bytes, loop_emulator
+):
+    """The same bytes dropped again under the same name while the first import is in Loop: the
+    re-drop is a duplicate and its page (the newer version's) wins the name; when the first import
+    completes, its own report loses to that page, which is written again from the duplicate's record
+    and now says the file was already imported, and when."""
+    name = "DEMO001/123456789FEC20241231.txt"
+    first = submit_blob(pipeline, upload(pipeline, name, fec_bytes))
+    assert first.state == states.PENDING
+    assert submit_blob(pipeline, upload(pipeline, name, fec_bytes)).state == states.DUPLICATE
+    report, page = stored_report(pipeline, name)
+    assert report["texts"]["headline"] != "Déjà importé : rien n'a été renvoyé"  # the first is still in Loop
+    wait_until_final_at_loop(loop_emulator)
+    pipeline.clock.advance(timedelta(seconds=pipeline.settings.status_first_check_seconds + 1))
+    sent: list[str] = []
+    schedule_due_checks(pipeline, sent.append)
+    (message,) = sent
+    check_import(pipeline, row_of_message(message))
+    completed = pipeline.ledger.get(*first.keys)
+    assert completed.state == states.COMPLETED
+    report, page = stored_report(pipeline, name)
+    assert report["state"] == "duplicate"  # still the newer version's page
+    assert report["earlier"]["state"] == "completed"
+    assert report["texts"]["headline"] == "Déjà importé : rien n'a été renvoyé"
+    moment = pipeline.verdict_reports.wording.moment(completed.finished_at.isoformat())
+    assert f"Déjà importé le {moment}" in report["texts"]["earlier"]
+    assert '<h1 id="verdict">Déjà importé : rien n&#x27;a été renvoyé</h1>' in page
+    assert completed.request_id in page
+    assert report == json.loads(pipeline.verdict_reports.bodies(pipeline.ledger.versions_of(
+        pipeline.settings.container, name)[1])[0])  # what `imports report` prints

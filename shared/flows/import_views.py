@@ -60,14 +60,16 @@ def import_details(reports: ReportStore, record: ImportRecord) -> dict[str, Any]
     return redacted(detail, names=names_of(record))
 
 
-def earlier_import(ledger: Ledger, record: ImportRecord) -> dict[str, Any] | None:
-    """The import a duplicate's bytes were already sent by (`record.duplicate_of`), as its report
-    shows it: its file, state, request id and times. One read; None when unknown or gone."""
+def earlier_record(ledger: Ledger, record: ImportRecord) -> ImportRecord | None:
+    """The import a duplicate's bytes were already sent by (`record.duplicate_of`). One read; None
+    when unknown or gone."""
     if not record.duplicate_of or "|" not in record.duplicate_of:
         return None
-    earlier = ledger.get(*record.duplicate_of.split("|", 1))
-    if earlier is None:
-        return None
+    return ledger.get(*record.duplicate_of.split("|", 1))
+
+
+def earlier_view(earlier: ImportRecord) -> dict[str, Any]:
+    """The earlier import as a duplicate's report shows it: its file, state, request id and times."""
     return redacted({"blob": earlier.blob, "blob_name": earlier.blob_name, "etag": earlier.etag,
                      "state": str(earlier.state), "request_id": earlier.request_id,
                      "received_at": _iso(earlier.received_at), "submitted_at": _iso(earlier.submitted_at),
