@@ -7,7 +7,6 @@ file) and the path of a URL (its query is redacted)."""
 from __future__ import annotations
 
 import json
-from pathlib import PurePosixPath
 from typing import Any
 
 from shared.flows.reports import ReportStore
@@ -35,8 +34,9 @@ def redacted(value: Any, field: str | None = None, names: tuple[str, ...] = ()) 
 
 
 def names_of(record: ImportRecord) -> tuple[str, ...]:
-    """How texts about the record may quote its file: `container/name`, the name, its last segment."""
-    return (record.blob, record.blob_name, PurePosixPath(record.blob_name).name)
+    """How texts about the record may quote its file (`container/name`, the name, its last segment)
+    and a duplicate's the earlier import's (ImportRecord.quoted_names)."""
+    return record.quoted_names(record.error)
 
 
 def clean_report(record: ImportRecord) -> dict[str, Any] | None:
