@@ -425,3 +425,28 @@ def test_a_redrop_while_the_first_import_is_pending_shows_the_success_once_it_co
     assert completed.request_id in page
     assert report == json.loads(pipeline.verdict_reports.bodies(pipeline.ledger.versions_of(
         pipeline.settings.container, name)[1])[0])  # what `imports report` prints
+
+
+def test_an_empty_file_without_a_dossier_lists_both_problems(pipeline):
+    name = "nodossier.txt"
+    record = submit_blob(pipeline, upload(pipeline, name, b""))
+    assert (record.state, record.code_ibs) == (states.REJECTED, None)
+    assert record.error.endswith("; empty file (0 bytes)")
+    report, page = stored_report(pipeline, name)
+    assert report["texts"]["headline"] == "Refusé : aucun dossier"
+    problems = page.split('<h2 id="errors">')[1].split("</ul>")[0]
+    assert problems.startswith("2 problèmes à corriger")
+    assert problems.index('id="dossier-problem"') < problems.index("Le fichier est vide (0 octet).")
+
+
+def test_a_file_deleted_before_it_was_read_is_not_called_a_dossier_problem(pipeline):
+    now = utcnow()
+    record = ImportRecord("imports", "nodossier.txt", '"0x9"', state=states.REJECTED, modified_at=now,
+                          received_at=now, updated_at=now, error="deleted before it was read")
+    record.add_history(record.state, record.error, now)
+    assert pipeline.verdict_reports.write(record, None)
+    report, page = stored_report(pipeline, record.blob_name)
+    assert report["texts"]["headline"] == "Refusé : non envoyé à Loop"
+    assert report["texts"]["reason"] == "Le fichier a été supprimé avant d'avoir pu être lu : rien n'a été envoyé."
+    assert 'id="dossier-problem"' not in page
+    assert "deleted before" not in page.split('<details id="technical">')[0]  # English only in the details
