@@ -479,7 +479,7 @@ def test_an_unbalanced_entry_names_its_journal_and_number_apart_with_its_amounts
     assert finding.details == {"journal": "INV", "number": "INV/2021/00002", "debit": "100.00", "credit": "90.00",
                                "difference": "10.00", "line_count": 2, "lines": [5, 6]}
     assert finding.message == ("entry 'INV/2021/00002' of journal 'INV' is unbalanced: debit 100.00, credit 90.00,"
-                               " difference 10.00; 2 line(s): 5, 6")
+                               " difference 10.00; 2 lines: 5, 6")
     assert finding.to_dict()["details"] == finding.details
 
 

@@ -102,6 +102,10 @@ KNOWN_REASONS: tuple[tuple[re.Pattern[str], str, str], ...] = (
     (re.compile(r"^deleted before it was read"),
      N_("The file was deleted before it could be read: nothing was sent."),
      N_("Nothing to do if that was meant; otherwise drop the file again.")),
+    (re.compile(r"^gave up after (?P<attempts>\d+) attempts"),
+     N_("The file could not be sent to Loop: {attempts} attempts failed before Loop received it (Loop or the "
+        "storage could not be reached)."),
+     N_("Nothing is wrong with your file: send this page to your administrator, who can send it again.")),
     (re.compile(r"Loop refused the keys"),
      N_("Loop refused the pipeline's API keys."),
      N_("Nothing is wrong with your file: send this page to your administrator (the Loop keys).")),
