@@ -145,10 +145,12 @@ RULES: dict[str, Rule] = _rules(
 
 def counts_by_level(counts: dict[str, int]) -> dict[str, dict[str, int]]:
     """Per-rule counts split by level, `{"errors": {...}, "warnings": {...}}`: the `rules` dimension
-    of import.validated / import.rejected (a query can read either part alone)."""
+    of import.validated / import.rejected (a query can read either part alone). A rule no longer in
+    the registry (a count stored by an older version) is left out."""
     split: dict[str, dict[str, int]] = {"errors": {}, "warnings": {}}
     for rule, count in sorted(counts.items()):
-        split["errors" if RULES[rule].level == ERROR else "warnings"][rule] = count
+        if rule in RULES:
+            split["errors" if RULES[rule].level == ERROR else "warnings"][rule] = count
     return split
 
 
