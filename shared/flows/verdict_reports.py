@@ -149,10 +149,10 @@ def order_key(record: ImportRecord, earlier: ImportRecord | None = None) -> str:
       written, hence before the newer one's snapshot: storage itself orders them. Neither blob
       versioning (not enabled on the account, not emulated by Azurite) nor the ETag (opaque, no order)
       nor a claim time (a process's clock, and a delivery paused before its claim claims an older
-      version last) could. A record without a snapshot (rejected for its dossier, given up before
-      the snapshot, or claimed before snapshots came first) sorts before a snapshot of the same
-      second: right when it is the older version (a delivery paused before its claim), wrong only
-      if a version written within the same second after one with a snapshot has no dossier.
+      version last) could. A file without a dossier is snapshotted and validated too, so has one.
+      A record without a snapshot (given up before the snapshot, deleted or overwritten before it
+      was read, or claimed before snapshots came first) sorts before a snapshot of the same second:
+      right when it is the older version (a delivery paused before its claim).
     - States of one version: by the record's revision, raised by each ETag-guarded ledger write, so
       a later state always has a higher one whoever wrote it; its update time only breaks ties of
       records written before revisions were kept.
