@@ -152,7 +152,8 @@ def order_key(record: ImportRecord, earlier: ImportRecord | None = None) -> str:
       version last) could. A file without a dossier is snapshotted and validated too, so has one.
       A record without a snapshot (given up before the snapshot, deleted or overwritten before it
       was read, or claimed before snapshots came first) sorts before a snapshot of the same second:
-      right when it is the older version (a delivery paused before its claim).
+      right when it is the older version (a delivery paused before its claim), wrong only if a
+      version written within the same second after one with a snapshot has none.
     - States of one version: by the record's revision, raised by each ETag-guarded ledger write, so
       a later state always has a higher one whoever wrote it; its update time only breaks ties of
       records written before revisions were kept.
