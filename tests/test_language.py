@@ -186,6 +186,8 @@ def every_verdict() -> list[dict]:
     details.append(sample_detail("rejected", code_ibs=None, error="metadata codeibs 'DEMO 1' is not a plausible "
                                  "dossier code (1 to 32 letters, digits, '-' or '_')"))
     details.append(sample_detail("rejected", error="empty file (0 bytes)", report=None))
+    details.append(sample_detail("rejected", code_ibs=None, report=None, error="no dossier: SIREN 542107651 is not in "
+                                 "the dossier table; empty file (0 bytes)"))
     details += [sample_detail("submit_failed", error=message) for message in LOOP_REFUSALS]
     details.append(sample_detail("submit_failed", error="Loop refused the keys (HTTP 401)"))
     details.append(sample_detail("submit_failed", error="Erreur interne 42 chez Loop"))
@@ -204,7 +206,8 @@ def test_every_verdict_renders_in_every_language_with_no_placeholder_left(langua
         assert leftover_placeholder(body) is None, (detail["state"], leftover_placeholder(body))
         texts = translated_report(detail, w)["texts"]
         for key, text in texts.items():
-            assert leftover_placeholder(text) is None, (detail["state"], key, text)
+            for said in text if isinstance(text, list) else [text]:
+                assert leftover_placeholder(said) is None, (detail["state"], key, said)
         assert DATE_SHOWN[language] in body
         if language == "fr":
             english = render_report_html(detail, ENGLISH)
