@@ -63,7 +63,7 @@ def test_warnings_alone_exit_0_and_are_listed(capsys):
     assert code == 0
     assert "(0 erreur, 4 avertissements)" in out
     assert "avertissement line_ending_cr_cr_lf : ligne 1 :" in out
-    assert "avertissement date_outside_period : ligne 2 : la date d'écriture 20220401 est hors de l'exercice" in out  # closes 2050
+    assert "avertissement date_outside_period : ligne 2 : la date d'écriture 01/04/2022 est hors de l'exercice" in out  # closes 2050
 
 
 def test_validate_imports_no_azure_sdk(tmp_path):

@@ -163,3 +163,26 @@ def test_a_body_sent_with_a_refused_request_does_not_become_the_next_request(api
         assert json.loads(second.read()) == {"value": []}
     finally:
         connection.close()
+
+
+def test_a_duplicates_error_keeps_the_names_it_quotes(api, fec_bytes):
+    """A duplicate's reason names its own file and the earlier import's: names, never redacted, in
+    the API's JSON, the report's JSON and the history, while a secret in it would still go."""
+    from shared.flows.verdict_reports import report_blob_names  # noqa: PLC0415
+
+    host, server = api
+    pipeline = current_pipeline()
+    first, copy = "DEMO001/export code=1.txt", "DEMO001/copy sig=2.txt"
+    upload(pipeline, first, fec_bytes)
+    run_host_until_final(host, count=1)
+    upload(pipeline, copy, fec_bytes)
+    records = run_host_until_final(host, count=2)
+    assert str(records[copy].state) == "duplicate"
+    said = f"same content as {pipeline.settings.container}/{first} (request id {records[first].request_id});"
+    status, _, body = get(server, with_key("/api/imports/" + quote(copy, safe="/")))
+    assert status == 200
+    assert body["error"].startswith(said), body["error"]
+    assert body["history"][-1]["note"].startswith(said)
+    json_name, _ = report_blob_names(copy)
+    report = json.loads(pipeline.verdict_reports.container.get_blob_client(json_name).download_blob().readall())
+    assert report["error"].startswith(said), report["error"]

@@ -186,9 +186,12 @@ def every_verdict() -> list[dict]:
     details.append(sample_detail("rejected", code_ibs=None, error="metadata codeibs 'DEMO 1' is not a plausible "
                                  "dossier code (1 to 32 letters, digits, '-' or '_')"))
     details.append(sample_detail("rejected", error="empty file (0 bytes)", report=None))
+    details.append(sample_detail("rejected", code_ibs=None, report=None, error="no dossier: SIREN 542107651 is not in "
+                                 "the dossier table; empty file (0 bytes)"))
     details += [sample_detail("submit_failed", error=message) for message in LOOP_REFUSALS]
     details.append(sample_detail("submit_failed", error="Loop refused the keys (HTTP 401)"))
     details.append(sample_detail("submit_failed", error="Erreur interne 42 chez Loop"))
+    details.append(sample_detail("submit_failed", error="gave up after 8 attempts; last: ServiceRequestError: x"))
     return details
 
 
@@ -203,7 +206,8 @@ def test_every_verdict_renders_in_every_language_with_no_placeholder_left(langua
         assert leftover_placeholder(body) is None, (detail["state"], leftover_placeholder(body))
         texts = translated_report(detail, w)["texts"]
         for key, text in texts.items():
-            assert leftover_placeholder(text) is None, (detail["state"], key, text)
+            for said in text if isinstance(text, list) else [text]:
+                assert leftover_placeholder(said) is None, (detail["state"], key, said)
         assert DATE_SHOWN[language] in body
         if language == "fr":
             english = render_report_html(detail, ENGLISH)
@@ -238,3 +242,36 @@ def test_an_empty_file_says_so_instead_of_pointing_at_errors_not_listed():
     assert "Le fichier est vide (0 octet)." in verdict
     assert "Exportez à nouveau le FEC" in verdict
     assert "Corrigez les erreurs ci-dessous" not in verdict
+
+
+def test_date_rules_write_their_dates_as_days_and_counted_lines_with_their_plural():
+    outside = {"rule": "date_outside_period", "value": "20220401", "details": {"closing": "20241231",
+                                                                             "earliest": "20230101"}}
+    assert FRENCH.rule_message(outside).startswith("la date d'écriture 01/04/2022 est hors de l'exercice")
+    assert ENGLISH.rule_message(outside).startswith("EcritureDate 01/04/2022 is not in the fiscal year")
+    piece = {"rule": "piece_after_entry", "value": "20230105", "details": {"entry_date": "20230104"}}
+    assert "la date de pièce 05/01/2023 est postérieure à la date d'écriture 04/01/2023" in FRENCH.rule_message(piece)
+    invalid = {"rule": "invalid_date", "column": "EcritureDate", "value": "20191232"}
+    assert "20191232" in FRENCH.rule_message(invalid)  # not a day: shown as written
+    for count, lines, french, english in ((1, [5], "1 ligne : 5", "1 line: 5"),
+                                          (3, [5, 6, 7], "3 lignes : 5, 6, 7", "3 lines: 5, 6, 7")):
+        entry = {"rule": "unbalanced_entry", "value": "7", "details": {
+            "journal": "VT", "number": "7", "debit": "10.00", "credit": "0.00", "difference": "10.00",
+            "line_count": count, "lines": lines}}
+        assert french in FRENCH.rule_message(entry), FRENCH.rule_message(entry)
+        assert english in ENGLISH.rule_message(entry), ENGLISH.rule_message(entry)
+
+
+GAVE_UP = "gave up after 8 attempts; last: ServiceRequestError: Connection refused"
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_running_out_of_attempts_is_not_blamed_on_loop(language):
+    from shared.flows.report_page import render_report_html  # noqa: PLC0415
+
+    page = unescape(render_report_html(sample_detail("submit_failed", error=GAVE_UP), wording(language)))
+    verdict = page.split('<dl id="facts">', 1)[0]
+    reason = verdict.split('<p id="reason">', 1)[1].split("</p>", 1)[0]
+    assert "Message de Loop" not in reason, reason
+    assert "Loop's message" not in reason, reason
+    assert ("8 tentatives" if language == "fr" else "8 attempts") in reason, reason

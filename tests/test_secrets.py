@@ -171,3 +171,25 @@ def test_a_secret_quoted_by_loop_in_any_shape_is_never_stored_even_in_part(
         for secret in secrets:
             leaked = sorted(fragment for fragment in _fragments(secret, message) if fragment in text)
             assert not leaked, f"{len(leaked)} pieces of a secret ({len(secret)} characters) in the {place}"
+
+
+def test_a_short_name_never_keeps_a_piece_of_a_secret_and_a_name_holding_one_is_kept_whole():
+    """A text about `DEMO001/F` quotes its last segment, `F`, which a signature may hold: the
+    signature is redacted whole, in a URL and in JSON. A name that holds `code=` or `sig=` is kept
+    as the dropper wrote it, and a secret after it still goes."""
+    from shared.flows.import_views import names_of  # noqa: PLC0415
+    from shared.ledger.record import ImportRecord  # noqa: PLC0415
+    from shared.platform.redaction import redact_text_keeping  # noqa: PLC0415
+
+    short = names_of(ImportRecord("imports", "DEMO001/F", '"0x1"'))
+    assert redact_text_keeping("https://a/b?sv=1&sig=AbFcdEFgh123%3D&se=2 for F", short) == (
+        "https://a/b?sv=1&sig=REDACTED&se=2 for F")
+    assert redact_text_keeping('{"sig": "xyzFabc123456", "file": "F"}', short) == (
+        '{"sig": "REDACTED", "file": "F"}')
+    assert redact_text_keeping("Authorization: BearerF123456", short) == "Authorization: REDACTED"
+    name = "DEMO001/export code=1;sig=2.txt"
+    kept = names_of(ImportRecord("imports", name, '"0x1"'))
+    assert redact_text_keeping(f"'{name}' is not named <SIREN>FEC<AAAAMMJJ>; sig=LEAKED123", kept) == (
+        f"'{name}' is not named <SIREN>FEC<AAAAMMJJ>; sig=REDACTED")
+    assert redact_text_keeping(f"same content as imports/{name} (request 1)", kept) == (
+        f"same content as imports/{name} (request 1)")

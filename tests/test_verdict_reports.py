@@ -385,3 +385,68 @@ def test_the_page_says_how_many_unreadable_lines_its_totals_leave_out():
     assert "3 lignes illisibles non comptées (lignes 2, …)" in render_report_html(detail)
     summary["lines_left_out"], summary["lines_left_out_first"] = 0, []
     assert "Non comptées" not in render_report_html(detail)
+
+
+def stored_report(pipeline, name: str) -> tuple[dict, str]:
+    """The JSON report (parsed) and the HTML page at a blob name's report, read from `pipeline`."""
+    blobs = [pipeline.verdict_reports.container.get_blob_client(n) for n in report_blob_names(name)]
+    report, page = (blob.download_blob().readall().decode("utf-8") for blob in blobs)
+    return json.loads(report), page
+
+
+def test_a_redrop_while_the_first_import_is_pending_shows_the_success_once_it_completes(
+    pipeline, fec_bytes, loop_emulator
+):
+    """The same bytes dropped again under the same name while the first import is in Loop: the
+    re-drop is a duplicate and its page (the newer version's) wins the name; when the first import
+    completes, its own report loses to that page, which is written again from the duplicate's record
+    and now says the file was already imported, and when."""
+    name = "DEMO001/123456789FEC20241231.txt"
+    first = submit_blob(pipeline, upload(pipeline, name, fec_bytes))
+    assert first.state == states.PENDING
+    assert submit_blob(pipeline, upload(pipeline, name, fec_bytes)).state == states.DUPLICATE
+    report, page = stored_report(pipeline, name)
+    assert report["texts"]["headline"] != "Déjà importé : rien n'a été renvoyé"  # the first is still in Loop
+    wait_until_final_at_loop(loop_emulator)
+    pipeline.clock.advance(timedelta(seconds=pipeline.settings.status_first_check_seconds + 1))
+    sent: list[str] = []
+    schedule_due_checks(pipeline, sent.append)
+    (message,) = sent
+    check_import(pipeline, row_of_message(message))
+    completed = pipeline.ledger.get(*first.keys)
+    assert completed.state == states.COMPLETED
+    report, page = stored_report(pipeline, name)
+    assert report["state"] == "duplicate"  # still the newer version's page
+    assert report["earlier"]["state"] == "completed"
+    assert report["texts"]["headline"] == "Déjà importé : rien n'a été renvoyé"
+    moment = pipeline.verdict_reports.wording.moment(completed.finished_at.isoformat())
+    assert f"Déjà importé le {moment}" in report["texts"]["earlier"]
+    assert '<h1 id="verdict">Déjà importé : rien n&#x27;a été renvoyé</h1>' in page
+    assert completed.request_id in page
+    assert report == json.loads(pipeline.verdict_reports.bodies(pipeline.ledger.versions_of(
+        pipeline.settings.container, name)[1])[0])  # what `imports report` prints
+
+
+def test_an_empty_file_without_a_dossier_lists_both_problems(pipeline):
+    name = "nodossier.txt"
+    record = submit_blob(pipeline, upload(pipeline, name, b""))
+    assert (record.state, record.code_ibs) == (states.REJECTED, None)
+    assert record.error.endswith("; empty file (0 bytes)")
+    report, page = stored_report(pipeline, name)
+    assert report["texts"]["headline"] == "Refusé : aucun dossier"
+    problems = page.split('<h2 id="errors">')[1].split("</ul>")[0]
+    assert problems.startswith("2 problèmes à corriger")
+    assert problems.index('id="dossier-problem"') < problems.index("Le fichier est vide (0 octet).")
+
+
+def test_a_file_deleted_before_it_was_read_is_not_called_a_dossier_problem(pipeline):
+    now = utcnow()
+    record = ImportRecord("imports", "nodossier.txt", '"0x9"', state=states.REJECTED, modified_at=now,
+                          received_at=now, updated_at=now, error="deleted before it was read")
+    record.add_history(record.state, record.error, now)
+    assert pipeline.verdict_reports.write(record, None)
+    report, page = stored_report(pipeline, record.blob_name)
+    assert report["texts"]["headline"] == "Refusé : non envoyé à Loop"
+    assert report["texts"]["reason"] == "Le fichier a été supprimé avant d'avoir pu être lu : rien n'a été envoyé."
+    assert 'id="dossier-problem"' not in page
+    assert "deleted before" not in page.split('<details id="technical">')[0]  # English only in the details

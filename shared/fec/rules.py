@@ -64,6 +64,19 @@ def _separator_found(line: str) -> dict[str, str]:
     return {"found": counted.most_common(1)[0][0] if counted else ""}
 
 
+# Parameters that are counts of things, worded with their noun and its plural (the language layer
+# through its catalogue, the stored English message here): `line_count` 1 is `1 line`, 3 `3 lines`.
+COUNTED_PARAMS: dict[str, tuple[str, str]] = {"line_count": ("{n} line", "{n} lines")}
+
+
+def _worded(name: str, item: Any) -> Any:
+    if isinstance(item, list):
+        return ", ".join(map(str, item))
+    if name in COUNTED_PARAMS and isinstance(item, int):
+        return COUNTED_PARAMS[name][item != 1].replace("{n}", str(item))
+    return item
+
+
 def _rules(*rules: Rule) -> dict[str, Rule]:
     return {rule.id: rule for rule in rules}
 
@@ -121,7 +134,7 @@ RULES: dict[str, Rule] = _rules(
          ("JournalCode", "EcritureNum")),
     Rule("unbalanced_entry", ERROR, "booking",
          "entry {number!r} of journal {journal!r} is unbalanced: debit {debit}, credit {credit},"
-         " difference {difference}; {line_count} line(s): {lines}",
+         " difference {difference}; {line_count}: {lines}",
          ("JournalCode", "EcritureNum", "Debit", "Credit", "Montant", "Sens")),
     Rule("date_outside_period", WARNING, "booking",
          "EcritureDate {value} is not in the fiscal year the file name closes on {closing}"
@@ -132,10 +145,12 @@ RULES: dict[str, Rule] = _rules(
 
 def counts_by_level(counts: dict[str, int]) -> dict[str, dict[str, int]]:
     """Per-rule counts split by level, `{"errors": {...}, "warnings": {...}}`: the `rules` dimension
-    of import.validated / import.rejected (a query can read either part alone)."""
+    of import.validated / import.rejected (a query can read either part alone). A rule no longer in
+    the registry (a count stored by an older version) is left out."""
     split: dict[str, dict[str, int]] = {"errors": {}, "warnings": {}}
     for rule, count in sorted(counts.items()):
-        split["errors" if RULES[rule].level == ERROR else "warnings"][rule] = count
+        if rule in RULES:
+            split["errors" if RULES[rule].level == ERROR else "warnings"][rule] = count
     return split
 
 
@@ -186,7 +201,7 @@ class Findings:
         shown = preview(value)
         if rule.hint is not None and value is not None:
             details = {**rule.hint(value), **details}
-        worded = {name: ", ".join(map(str, item)) if isinstance(item, list) else item for name, item in details.items()}
+        worded = {name: _worded(name, item) for name, item in details.items()}
         message = rule.message.format(column=column, value=shown, **worded)
         target = self.errors if rule.level == ERROR else self.warnings
         target.append(Finding(rule_id, line, column, shown, message, rule.level, details))

@@ -7,7 +7,6 @@ file) and the path of a URL (its query is redacted)."""
 from __future__ import annotations
 
 import json
-from pathlib import PurePosixPath
 from typing import Any
 
 from shared.flows.reports import ReportStore
@@ -35,8 +34,9 @@ def redacted(value: Any, field: str | None = None, names: tuple[str, ...] = ()) 
 
 
 def names_of(record: ImportRecord) -> tuple[str, ...]:
-    """How texts about the record may quote its file: `container/name`, the name, its last segment."""
-    return (record.blob, record.blob_name, PurePosixPath(record.blob_name).name)
+    """How texts about the record may quote its file (`container/name`, the name, its last segment)
+    and a duplicate's the earlier import's (ImportRecord.quoted_names)."""
+    return record.quoted_names(record.error)
 
 
 def clean_report(record: ImportRecord) -> dict[str, Any] | None:
@@ -60,14 +60,16 @@ def import_details(reports: ReportStore, record: ImportRecord) -> dict[str, Any]
     return redacted(detail, names=names_of(record))
 
 
-def earlier_import(ledger: Ledger, record: ImportRecord) -> dict[str, Any] | None:
-    """The import a duplicate's bytes were already sent by (`record.duplicate_of`), as its report
-    shows it: its file, state, request id and times. One read; None when unknown or gone."""
+def earlier_record(ledger: Ledger, record: ImportRecord) -> ImportRecord | None:
+    """The import a duplicate's bytes were already sent by (`record.duplicate_of`). One read; None
+    when unknown or gone."""
     if not record.duplicate_of or "|" not in record.duplicate_of:
         return None
-    earlier = ledger.get(*record.duplicate_of.split("|", 1))
-    if earlier is None:
-        return None
+    return ledger.get(*record.duplicate_of.split("|", 1))
+
+
+def earlier_view(earlier: ImportRecord) -> dict[str, Any]:
+    """The earlier import as a duplicate's report shows it: its file, state, request id and times."""
     return redacted({"blob": earlier.blob, "blob_name": earlier.blob_name, "etag": earlier.etag,
                      "state": str(earlier.state), "request_id": earlier.request_id,
                      "received_at": _iso(earlier.received_at), "submitted_at": _iso(earlier.submitted_at),

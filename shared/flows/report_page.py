@@ -99,6 +99,13 @@ KNOWN_REASONS: tuple[tuple[re.Pattern[str], str, str], ...] = (
     (re.compile(r"Ambigu[iï]t[ée] sur le chemin|both URI and URL", re.IGNORECASE),
      N_("Loop refused the request: it received both a URI and a URL for the file."),
      N_("Nothing is wrong with your file: send this page to your administrator (a setting of the import).")),
+    (re.compile(r"^deleted before it was read"),
+     N_("The file was deleted before it could be read: nothing was sent."),
+     N_("Nothing to do if that was meant; otherwise drop the file again.")),
+    (re.compile(r"^gave up after (?P<attempts>\d+) attempts"),
+     N_("The file could not be sent to Loop: {attempts} attempts failed before Loop received it (Loop or the "
+        "storage could not be reached)."),
+     N_("Nothing is wrong with your file: send this page to your administrator, who can send it again.")),
     (re.compile(r"Loop refused the keys"),
      N_("Loop refused the pipeline's API keys."),
      N_("Nothing is wrong with your file: send this page to your administrator (the Loop keys).")),
@@ -131,8 +138,23 @@ def known_reason(reason: str | None) -> tuple[str, str, dict[str, str]] | None:
     return None
 
 
+# The reasons shared.flows.dossier gives when it finds no dossier (they come first in a reason).
+_DOSSIER_PROBLEM = re.compile(r"^no dossier: |^[^;]* is not a plausible dossier code")
+
+
 def _no_dossier(detail: dict[str, Any]) -> bool:
-    return detail.get("state") == "rejected" and not detail.get("code_ibs")
+    return (detail.get("state") == "rejected" and not detail.get("code_ibs")
+            and bool(_DOSSIER_PROBLEM.search(detail.get("error") or "")))
+
+
+def _more_problems(detail: dict[str, Any], w: Wording) -> list[str]:
+    """The known problems a no-dossier reason lists after the dossier's (`<dossier>; empty file
+    (0 bytes)`), each explained with its fix; the findings are listed apart."""
+    if not _no_dossier(detail):
+        return []
+    known = [known_reason(part) for part in (detail.get("error") or "").split("; ")[1:]]
+    return [f"{w._(explanation).format(**params)} {w._(fix).format(**params)}"
+            for explanation, fix, params in filter(None, known)]
 
 
 def verdict_of(detail: dict[str, Any]) -> Verdict:
@@ -170,6 +192,8 @@ def reader_texts(detail: dict[str, Any], w: Wording) -> dict[str, Any]:
         texts["reason"] = w._("Loop's message: {message}").format(message=detail["error"])
     elif detail.get("state") == "rejected" and detail.get("error") and not (detail.get("report") or {}).get("errors"):
         texts["reason"] = detail["error"]  # no error to list and no plain words known: the reason as recorded
+    if more := _more_problems(detail, w):
+        texts["more_problems"] = more
     earlier = detail.get("earlier")
     if detail.get("state") == "duplicate" and earlier:
         texts["earlier"] = earlier_sentence(w, earlier)
@@ -281,6 +305,7 @@ def _problems(detail: dict[str, Any], texts: dict[str, Any], w: Wording) -> str:
         reason = texts.get("reason") or detail.get("error")
         fix = texts.get("fix") or ""
         parts.append(f'<li id="dossier-problem">{_text(reason)} <strong>{_text(fix)}</strong></li>')
+        parts += [f"<li>{_text(problem)}</li>" for problem in texts.get("more_problems") or []]
     total_errors = sum(counts.get(rule, 0) for rule in {e.get("rule") for e in errors}) or len(errors)
     html = ""
     if parts or errors:

@@ -29,7 +29,7 @@ from shared.flows.pipeline import Pipeline
 from shared.flows.snapshot_validation import download_client, open_version, validation_of
 from shared.ledger import states
 from shared.ledger.ledger import carry_findings
-from shared.ledger.record import ImportRecord
+from shared.ledger.record import DUPLICATE_REASON, ImportRecord
 from shared.ledger.states import ImportState, Transition
 from shared.loop.client import LoopAuthError, LoopOutcomeUnknownError, LoopRejectedError, LoopUnavailableError
 from shared.platform import metrics, telemetry, tracing
@@ -210,10 +210,7 @@ def process(pipeline: Pipeline, blob: BlobClient, record: ImportRecord, props: B
         earlier = pipeline.ledger.contents.claim(record, lambda keys: _holder(pipeline, keys))
         if earlier is not None:
             record.duplicate_of = "|".join(earlier.keys)
-            reason = (
-                f"same content as {earlier.blob} (request id {earlier.request_id or 'none'}); "
-                "set metadata force=true to send it again"
-            )
+            reason = DUPLICATE_REASON.format(blob=earlier.blob, request=earlier.request_id or "none")
             return finish(pipeline, record, states.MARK_DUPLICATE, reason)
     return send(pipeline, record)
 

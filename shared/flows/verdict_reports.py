@@ -51,13 +51,13 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, TableEntity, UpdateMode
 from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient, ContainerClient, ContentSettings
 
-from shared.flows.import_views import earlier_import, import_details
+from shared.flows.import_views import earlier_record, earlier_view, import_details
 from shared.flows.report_page import render_report_html, report_link, translated_report
 from shared.flows.reports import ReportStore
 from shared.language.wording import Wording
 from shared.ledger import states
 from shared.ledger.ledger import Ledger
-from shared.ledger.record import ImportRecord, utf16_units
+from shared.ledger.record import ImportRecord, record_keys, utf16_units
 from shared.ledger.states import Transition
 from shared.platform import telemetry
 from shared.platform.redaction import redacted_cut
@@ -136,7 +136,7 @@ def _snapshot_stamp(snapshot: str | None) -> str:
     return f"{year}{month}{day}T{hour}{minute}{second}.{(fraction or '').ljust(7, '0')}Z"
 
 
-def order_key(record: ImportRecord) -> str:
+def order_key(record: ImportRecord, earlier: ImportRecord | None = None) -> str:
     """Sorts as text like the reports should: by version, then by the record's state. Made only of
     what the storage account and the ledger give, so no process's clock can reorder two reports.
 
@@ -149,15 +149,20 @@ def order_key(record: ImportRecord) -> str:
       written, hence before the newer one's snapshot: storage itself orders them. Neither blob
       versioning (not enabled on the account, not emulated by Azurite) nor the ETag (opaque, no order)
       nor a claim time (a process's clock, and a delivery paused before its claim claims an older
-      version last) could. A record without a snapshot (rejected for its dossier, given up before
-      the snapshot, or claimed before snapshots came first) sorts before a snapshot of the same
-      second: right when it is the older version (a delivery paused before its claim), wrong only
-      if a version written within the same second after one with a snapshot has no dossier.
+      version last) could. A file without a dossier is snapshotted and validated too, so has one.
+      A record without a snapshot (given up before the snapshot, deleted or overwritten before it
+      was read, or claimed before snapshots came first) sorts before a snapshot of the same second:
+      right when it is the older version (a delivery paused before its claim), wrong only if a
+      version written within the same second after one with a snapshot has none.
     - States of one version: by the record's revision, raised by each ETag-guarded ledger write, so
       a later state always has a higher one whoever wrote it; its update time only breaks ties of
-      records written before revisions were kept."""
+      records written before revisions were kept.
+    - A duplicate's page also shows its `earlier` import, which moves on without the duplicate's
+      record changing: that import's revision ends the key, so the page written again when it
+      reaches a verdict (`_refresh_duplicate`) wins over the one written before."""
     version = record.modified_at or record.received_at
-    return f"{_stamp(version)}_{_snapshot_stamp(record.snapshot)}_{record.revision:010d}_{_stamp(record.updated_at)}"
+    key = f"{_stamp(version)}_{_snapshot_stamp(record.snapshot)}_{record.revision:010d}_{_stamp(record.updated_at)}"
+    return key if earlier is None else f"{key}_{earlier.revision:010d}"
 
 
 def owes_report(record: ImportRecord) -> bool:
@@ -193,11 +198,12 @@ def _properties(blob: BlobClient) -> BlobProperties | None:
 
 
 def write_if_newer(blob: BlobClient, body: bytes, content_type: str, metadata: dict[str, str], *,
-                   likely_absent: bool = False) -> bool:
+                   likely_absent: bool = False, winner: dict[str, str] | None = None) -> bool:
     """Upload unless the stored report is as new or newer (its ORDER_KEY); True if written.
 
     `likely_absent`: try the create (If-None-Match: *) before any read; a report already there
     refuses it, and the loop reads and decides as usual. Either way every upload is conditional.
+    `winner`: filled with the stored report's metadata when it wins.
 
     Raises:
         ReportRaceError: lost the conditional write WRITE_ATTEMPTS times in a row.
@@ -209,6 +215,8 @@ def write_if_newer(blob: BlobClient, body: bytes, content_type: str, metadata: d
         props = _properties(blob) if read else None
         read = True
         if props is not None and (props.metadata or {}).get(ORDER_KEY, "") >= metadata[ORDER_KEY]:
+            if winner is not None:
+                winner.update(props.metadata or {})
             return False
         condition = (
             {"overwrite": False} if props is None
@@ -278,29 +286,51 @@ class VerdictReports:
 
     def _write_blobs(self, record: ImportRecord, likely_absent: bool) -> bool:
         json_name, html_name = report_blob_names(record.blob_name)
-        metadata = {ORDER_KEY: order_key(record), VERSION_KEY: record.etag.strip('"'), STATE_KEY: str(record.state)}
-        body, page = self.bodies(record)
+        earlier = self._earlier(record)
+        metadata = {ORDER_KEY: order_key(record, earlier), VERSION_KEY: record.etag.strip('"'),
+                    STATE_KEY: str(record.state)}
+        body, page = self._rendered(record, earlier)
+        winner: dict[str, str] = {}
         wrote_json = write_if_newer(self.container.get_blob_client(json_name), body, JSON_TYPE, metadata,
                                     likely_absent=likely_absent)
         wrote_html = write_if_newer(self.container.get_blob_client(html_name), page, HTML_TYPE, metadata,
-                                    likely_absent=likely_absent)
+                                    likely_absent=likely_absent, winner=winner)
+        if not wrote_html:
+            self._refresh_duplicate(record, winner)
         return wrote_json or wrote_html
+
+    def _refresh_duplicate(self, record: ImportRecord, winner: dict[str, str]) -> None:
+        """The page at this name lost to a newer version's: if that version is a duplicate of this
+        import (the same bytes dropped again while it was in Loop), its page shows this import's
+        state and is written again, so the success it reached stays visible. Costs a ledger read
+        only when the winning page is a duplicate's."""
+        if winner.get(STATE_KEY) != states.DUPLICATE or winner.get(VERSION_KEY) in (None, record.etag.strip('"')):
+            return
+        duplicate = self.ledger.get(*record_keys(record.container, record.blob_name, winner[VERSION_KEY]))
+        if duplicate is not None and duplicate.duplicate_of == "|".join(record.keys):
+            self._write_blobs(duplicate, likely_absent=False)
+
+    def _earlier(self, record: ImportRecord) -> ImportRecord | None:
+        return earlier_record(self.ledger, record) if record.state == states.DUPLICATE else None
 
     def bodies(self, record: ImportRecord) -> tuple[bytes, bytes]:
         """The JSON report and the HTML page beside the file for this version, as stored (`imports
         report` prints the same bytes)."""
-        detail = self.reader_detail(record, report_blob_names(record.blob_name)[1])
+        return self._rendered(record, self._earlier(record))
+
+    def _rendered(self, record: ImportRecord, earlier: ImportRecord | None) -> tuple[bytes, bytes]:
+        detail = self.reader_detail(record, report_blob_names(record.blob_name)[1], earlier)
         return (json.dumps(translated_report(detail, self.wording), ensure_ascii=False, indent=1).encode("utf-8"),
                 render_report_html(detail, self.wording).encode("utf-8"))
 
-    def reader_detail(self, record: ImportRecord, html_name: str) -> dict:
-        """The version's detail, and for a duplicate the earlier import that holds its bytes, with a
+    def reader_detail(self, record: ImportRecord, html_name: str, earlier: ImportRecord | None = None) -> dict:
+        """The version's detail, and for a duplicate the `earlier` import that holds its bytes, with a
         link from this page to that import's own report."""
         detail = import_details(self.details, record)
-        earlier = earlier_import(self.ledger, record) if record.state == states.DUPLICATE else None
         if earlier is not None:
-            earlier["report_link"] = report_link(html_name, report_blob_names(earlier["blob_name"])[1])
-            detail["earlier"] = earlier
+            view = earlier_view(earlier)
+            view["report_link"] = report_link(html_name, report_blob_names(earlier.blob_name)[1])
+            detail["earlier"] = view
         return detail
 
     def _failed(self, record: ImportRecord, reason: str, *, queued: bool) -> None:
@@ -391,7 +421,7 @@ class VerdictReports:
             return self._retry_one(entity)
         except Exception as error:  # one bad row must never stop the others
             log.warning("owed report %s failed: %s", entity.get("RowKey"), type(error).__name__)
-            return self._tried(entity, None, f"{type(error).__name__}: {str(error)[:200]}")
+            return self._tried(entity, None, f"{type(error).__name__}: {redacted_cut(str(error), 200)}")
 
     def _retry_one(self, entity: TableEntity) -> str:
         etag = entity.metadata.get("etag")

@@ -14,7 +14,7 @@ SCHEMES = {
 LEVELS = {"error": N_("error"), "warning": N_("warning")}
 
 
-def counts_by_level(counts: dict[str, int]) -> tuple[int, int]:
+def totals_by_level(counts: dict[str, int]) -> tuple[int, int]:
     """(errors, warnings) found in all, from a report's counts per rule."""
     errors = sum(count for rule, count in counts.items() if rule in RULES and RULES[rule].level == ERROR)
     return errors, sum(counts.values()) - errors
@@ -52,7 +52,7 @@ def where(w: Wording, line: int | None) -> str:
 def validation_text(w: Wording, report: dict[str, Any]) -> str:
     """The `validate` command's text output for a report (`ValidationReport.to_dict()`)."""
     summary, counts = report.get("summary") or {}, report.get("counts") or {}
-    errors, warnings = counts_by_level(counts)
+    errors, warnings = totals_by_level(counts)
     verdict = w._("importable") if report.get("valid") else w._("NOT importable")
     tally = ", ".join((w.ngettext("{n} error", "{n} errors", errors),
                        w.ngettext("{n} warning", "{n} warnings", warnings)))

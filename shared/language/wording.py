@@ -29,7 +29,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_currency, format_decimal
 
-from shared.fec.rules import RULES
+from shared.fec.rules import COUNTED_PARAMS, RULES
 from shared.platform.settings import DEFAULT_REPORT_LANGUAGE as DEFAULT_LANGUAGE
 from shared.platform.settings import DEFAULT_REPORT_TIMEZONE as DEFAULT_TIMEZONE
 from shared.platform.settings import REPORT_LANGUAGES as LANGUAGES
@@ -42,6 +42,12 @@ _LOCALES = {"fr": "fr_FR", "en": "en_GB"}
 # Rule parameters that are amounts, days (AAAAMMJJ) or texts of the registry to translate in turn.
 AMOUNT_PARAMS = frozenset({"debit", "credit", "amount", "difference"})
 DAY_PARAMS = frozenset({"closing", "earliest"})
+# Rules whose `value` (and other parameters) is a day as the file wrote it, shown as `01/04/2022` too.
+DAY_PARAMS_OF_RULE: dict[str, frozenset[str]] = {
+    "date_outside_period": frozenset({"value"}),
+    "piece_after_entry": frozenset({"value", "entry_date"}),
+    "validdate_order": frozenset({"value", "previous"}),
+}
 TRANSLATED_PARAMS = frozenset({"detail"})
 _PLACEHOLDER = re.compile(r"\{[A-Za-z_]+(![rs])?\}")
 
@@ -160,16 +166,19 @@ class Wording:
 
     def format_rule(self, rule_id: str, params: dict[str, Any]) -> str:
         """The rule's message in this language with `params` filled in, each written for a reader."""
-        shown = {name: self._param(name, value) for name, value in params.items()}
+        days = DAY_PARAMS | DAY_PARAMS_OF_RULE.get(rule_id, frozenset())
+        shown = {name: self._param(name, value, days) for name, value in params.items()}
         return self._(RULES[rule_id].message).format(**shown)
 
-    def _param(self, name: str, value: Any) -> Any:
+    def _param(self, name: str, value: Any, days: frozenset[str] = DAY_PARAMS) -> Any:
         if isinstance(value, list):
-            return ", ".join(str(self._param(name, item)) for item in value)
+            return ", ".join(str(self._param(name, item, days)) for item in value)
         if name in AMOUNT_PARAMS:
             return self.amount(value)
-        if name in DAY_PARAMS:
+        if name in days:
             return self.day(value)
+        if name in COUNTED_PARAMS:
+            return self.ngettext(*COUNTED_PARAMS[name], int(value))
         if name in TRANSLATED_PARAMS and isinstance(value, str):
             return self._(value)
         return value

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
+from pathlib import PurePosixPath
 from typing import Any
 
 from azure.data.tables import EdmType, EntityProperty
 
-from shared.ledger.states import FINAL_STATES, INITIAL_STATE, WATCHED_STATES, ImportState
-from shared.platform.redaction import redact_text
+from shared.ledger.states import DUPLICATE, FINAL_STATES, INITIAL_STATE, WATCHED_STATES, ImportState
+from shared.platform.redaction import redact_text_keeping
 
 RECORD_PARTITION_PREFIX = "blob-"
 HISTORY_LIMIT = 50
@@ -25,6 +27,9 @@ MAX_TEXT_UNITS = 16_000
 TRUNCATED = " [truncated]"
 LOOP_STATUS_LABELS = {1: "waiting", 2: "in progress", 3: "done", 4: "failed"}
 INT32_MAX = 2**31 - 1
+# A duplicate's reason: it names the earlier import's file, a name its texts keep (`quoted_names`).
+DUPLICATE_REASON = "same content as {blob} (request id {request}); set metadata force=true to send it again"
+_EARLIER_FILE = re.compile(r"same content as (.+) \(request id [^)]*\); set metadata force=true")
 
 
 def record_keys(container: str, blob_name: str, etag: str) -> tuple[str, str]:
@@ -119,12 +124,23 @@ class ImportRecord:
             "reason": self.error,
         }
 
+    def quoted_names(self, text: str | None) -> tuple[str, ...]:
+        """The names a text about the record may quote, kept where it does (names are not secrets):
+        its file as `container/name`, its name, its last segment, and for a duplicate the earlier
+        import's file its reason names (DUPLICATE_REASON)."""
+        earlier = _EARLIER_FILE.match(text or "") if self.state == DUPLICATE else None
+        return (self.blob, self.blob_name, PurePosixPath(self.blob_name).name, *(earlier.groups() if earlier else ()))
+
+    def redacted(self, text: str) -> str:
+        """`text` about this record without secrets, the names it quotes kept."""
+        return redact_text_keeping(text, self.quoted_names(text))
+
     def history_entries(self) -> list[dict[str, Any]]:
         return json.loads(self.history or "[]")
 
     def add_history(self, state: str, note: str | None, when: datetime) -> None:
         entries = self.history_entries()
-        note = fit_text(redact_text(note), MAX_TEXT_UNITS // 8) if note else note
+        note = fit_text(self.redacted(note), MAX_TEXT_UNITS // 8) if note else note
         entries.append({"at": when.isoformat(), "state": str(state), "note": note})
         self.history = json.dumps(entries[-HISTORY_LIMIT:], ensure_ascii=False)
 
@@ -142,7 +158,7 @@ class ImportRecord:
                 continue
             out[name] = value.isoformat() if isinstance(value, datetime) else value
         out["state"] = str(self.state)
-        out["error"] = redact_text(self.error) if self.error else None
+        out["error"] = self.redacted(self.error) if self.error else None
         out["blob"] = self.blob
         out["loop_status_label"] = self.loop_status_label
         out["validation"] = json.loads(self.validation) if self.validation else None
@@ -195,7 +211,7 @@ def fit_validation(validation: str, limit: int = MAX_TEXT_UNITS) -> str:
     return text
 
 
-_FITTERS = {"history": fit_history, "validation": fit_validation, "error": lambda text: fit_text(redact_text(text))}
+_FITTERS = {"history": fit_history, "validation": fit_validation}
 
 
 def to_entity(record: ImportRecord) -> dict[str, Any]:
@@ -209,6 +225,8 @@ def to_entity(record: ImportRecord) -> dict[str, Any]:
             continue
         if isinstance(value, ImportState):
             entity[name] = str(value)
+        elif name == "error":
+            entity[name] = fit_text(record.redacted(value))
         elif isinstance(value, str):
             entity[name] = _FITTERS.get(name, fit_text)(value)
         else:

@@ -84,14 +84,30 @@ NAME_FIELDS = frozenset({"blob", "blob_name", "container", "report_blob"})
 _URL_REST = re.compile(r"[?#].*", re.DOTALL)
 
 
+def _secret_spans(text: str) -> list[tuple[int, int]]:
+    """Where `redact_text` finds a secret's value in `text` (the configured secrets aside)."""
+    return ([found.span(5) for found in _QUOTED.finditer(text)]
+            + [found.span(3) for pattern in (_NAME_VALUE, _HEADER) for found in pattern.finditer(text)])
+
+
 def redact_text_keeping(text: str, names: Iterable[str]) -> str:
     """`redact_text` on everything but the given names where the text quotes them (a message
-    naming the file: `'export code=1.txt' is not named <SIREN>FEC<AAAAMMJJ>`)."""
+    naming the file: `'export code=1.txt' is not named <SIREN>FEC<AAAAMMJJ>`). A name is kept only
+    where no secret's value runs through it or around it (a short name, `F`, inside a signature is
+    a piece of that signature); a secret that lies within the name is the name's. The configured
+    secrets go everywhere."""
     kept = sorted({name for name in names if name}, key=len, reverse=True)
     if not kept:
         return redact_text(text)
-    pieces = re.split(f"({'|'.join(map(re.escape, kept))})", text)
-    return "".join(piece if index % 2 else redact_text(piece) for index, piece in enumerate(pieces))
+    secrets = _secret_spans(text)
+    pieces, done = [], 0
+    for found in re.finditer("|".join(map(re.escape, kept)), text):
+        start, end = found.span()
+        if any(left < end and start < right and not start <= left <= right <= end for left, right in secrets):
+            continue
+        pieces += [redact_text(text[done:start]), found.group()]
+        done = end
+    return _without_known_secrets("".join(pieces) + redact_text(text[done:]))
 
 
 def redact_url(url: str) -> str:
