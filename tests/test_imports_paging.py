@@ -238,7 +238,8 @@ def test_a_request_id_is_found_after_each_path_that_sets_one_in_any_case(pipelin
     assert unknown.state == states.UNKNOWN
     monkeypatch.setattr(pipeline.loop, "import_fec", original)
     resolved = resolve(pipeline, unknown, "DEADBEEF-0000-4000-8000-00000000CAFE")  # resolve
-    assert resolved.request_id == "deadbeef-0000-4000-8000-00000000cafe"  # stored in lower case
+    assert resolved.request_id == "DEADBEEF-0000-4000-8000-00000000CAFE"  # as given: what Loop is asked about
+    assert pipeline.ledger.listing.find_request("deadbeef-0000-4000-8000-00000000cafe") == unknown.keys
     assert find_import(pipeline, "DeadBeef-0000-4000-8000-00000000Cafe").keys == unknown.keys
     status, body = list_imports(pipeline, {"requestId": "DEADBEEF-0000-4000-8000-00000000CAFE"}, BASE)
     assert status == 200

@@ -375,7 +375,9 @@ class Ledger:
         An operator's `resolve` is not a POST's answer and has no such condition."""
         now = self.clock()
         submission = record.attempts
-        request_id = request_id.strip().lower()  # a GUID: stored in one case, found in any
+        # Kept as Loop spelled it, which is what Loop is asked about again (its ids live in a store
+        # whose string match may be case-sensitive); the `rid` index row is lower case, so any case finds it.
+        request_id = request_id.strip()
 
         def change(current: ImportRecord) -> None:
             current.request_id, current.error = request_id, None
