@@ -59,6 +59,15 @@ def environment_for_test(storage_connection: str, loop_base_url: str) -> dict[st
     }
 
 
+def drive_host_once(host) -> None:
+    """One round of the local host: scan the blobs, wait for their invocations, fire every timer, drain the queues."""
+    host.scan_blobs()
+    host.wait_idle()
+    for timer in host.timer_functions:
+        host.fire_timer(timer)
+    host.drain_queues()
+
+
 def run_host_until_final(host, count: int, timeout: float = 30.0, pause: float = 0.2) -> dict:
     """Drive the local host (blob scan, every timer, the queues) until `count` imports are final;
     return them by blob name."""
@@ -67,11 +76,7 @@ def run_host_until_final(host, count: int, timeout: float = 30.0, pause: float =
     deadline = time.monotonic() + timeout
     records: dict = {}
     while time.monotonic() < deadline:
-        host.scan_blobs()
-        host.wait_idle()
-        for timer in host.timer_functions:
-            host.fire_timer(timer)
-        host.drain_queues()
+        drive_host_once(host)
         records = {r.blob_name: r for r in current_pipeline().ledger.all_records()}
         if len(records) == count and all(r.state in states.FINAL_STATES for r in records.values()):
             return records

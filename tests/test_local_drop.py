@@ -11,7 +11,7 @@ import pytest
 
 from local.drop import main
 from shared.ledger import states
-from tests.helpers import PROJECT_ROOT, run_host_until_final
+from tests.helpers import PROJECT_ROOT, drive_host_once, run_host_until_final
 
 
 @pytest.fixture
@@ -67,11 +67,7 @@ def _newest_version_final(host, name: str, versions: int, timeout: float = 30.0)
     pipeline = current_pipeline()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        host.scan_blobs()
-        host.wait_idle()
-        for timer in host.timer_functions:
-            host.fire_timer(timer)
-        host.drain_queues()
+        drive_host_once(host)
         found = pipeline.ledger.versions_of(pipeline.settings.container, name)
         if len(found) == versions and found[-1].state in states.FINAL_STATES:
             return found[-1]

@@ -238,26 +238,23 @@ def _sas_ttl_hours(read: _Reader) -> int:
     return value
 
 
-def _transfer_mode(read: _Reader) -> str:
-    value = read.text("LOOP_TRANSFER_MODE", TRANSFER_MODES[0]).lower()
-    if value not in TRANSFER_MODES:
-        read.problems.append(
-            f"LOOP_TRANSFER_MODE must be one of {', '.join(TRANSFER_MODES)}, got {value!r}: sas (Loop downloads "
-            "from a SAS URL on this storage account) or deposit (the app uploads to Loop's deposit URL)"
-        )
-        return TRANSFER_MODES[0]
+def _choice(read: _Reader, name: str, choices: tuple[str, ...], meaning: str) -> str:
+    """One of `choices` (any case; the first is the default); another value is a problem naming them."""
+    value = read.text(name, choices[0]).lower()
+    if value not in choices:
+        read.problems.append(f"{name} must be one of {', '.join(choices)}, got {value!r}: {meaning}")
+        return choices[0]
     return value
+
+
+def _transfer_mode(read: _Reader) -> str:
+    return _choice(read, "LOOP_TRANSFER_MODE", TRANSFER_MODES, "sas (Loop downloads from a SAS URL on this "
+                   "storage account) or deposit (the app uploads to Loop's deposit URL)")
 
 
 def _report_language(read: _Reader) -> str:
-    value = read.text("REPORT_LANGUAGE", DEFAULT_REPORT_LANGUAGE).lower()
-    if value not in REPORT_LANGUAGES:
-        read.problems.append(
-            f"REPORT_LANGUAGE must be one of {', '.join(REPORT_LANGUAGES)}, got {value!r}: the language of the "
-            "reports next to the dropped files (fr French, en English)"
-        )
-        return DEFAULT_REPORT_LANGUAGE
-    return value
+    return _choice(read, "REPORT_LANGUAGE", REPORT_LANGUAGES,
+                   "the language of the reports next to the dropped files (fr French, en English)")
 
 
 def _report_timezone(read: _Reader) -> str:
