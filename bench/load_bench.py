@@ -88,7 +88,7 @@ def run(args: argparse.Namespace, azurite, emulator) -> int:
     peaks = dict.fromkeys(processes, 0.0)
 
     def upload(number: int) -> None:
-        blob = service.get_blob_client(CONTAINER, f"DEMO001/{number:05d}-542107651FEC20210502.txt")
+        blob = service.get_blob_client(CONTAINER, f"DEMO001/{number:05d}-542107651FEC20241231.txt")
         blob.upload_blob(distinct_file(number), overwrite=True)
 
     started = time.monotonic()

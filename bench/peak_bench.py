@@ -165,7 +165,7 @@ def pipeline_tables(azurite):
 def upload_all(service: BlobServiceClient, files: int, uploaders: int) -> None:
     def upload(number: int) -> None:
         # one folder a file, so each keeps the legal name (SIREN + FEC + closing date): a clean file
-        blob = service.get_blob_client(CONTAINER, f"DEMO001/{number:05d}/542107651FEC20211231.txt")
+        blob = service.get_blob_client(CONTAINER, f"DEMO001/{number:05d}/542107651FEC20241231.txt")
         blob.upload_blob(distinct_file(number), overwrite=True)
 
     with ThreadPoolExecutor(uploaders) as pool:
