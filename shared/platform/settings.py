@@ -112,6 +112,14 @@ class _Reader:
         self.env = env
         self.problems: list[str] = []
 
+    def choice(self, name: str, choices: tuple[str, ...], meaning: str) -> str:
+        """One of `choices` (any case; the first is the default); another value is a problem naming them."""
+        value = self.text(name, choices[0]).lower()
+        if value not in choices:
+            self.problems.append(f"{name} must be one of {', '.join(choices)}, got {value!r}: {meaning}")
+            return choices[0]
+        return value
+
     def text(self, name: str, default: str | None = None, *, required: bool = False) -> str:
         value = (self.env.get(name) or "").strip()
         if value:
@@ -238,23 +246,14 @@ def _sas_ttl_hours(read: _Reader) -> int:
     return value
 
 
-def _choice(read: _Reader, name: str, choices: tuple[str, ...], meaning: str) -> str:
-    """One of `choices` (any case; the first is the default); another value is a problem naming them."""
-    value = read.text(name, choices[0]).lower()
-    if value not in choices:
-        read.problems.append(f"{name} must be one of {', '.join(choices)}, got {value!r}: {meaning}")
-        return choices[0]
-    return value
-
-
 def _transfer_mode(read: _Reader) -> str:
-    return _choice(read, "LOOP_TRANSFER_MODE", TRANSFER_MODES, "sas (Loop downloads from a SAS URL on this "
-                   "storage account) or deposit (the app uploads to Loop's deposit URL)")
+    return read.choice("LOOP_TRANSFER_MODE", TRANSFER_MODES, "sas (Loop downloads from a SAS URL on this "
+                       "storage account) or deposit (the app uploads to Loop's deposit URL)")
 
 
 def _report_language(read: _Reader) -> str:
-    return _choice(read, "REPORT_LANGUAGE", REPORT_LANGUAGES,
-                   "the language of the reports next to the dropped files (fr French, en English)")
+    return read.choice("REPORT_LANGUAGE", REPORT_LANGUAGES,
+                       "the language of the reports next to the dropped files (fr French, en English)")
 
 
 def _report_timezone(read: _Reader) -> str:
